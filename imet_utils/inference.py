@@ -1,0 +1,94 @@
+"""Offline inference: load every fold of every train output, TTA, ensemble, decide.
+
+Runs with TensorFlow, numpy and pandas alone: models are TF SavedModels, views
+are TF ops. Image size and classes come from each train output's config.json.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import List, Sequence
+
+import numpy as np
+import pandas as pd
+
+from imet_utils.config import TrainConfig, load_train_config
+from imet_utils.console import log, warn
+from imet_utils.models import load_for_inference
+from imet_utils.pipeline import TTA_VIEWS
+from imet_utils.training import MODEL_DIR, fold_dir, predict_views, read_oof
+
+CONFIG_FILE = "config.json"
+
+
+@dataclasses.dataclass
+class TrainOutput:
+    """One train kernel's output folder and what it trained."""
+
+    root: Path
+    config: TrainConfig
+    folds: List[int]
+
+    @property
+    def model_dirs(self) -> List[Path]:
+        return [fold_dir(self.root, k) / MODEL_DIR for k in self.folds]
+
+
+def load_train_output(root: Path) -> TrainOutput:
+    """Reads a train output; raises if it holds no finished fold."""
+    root = Path(root)
+    config = load_train_config(root / CONFIG_FILE)
+    folds = [k for k in range(config.n_folds) if (fold_dir(root, k) / MODEL_DIR / "saved_model.pb").is_file()]
+    if not folds:
+        raise FileNotFoundError(f"{root}: no finished fold (no fold*/{MODEL_DIR}/saved_model.pb)")
+    missing = sorted(set(config.folds) - set(folds))
+    if missing:
+        warn(f"{root}: folds {missing} were configured but did not finish; ensembling folds {folds}")
+    return TrainOutput(root=root, config=config, folds=folds)
+
+
+def oof_predictions(outputs: Sequence[TrainOutput], train_ids: Sequence[str]) -> tuple:
+    """OOF probabilities averaged over train outputs, for the ids every output predicted.
+
+    Returns:
+        (ids, probs): ids in ``train_ids`` order.
+    """
+    frames = []
+    for out in outputs:
+        oof = read_oof(out.root, out.config.n_folds)
+        frames.append(pd.Series(oof["row"].to_numpy(), index=oof["id"].to_numpy()))
+    common = [i for i in train_ids if all(i in f.index for f in frames)]
+    if not common:
+        raise ValueError("no out-of-fold predictions to choose the decision rule on")
+    probs = np.mean([np.stack(f.loc[common].to_numpy()) for f in frames], axis=0)
+    return common, probs
+
+
+def predict_ensemble(outputs: Sequence[TrainOutput], paths: Sequence[str], *, tta: int, batch_size: int,
+                     workers: int = 0) -> np.ndarray:
+    """Mean over every fold model of every output and over ``tta`` views."""
+    views = TTA_VIEWS[:tta]
+    total, count = None, 0
+    for out in outputs:
+        for d in out.model_dirs:
+            start = time.time()
+            model = load_for_inference(d)
+            probs = predict_views(model, paths, size=out.config.image_size, batch_size=batch_size, views=views,
+                                  workers=workers)
+            total = probs if total is None else total + probs
+            count += 1
+            log(f"predicted {len(paths)} images with {d.parent.name} of {out.root.name} "
+                f"({len(views)} views, {time.time() - start:.0f}s)")
+    return total / count
+
+
+def label_prior(targets: np.ndarray) -> np.ndarray:
+    return targets.mean(axis=0)
+
+
+def fallback_labels(prior: np.ndarray, k: int) -> np.ndarray:
+    """The 0/1 row given to a test image that can't be read: the ``k`` most frequent train labels."""
+    row = np.zeros(len(prior), dtype=np.uint8)
+    row[np.argsort(-prior, kind="stable")[:k]] = 1
+    return row

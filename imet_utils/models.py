@@ -1,0 +1,130 @@
+"""Model registry and factory: ``create_model(name, n_classes, ...)``.
+
+Every model takes uint8 images and owns its preprocessing (rescale + normalise
+inside the graph), so the pipeline ships uint8 and the offline kernel can't
+normalise differently from training. The head is the seed's:
+GAP -> Dense(512, relu) -> Dropout(0.5) -> Dense(n, sigmoid), output in float32
+under mixed precision.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, Optional, Tuple
+
+import keras
+from keras import layers
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    """A registered backbone: a builder of its feature extractor and its input normalisation."""
+
+    build: Callable[[Tuple[int, int, int], Optional[str]], keras.Model]
+    mean: Tuple[float, float, float] = IMAGENET_MEAN  # on 0..1 pixels
+    std: Tuple[float, float, float] = IMAGENET_STD
+    needs_package: Optional[str] = None
+
+
+def _efficientnet(variant: str) -> Callable:
+    def build(shape, weights):
+        import efficientnet.tfkeras as efn  # only the train kernel needs the package
+
+        return getattr(efn, f"EfficientNet{variant}")(include_top=False, weights=weights, input_shape=shape)
+    return build
+
+
+def _tiny_cnn(shape, weights):
+    """A small CNN for fast local runs and tests; it has no pretrained weights."""
+    if weights is not None:
+        raise ValueError("tiny-cnn has no pretrained weights; set weights=None")
+    inputs = keras.Input(shape)
+    x = inputs
+    for filters in (16, 32, 64, 128):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+        x = layers.MaxPooling2D()(x)
+    return keras.Model(inputs, x, name="tiny_cnn")
+
+
+MODELS: Dict[str, Backbone] = {
+    **{f"efficientnet-b{i}": Backbone(_efficientnet(f"B{i}"), needs_package="efficientnet") for i in range(8)},
+    "tiny-cnn": Backbone(_tiny_cnn, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+}
+
+
+def get_backbone(name: str) -> Backbone:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
+    return MODELS[name]
+
+
+def create_model(name: str, n_classes: int, *, image_size: int, weights: Optional[str] = None,
+                 dense_units: int = 512, dropout: float = 0.5, bn_momentum: Optional[float] = None) -> keras.Model:
+    """Builds backbone + the seed's head on uint8 input.
+
+    Args:
+        name: a key of ``MODELS``.
+        n_classes: outputs (from labels.csv).
+        image_size: square input size.
+        weights: "imagenet" or None (no download: tests and local runs).
+        dense_units: width of the head's hidden layer.
+        dropout: dropout before the output layer.
+        bn_momentum: if set, every BatchNormalization layer uses it. A short run from
+            scratch needs a low value (e.g. 0.9): with 0.99 the moving statistics lag
+            far behind after a few dozen steps and inference-mode outputs are garbage.
+
+    Returns:
+        An uncompiled Keras model mapping uint8 (B, S, S, 3) to float32 probabilities.
+    """
+    backbone = get_backbone(name)
+    shape = (image_size, image_size, 3)
+    inputs = keras.Input(shape, dtype="uint8", name="image")
+    x = layers.Rescaling(1.0 / 255, name="to_unit")(inputs)
+    x = layers.Normalization(mean=list(backbone.mean), variance=[s * s for s in backbone.std], name="normalize")(x)
+    features = backbone.build(shape, weights)
+    x = features(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dense(dense_units, activation="relu", name="head_dense")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    x = layers.Dense(n_classes, name="logits")(x)
+    outputs = layers.Activation("sigmoid", dtype="float32", name="probs")(x)
+    model = keras.Model(inputs, outputs, name=name.replace("-", "_"))
+    if bn_momentum is not None:
+        for layer in _all_layers(model):
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = bn_momentum
+    return model
+
+
+def _all_layers(model: keras.Model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
+def export_for_inference(model: keras.Model, path) -> None:
+    """Saves a TF SavedModel that loads with TensorFlow alone (no efficientnet, no custom objects)."""
+    model.export(str(path), format="tf_saved_model", verbose=False)
+
+
+class InferenceModel:
+    """An exported model loaded with TensorFlow alone; call it on a uint8 batch."""
+
+    def __init__(self, path):
+        import tensorflow as tf
+
+        self.path = str(path)
+        self._loaded = tf.saved_model.load(self.path)  # keep a reference: `serve` needs its variables
+
+    def __call__(self, images):
+        return self._loaded.serve(images)
+
+
+def load_for_inference(path) -> InferenceModel:
+    """Loads a model saved by ``export_for_inference``."""
+    return InferenceModel(path)

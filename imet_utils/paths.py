@@ -1,0 +1,106 @@
+"""The one place that decides where we are: Kaggle, or a local simulation of it.
+
+A kernel sees ``<root>/input/...`` and writes to ``<root>/working``. On Kaggle the
+root is ``/kaggle``; ``build_kernel.py --run-local`` sets ``IMET_KAGGLE_ROOT`` to a
+folder laid out the same way.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+LOCAL_ROOT_ENV = "IMET_KAGGLE_ROOT"
+COMPETITION_MARKER = "labels.csv"
+
+
+@dataclasses.dataclass(frozen=True)
+class KagglePaths:
+    root: Path
+    on_kaggle: bool
+
+    @property
+    def input(self) -> Path:
+        return self.root / "input"
+
+    @property
+    def working(self) -> Path:
+        return self.root / "working"
+
+    @property
+    def scratch(self) -> Path:
+        """A folder for caches that is not saved as kernel output."""
+        if self.on_kaggle:
+            return Path(tempfile.gettempdir()) / "imet-scratch"
+        return self.root / "tmp"
+
+
+def kaggle_paths() -> KagglePaths:
+    """Resolves the kernel's root: ``$IMET_KAGGLE_ROOT`` locally, else ``/kaggle``."""
+    local = os.environ.get(LOCAL_ROOT_ENV)
+    if local:
+        return KagglePaths(root=Path(local), on_kaggle=False)
+    return KagglePaths(root=Path("/kaggle"), on_kaggle=True)
+
+
+def _listing(input_dir: Path) -> str:
+    if not input_dir.is_dir():
+        return f"{input_dir} does not exist"
+    found = sorted(str(p.relative_to(input_dir)) for p in input_dir.glob("*/*") if p.is_dir())
+    found += sorted(str(p.relative_to(input_dir)) for p in input_dir.glob("*") if p.is_dir())
+    return f"{input_dir} holds: {', '.join(found) or 'nothing'}"
+
+
+def find_competition_dir(paths: KagglePaths, slug: str) -> Path:
+    """Finds the competition data under either Kaggle mount layout.
+
+    Raises:
+        FileNotFoundError: naming every place tried and what the input folder holds.
+    """
+    tried = [paths.input / slug, paths.input / "competitions" / slug]
+    for cand in tried:
+        if (cand / COMPETITION_MARKER).is_file():
+            return cand
+    raise FileNotFoundError(
+        f"competition {slug!r} not found: no {COMPETITION_MARKER} in "
+        + ", ".join(map(str, tried)) + f". Add the competition as a data source. {_listing(paths.input)}"
+    )
+
+
+def find_kernel_output(paths: KagglePaths, slug: str, marker: str) -> Path:
+    """Finds another kernel's output, attached as input, under either layout.
+
+    Args:
+        paths: where we are.
+        slug: the kernel's slug, or ``owner/slug``.
+        marker: a file name that the output must contain.
+    """
+    owner, _, name = slug.rpartition("/")
+    tried: List[Path] = [paths.input / name]
+    if owner:
+        tried.append(paths.input / "notebooks" / owner / name)
+    else:
+        tried.extend(sorted((paths.input / "notebooks").glob(f"*/{name}")))
+    for cand in tried:
+        if (cand / marker).is_file():
+            return cand
+    raise FileNotFoundError(
+        f"output of kernel {slug!r} not found: no {marker} in "
+        + ", ".join(map(str, tried)) + f". Attach the kernel as a data source. {_listing(paths.input)}"
+    )
+
+
+def find_kernel_outputs(paths: KagglePaths, slugs: Sequence[str], marker: str) -> List[Path]:
+    return [find_kernel_output(paths, s, marker) for s in slugs]
+
+
+def previous_output(paths: KagglePaths, slug: Optional[str], marker: str) -> Optional[Path]:
+    """The previous version of this kernel attached as input, if any (for resuming)."""
+    if not slug:
+        return None
+    try:
+        return find_kernel_output(paths, slug, marker)
+    except FileNotFoundError:
+        return None

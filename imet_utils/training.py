@@ -1,0 +1,243 @@
+"""Training one fold at a time, with per-epoch validation F2, checkpoints and a time budget.
+
+Each fold writes to ``<out>/fold<k>/``:
+- ``model/``: the best-F2 model as a TF SavedModel (loads without the efficientnet package);
+- ``oof.npz``: the best epoch's validation probabilities, indexed by id;
+- ``history.csv``: loss, val F2 and threshold per epoch;
+- ``state.json``: progress, so a restarted kernel resumes from the last finished epoch;
+- while unfinished, ``last.keras`` (weights + optimizer state) and ``best.weights.h5``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from imet_utils.config import TrainConfig
+from imet_utils.console import log, warn
+from imet_utils.metrics import search_threshold, threshold_grid
+from imet_utils.models import create_model, export_for_inference, get_backbone
+from imet_utils.pipeline import train_dataset, views_dataset
+
+STATE_FILE = "state.json"
+OOF_FILE = "oof.npz"
+MODEL_DIR = "model"
+EXPORT_SECONDS_GUESS = 120.0  # time kept in hand for exporting a fold's model
+
+
+def fold_dir(out: Path, fold: int) -> Path:
+    return Path(out) / f"fold{fold}"
+
+
+def setup_strategy(config: TrainConfig) -> tf.distribute.Strategy:
+    """TPU -> TPUStrategy (bfloat16), several GPUs -> MirroredStrategy, else the default; float16 on GPU."""
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        if config.mixed_precision:
+            keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        return tf.distribute.TPUStrategy(resolver)
+    except (ValueError, tf.errors.NotFoundError):
+        pass
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus and config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+@dataclasses.dataclass
+class FoldState:
+    epochs_done: int = 0
+    best_f2: float = -1.0
+    best_epoch: int = -1
+    best_threshold: float = 0.0
+    finished: bool = False
+    stopped_reason: str = ""
+    history: List[Dict[str, float]] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def load(cls, d: Path) -> "FoldState":
+        p = Path(d) / STATE_FILE
+        return cls(**json.loads(p.read_text())) if p.is_file() else cls()
+
+    def save(self, d: Path) -> None:
+        tmp = Path(d) / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(dataclasses.asdict(self), indent=1))
+        os.replace(tmp, Path(d) / STATE_FILE)
+
+
+class Budget:
+    """The session's time budget: decides whether another epoch or fold can still finish."""
+
+    def __init__(self, hours: float, start: Optional[float] = None):
+        self.deadline = (start or time.time()) + hours * 3600.0
+
+    def left(self) -> float:
+        return self.deadline - time.time()
+
+    def fits(self, seconds: float) -> bool:
+        return self.left() > seconds + EXPORT_SECONDS_GUESS
+
+
+def predict_views(model, paths: Sequence[str], *, size: int, batch_size: int, views: Sequence[str] = ("center",),
+                  workers: int = 0) -> np.ndarray:
+    """Mean probability over ``views`` for each path, in order (float32)."""
+    out = []
+    for batch in views_dataset(paths, size=size, batch_size=batch_size, views=views, workers=workers):
+        b, v = int(batch.shape[0]), int(batch.shape[1])
+        flat = tf.reshape(batch, (b * v, size, size, 3))
+        probs = model(flat, training=False) if isinstance(model, keras.Model) else model(flat)
+        out.append(tf.reduce_mean(tf.reshape(tf.cast(probs, tf.float32), (b, v, -1)), axis=1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+class _EpochEnd(keras.callbacks.Callback):
+    """Validation F2 (seed's threshold search), best-weights keeping, checkpoint and time budget."""
+
+    def __init__(self, *, config, fold, d, state, valid_ids, valid_paths, valid_y, budget):
+        super().__init__()
+        self.config, self.fold, self.d, self.state = config, fold, d, state
+        self.valid_ids, self.valid_paths, self.valid_y = valid_ids, valid_paths, valid_y
+        self.budget = budget
+        self.grid = threshold_grid(*config.threshold_grid)
+        self.t0 = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t0 = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        loss = float(logs.get("loss", float("nan")))
+        if not math.isfinite(loss):
+            self.state.stopped_reason = f"loss became {loss} in epoch {epoch + 1}"
+            self.model.stop_training = True
+            return
+        probs = predict_views(self.model, self.valid_paths, size=self.config.image_size,
+                              batch_size=self.config.batch_size * 2, workers=self.config.workers)
+        t, f2, _ = search_threshold(self.valid_y, probs, self.grid, min_labels=self.config.min_labels,
+                                    max_labels=self.config.max_labels)
+        seconds = time.time() - self.t0
+        row = {"epoch": epoch + 1, "loss": loss, "val_f2": f2, "threshold": t, "seconds": round(seconds, 1)}
+        self.state.history.append(row)
+        if f2 > self.state.best_f2:
+            self.state.best_f2, self.state.best_epoch, self.state.best_threshold = f2, epoch + 1, t
+            self.model.save_weights(self.d / "best.weights.h5")
+            np.savez_compressed(self.d / OOF_FILE, ids=np.asarray(self.valid_ids, dtype=str),
+                                probs=probs.astype(np.float32))
+        self.model.save(self.d / "last.keras")
+        self.state.epochs_done = epoch + 1
+        self.state.save(self.d)
+        left_epochs = self.config.epochs - epoch - 1
+        eta = seconds * left_epochs
+        log(f"fold {self.fold} epoch {epoch + 1}/{self.config.epochs}: loss {loss:.4f} val F2 {f2:.4f} "
+            f"@ {t:.2f} (best {self.state.best_f2:.4f}) {seconds:.0f}s, fold ETA {eta / 60:.1f} min")
+        if left_epochs and not self.budget.fits(seconds * 1.1):
+            self.state.stopped_reason = f"time budget: {self.budget.left() / 60:.0f} min left, an epoch takes {seconds / 60:.1f}"
+            self.model.stop_training = True
+
+
+def _compile(model, config: TrainConfig) -> None:
+    model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=keras.losses.BinaryCrossentropy(),
+                  jit_compile=config.jit_compile)
+
+
+def train_fold(config: TrainConfig, fold: int, *, ids: np.ndarray, paths: np.ndarray, targets: np.ndarray,
+               folds: np.ndarray, out: Path, strategy: tf.distribute.Strategy, budget: Budget,
+               transform=None) -> FoldState:
+    """Trains (or resumes) one fold and exports its best model.
+
+    Args:
+        config: the run's config.
+        fold: which fold is the validation part.
+        ids, paths, targets, folds: usable train images (bad ones already dropped).
+        out: the kernel's output folder.
+        strategy: from ``setup_strategy``.
+        budget: stop cleanly before the session limit.
+        transform: numpy augmentation for the train pipeline.
+
+    Returns:
+        The fold's final state.
+    """
+    d = fold_dir(out, fold)
+    d.mkdir(parents=True, exist_ok=True)
+    state = FoldState.load(d)
+    if state.finished:
+        log(f"fold {fold}: already finished (best F2 {state.best_f2:.4f}), skipped")
+        return state
+    tr, va = folds != fold, folds == fold
+    replicas = strategy.num_replicas_in_sync
+    batch = config.batch_size * replicas
+    with strategy.scope():
+        if state.epochs_done and (d / "last.keras").is_file():
+            log(f"fold {fold}: resuming after epoch {state.epochs_done}")
+            if get_backbone(config.model).needs_package:  # registers its custom layers for loading
+                importlib.import_module(get_backbone(config.model).needs_package + ".tfkeras")
+            model = keras.models.load_model(d / "last.keras")
+        else:
+            state = FoldState()
+            model = create_model(config.model, targets.shape[1], image_size=config.image_size,
+                                 weights=config.weights, dense_units=config.dense_units, dropout=config.dropout,
+                                 bn_momentum=config.bn_momentum)
+            _compile(model, config)
+    ds = train_dataset(paths[tr], targets[tr], size=config.image_size, batch_size=batch,
+                       seed=config.seed + fold, transform=transform, workers=config.workers)
+    callback = _EpochEnd(config=config, fold=fold, d=d, state=state, valid_ids=ids[va], valid_paths=paths[va],
+                         valid_y=targets[va], budget=budget)
+    if state.epochs_done < config.epochs and not state.stopped_reason:
+        log(f"fold {fold}: {tr.sum()} train / {va.sum()} valid images, batch {batch} on {replicas} replica(s)")
+        model.fit(ds, epochs=config.epochs, initial_epoch=state.epochs_done, callbacks=[callback],
+                  verbose=config.verbose)
+    if state.stopped_reason.startswith("time budget"):
+        warn(f"fold {fold} paused: {state.stopped_reason}. Rerun with this output attached to resume.")
+        state.save(d)
+        return state
+    if state.stopped_reason:
+        warn(f"fold {fold} stopped: {state.stopped_reason}; keeping its best epoch ({state.best_epoch})")
+    if state.best_epoch < 1:
+        warn(f"fold {fold}: no finished epoch to keep")
+        state.save(d)
+        return state
+    model.load_weights(d / "best.weights.h5")
+    export_for_inference(model, d / MODEL_DIR)
+    pd.DataFrame(state.history).to_csv(d / "history.csv", index=False)
+    state.finished = True
+    state.save(d)
+    for name in ("last.keras", "best.weights.h5"):
+        (d / name).unlink(missing_ok=True)
+    log(f"fold {fold}: done, best val F2 {state.best_f2:.4f} at epoch {state.best_epoch}")
+    return state
+
+
+def read_oof(out: Path, n_folds: int) -> pd.DataFrame:
+    """All finished folds' OOF probabilities of one train output: columns id, fold, probs (row arrays)."""
+    frames = []
+    for k in range(n_folds):
+        p = fold_dir(out, k) / OOF_FILE
+        if (fold_dir(out, k) / MODEL_DIR).is_dir() and p.is_file():
+            z = np.load(p)
+            frames.append(pd.DataFrame({"id": z["ids"].astype(str), "fold": k, "row": list(z["probs"])}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["id", "fold", "row"])
+
+
+def copy_previous_output(previous: Optional[Path], out: Path) -> None:
+    """Copies an earlier run's output (attached read-only as input on Kaggle) so training resumes from it."""
+    if previous is None or Path(previous).resolve() == Path(out).resolve():
+        return
+    for d in sorted(Path(previous).glob("fold*")):
+        if not (Path(out) / d.name).exists():
+            shutil.copytree(d, Path(out) / d.name)
+            log(f"resume: copied {d.name} from {previous}")
