@@ -257,18 +257,44 @@ def kernel_metadata(base: dict, role: str, code_file: str) -> dict:
 # --------------------------------------------------------------------------- build
 def _parse_overrides(pairs: Sequence[str], role: str) -> Dict[str, object]:
     """``key=value`` strings -> dict, type-checked against the config dataclass (imports imet_utils.config only)."""
-    sys.path.insert(0, str(ROOT))
     from imet_utils.config import ConfigError, SubmitConfig, TrainConfig, parse_override
 
     cls = TrainConfig if role == "train" else SubmitConfig
+    flag = "--set-submit" if role == "submit" else "--set"
     out = {}
     for p in pairs:
         try:
             k, v = parse_override(cls, p)
         except ConfigError as e:
-            raise BuildError(f"--set{'-submit' if role == 'submit' else ''} {p}: {e}") from None
+            raise BuildError(f"{flag} {p}: {e}") from None
         out[k] = v
     return out
+
+
+def kernel_config(role: str) -> dict:
+    """The CONFIG block of a kernel source, as a dict (its values must be literals)."""
+    _, block, _ = _split_kernel(KERNELS[role].read_text(), KERNELS[role])
+    call = ast.parse(block).body[0].value
+    if not (isinstance(call, ast.Call) and getattr(call.func, "id", "") == "dict"):
+        raise BuildError(f"{KERNELS[role]}: the config block must be CONFIG = dict(key=literal, ...)")
+    return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+
+
+def check_config(role: str, overrides: Dict[str, object]) -> Dict[str, object]:
+    """Validates the kernel's CONFIG block with the overrides applied, as the kernel will at its start.
+
+    Setting ``n_folds`` alone also sets ``folds`` to all of them.
+    """
+    from imet_utils.config import ConfigError, SubmitConfig, TrainConfig, from_dict
+
+    overrides = dict(overrides)
+    if role == "train" and "n_folds" in overrides and "folds" not in overrides:
+        overrides["folds"] = list(range(int(overrides["n_folds"])))
+    try:
+        from_dict(TrainConfig if role == "train" else SubmitConfig, {**kernel_config(role), **overrides})
+    except ConfigError as e:
+        raise BuildError(f"{role} kernel config: {e}") from None
+    return overrides
 
 
 def build(out_dir: Path, *, train_overrides: Optional[Dict] = None, submit_overrides: Optional[Dict] = None,
@@ -277,7 +303,8 @@ def build(out_dir: Path, *, train_overrides: Optional[Dict] = None, submit_overr
     base = base or load_base_metadata()
     ids = kernel_ids(base)
     submit_overrides = {"train_kernels": [ids["train"][0]], **(submit_overrides or {})}
-    overrides = {"train": train_overrides or {}, "submit": submit_overrides}
+    overrides = {"train": check_config("train", train_overrides or {}),
+                 "submit": check_config("submit", submit_overrides)}
     folders = {}
     for role, src in KERNELS.items():
         kid, _ = ids[role]
@@ -340,7 +367,6 @@ def _score_local(data_dir: Path, submission: Path) -> None:
     solution = data_dir / "solution.csv"
     if not solution.is_file():
         return
-    sys.path.insert(0, str(ROOT))
     import pandas as pd
     from imet_utils.data import multi_hot, read_labels, read_train
     from imet_utils.metrics import best_constant_f2, f2_score
@@ -363,7 +389,6 @@ def run_local(*, data_dir: Optional[Path], work: Path, train_overrides: Dict, su
     if data_dir is None:
         data_dir = work / "data"
         if not (data_dir / "sample_submission.csv").is_file():
-            sys.path.insert(0, str(ROOT))
             from imet_utils.generate import generate_competition
 
             print(f"generating a small iMet-format competition in {data_dir}", flush=True)

@@ -173,7 +173,11 @@ def parse_override(cls: type, text: str) -> Tuple[str, Any]:
         value = json.loads(raw)
     except json.JSONDecodeError:
         value = raw
-    from_dict(cls, {key: value})  # type- and key-check now, with the valid keys listed
+    hints = typing.get_type_hints(cls)
+    if key not in hints:
+        names = [f.name for f in dataclasses.fields(cls)]
+        raise ConfigError(f"unknown {cls.__name__} key(s) {[key]}; valid keys: {', '.join(names)}")
+    _coerce(key, hints[key], value)  # the type now; cross-field checks once all overrides are merged
     return key, value
 
 

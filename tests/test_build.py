@@ -1,0 +1,160 @@
+"""The builder: inlined kernels that parse, carry no package import, and metadata the kaggle CLI accepts."""
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import build_kernel
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("build")
+    res = subprocess.run([sys.executable, "build_kernel.py", "--out", str(out)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+def _kernels(out):
+    return sorted(out.glob("*/kernel-metadata.json"))
+
+
+def test_build_writes_two_self_contained_kernels(built):
+    metas = _kernels(built)
+    assert [m.parent.name for m in metas] == ["imet-2019-submit", "imet-2019-train"]
+    for meta_path in metas:
+        meta = json.loads(meta_path.read_text())
+        code = (meta_path.parent / meta["code_file"]).read_text()
+        tree = ast.parse(code)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                assert not (node.module or "").startswith("imet_utils"), node.lineno
+                assert node.level == 0
+            if isinstance(node, ast.Import):
+                assert all(not a.name.startswith("imet_utils") for a in node.names)
+        assert "base64" not in code
+        assert "def binarize(" in code  # the package is there as readable source
+        assert code.index("CONFIG = dict(") < code.index("imet_utils/config.py (inlined)")
+
+
+def test_submit_kernel_does_not_import_efficientnet_or_albumentations_at_top_level(built):
+    code = (built / "imet-2019-submit" / "imet-2019-submit.py").read_text()
+    tree = ast.parse(code)
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = {a.name.split(".")[0] for n in top for a in n.names} | {
+        (n.module or "").split(".")[0] for n in top if isinstance(n, ast.ImportFrom)}
+    assert not names & {"efficientnet", "albumentations"}
+    assert "imet_utils/augment.py" not in code
+
+
+def test_metadata_derived_from_the_base_file(built):
+    base = json.loads((ROOT / "kernel-metadata.json").read_text())
+    train = json.loads((built / "imet-2019-train" / "kernel-metadata.json").read_text())
+    submit = json.loads((built / "imet-2019-submit" / "kernel-metadata.json").read_text())
+    assert train["id"] == base["id"] and train["enable_internet"] is True
+    assert submit["enable_internet"] is False
+    assert submit["kernel_sources"] == [base["id"]]
+    assert submit["competition_sources"] == ["imet-2019-fgvc6"]
+    assert train["machine_shape"] and submit["machine_shape"]
+    # the submit kernel is told where the train output is
+    code = (built / "imet-2019-submit" / "imet-2019-submit.py").read_text()
+    assert f"CONFIG['train_kernels'] = [{base['id']!r}]" in code
+    # a plain `kaggle kernels push` in the repo root pushes the built train kernel
+    assert base["code_file"] == "build/imet-2019-train/imet-2019-train.py"
+
+
+def test_builder_imports_neither_tensorflow_nor_kaggle():
+    code = ("import sys, build_kernel, tempfile; build_kernel.build(tempfile.mkdtemp()); "
+            "bad = [m for m in ('tensorflow', 'kaggle', 'keras') if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+
+
+def test_overrides_are_type_checked_and_inlined(tmp_path):
+    res = subprocess.run([sys.executable, "build_kernel.py", "--out", str(tmp_path), "--set", "epochs=3",
+                          "--set", "folds=[0,1]", "--set", "weights=null"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    code = (tmp_path / "imet-2019-train" / "imet-2019-train.py").read_text()
+    assert "CONFIG['epochs'] = 3" in code and "CONFIG['folds'] = [0, 1]" in code and "CONFIG['weights'] = None" in code
+    bad = subprocess.run([sys.executable, "build_kernel.py", "--out", str(tmp_path), "--set", "epoch=3"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "unknown TrainConfig key(s) ['epoch']; valid keys:" in bad.stderr and "epochs" in bad.stderr
+    bad = subprocess.run([sys.executable, "build_kernel.py", "--out", str(tmp_path), "--set", "epochs=many"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert "epochs must be an integer, got 'many'" in bad.stderr
+
+
+def test_name_clash_between_modules_fails_the_build():
+    seen = {}
+    build_kernel._check_names(seen, {"helper": "def"}, "imet_utils/a.py")
+    with pytest.raises(build_kernel.BuildError, match="name clash when inlining: 'helper'"):
+        build_kernel._check_names(seen, {"helper": "def"}, "imet_utils/b.py")
+    build_kernel._check_names(seen, {"np": "import :numpy"}, "imet_utils/a.py")
+    build_kernel._check_names(seen, {"np": "import :numpy"}, "imet_utils/b.py")  # the same import twice is fine
+
+
+def test_module_cli_blocks_are_stripped():
+    src = "def f():\n    return 1\n\n\nif __name__ == '__main__':\n    f()\n"
+    assert "__main__" not in build_kernel._strip_main_block(src)
+
+
+@pytest.fixture
+def kaggle_api(tmp_path, monkeypatch):
+    """The real kaggle package with a fake client: nothing is sent."""
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "kaggle-config"))
+    monkeypatch.setenv("KAGGLE_USERNAME", "dummy-user")
+    monkeypatch.setenv("KAGGLE_KEY", "0" * 32)
+    (tmp_path / "kaggle-config").mkdir()
+    from kaggle.api.kaggle_api_extended import KaggleApi
+
+    api = KaggleApi()
+    api.authenticate()
+    sent = []
+
+    class FakeKernelsClient:
+        def save_kernel(self, request):
+            sent.append(request)
+            return "ok"
+
+    class FakeClient:
+        def __enter__(self):
+            self.kernels = type("K", (), {"kernels_api_client": FakeKernelsClient()})()
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+    monkeypatch.setattr(api, "build_kaggle_client", lambda: FakeClient())
+    return api, sent
+
+
+def test_built_metadata_passes_the_kaggle_clis_own_checks(built, kaggle_api):
+    api, sent = kaggle_api
+    for meta_path in _kernels(built):
+        assert api.kernels_push(str(meta_path.parent)) == "ok"
+    by_slug = {r.slug.split("/")[1]: r for r in sent}
+    assert set(by_slug) == {"imet-2019-train", "imet-2019-submit"}
+    assert by_slug["imet-2019-submit"].enable_internet is False
+    assert by_slug["imet-2019-train"].enable_gpu is True
+    assert by_slug["imet-2019-train"].machine_shape == "NvidiaTeslaT4"
+    assert by_slug["imet-2019-submit"].kernel_data_sources == ["your-kaggle-username/imet-2019-train"]
+    assert "def main()" in by_slug["imet-2019-train"].text
+
+
+def test_the_fake_client_sees_a_rejected_metadata(tmp_path, kaggle_api):
+    """The check above can fail: a 4-character slug is refused by the CLI itself."""
+    api, sent = kaggle_api
+    (tmp_path / "k").mkdir()
+    (tmp_path / "k" / "k.py").write_text("print(1)\n")
+    (tmp_path / "k" / "kernel-metadata.json").write_text(json.dumps(
+        {"id": "me/abcd", "title": "abcd", "code_file": "k.py", "language": "python", "kernel_type": "script"}))
+    with pytest.raises(ValueError, match="at least five"):
+        api.kernels_push(str(tmp_path / "k"))
+    assert sent == []

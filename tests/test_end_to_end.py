@@ -1,0 +1,80 @@
+"""The built kernels, run as separate processes by build_kernel.py --run-local, on generated data."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from imet_utils.data import multi_hot, read_labels, read_train
+from imet_utils.generate import generate_competition
+from imet_utils.metrics import best_constant_f2, f2_score
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    data = generate_competition(tmp_path_factory.mktemp("data"), n_train=360, n_test=60, seed=3)
+    work = tmp_path_factory.mktemp("work")
+    res = subprocess.run(
+        [sys.executable, "build_kernel.py", "--run-local", "--data-dir", str(data), "--work-dir", str(work),
+         "--set", "n_folds=3", "--set", "folds=[0,1,2]", "--set", "epochs=6"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return data, work, res.stdout + res.stderr
+
+
+def test_submission_is_valid_and_complete(local_run):
+    data, work, _ = local_run
+    sub = pd.read_csv(work / "submit/kaggle/working/submission.csv", dtype=str, keep_default_na=False)
+    sample = pd.read_csv(data / "sample_submission.csv", dtype=str, keep_default_na=False)
+    assert list(sub.columns) == ["id", "attribute_ids"]
+    assert list(sub["id"]) == list(sample["id"])
+    n = read_labels(data / "labels.csv").n_classes
+    for labels in sub["attribute_ids"]:
+        ids = [int(t) for t in labels.split()]
+        assert 1 <= len(ids) <= 10 and all(0 <= i < n for i in ids)
+
+
+def test_submission_beats_the_best_constant_prediction(local_run):
+    data, work, _ = local_run
+    n = read_labels(data / "labels.csv").n_classes
+    truth = read_train(data / "solution.csv", n)
+    sub = pd.read_csv(work / "submit/kaggle/working/submission.csv", dtype=str).set_index("id")
+    pred = multi_hot([[int(t) for t in s.split()] for s in sub.loc[truth["id"], "attribute_ids"]], n)
+    y = multi_hot(list(truth["labels"]), n)
+    assert f2_score(y, pred) > best_constant_f2(y) + 0.1
+
+
+def test_train_output_is_self_describing(local_run):
+    _, work, log = local_run
+    out = work / "train/kaggle/working"
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "tiny-cnn" and config["n_folds"] == 3
+    folds = pd.read_csv(out / "folds.csv", dtype={"id": str})
+    assert sorted(folds["fold"].unique()) == [0, 1, 2]
+    for k in range(3):
+        z = np.load(out / f"fold{k}/oof.npz")
+        assert set(z["ids"]) == set(folds.loc[folds["fold"] == k, "id"])
+        assert (out / f"fold{k}/model/saved_model.pb").is_file()
+        hist = pd.read_csv(out / f"fold{k}/history.csv")
+        assert list(hist["epoch"]) == list(range(1, 7)) and hist["val_f2"].notna().all()
+        assert not (out / f"fold{k}/last.keras").exists()  # checkpoints go once the fold is done
+    for png in ("training_curves.png", "fold_label_counts.png"):
+        assert (out / png).stat().st_size > 5000
+    assert re.search(r"out-of-fold F2 over folds \[0, 1, 2\]: 0\.\d+", log)
+
+
+def test_submit_kernel_ran_offline_and_wrote_its_decision(local_run):
+    _, work, log = local_run
+    out = work / "submit/kaggle/working"
+    decision = json.loads((out / "decision.json").read_text())
+    assert decision["chosen"] == "global" and 0.05 <= decision["params"]["threshold"] <= 0.5
+    assert (out / "threshold_curve.png").is_file()
+    # the submit kernel ran with efficientnet and albumentations made unimportable
+    assert (work / "offline_image" / "efficientnet.py").is_file()
+    assert "test F2 of submission.csv" in log

@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+from sklearn.metrics import fbeta_score
+
+from imet_utils.metrics import (apply_decision, best_constant_f2, binarize, choose_global_threshold, f2_score,
+                                search_threshold, threshold_grid)
+
+
+def _seed_binarize(probs, threshold, min_labels=1, max_labels=10):
+    """The seed notebook's binarize_prediction, row by row, as the reference."""
+    out = np.zeros_like(probs, dtype=np.uint8)
+    for i, row in enumerate(probs):
+        order = np.argsort(-row, kind="stable")
+        n = int((row > threshold).sum())
+        n = min(max(n, min_labels), max_labels)
+        out[i, order[:n]] = 1
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_f2_matches_sklearn_on_random_matrices(seed):
+    rng = np.random.default_rng(seed)
+    y = (rng.random((200, 30)) < 0.1).astype(int)
+    y[np.arange(200), rng.integers(0, 30, 200)] = 1  # every image has a label, as in iMet
+    p = (rng.random((200, 30)) < 0.15).astype(int)
+    assert f2_score(y, p) == pytest.approx(fbeta_score(y, p, beta=2, average="samples", zero_division=0))
+
+
+@pytest.mark.parametrize("true,pred,expected", [
+    ([1, 0, 0, 0], [1, 0, 0, 0], 1.0),
+    ([1, 1, 0, 0], [1, 0, 0, 0], 5 * 1 / (5 * 1 + 4 * 1)),  # one miss: tp 1, fn 1
+    ([1, 0, 0, 0], [1, 1, 1, 0], 5 * 1 / (5 * 1 + 2)),  # two false positives
+    ([0, 0, 1, 0], [1, 0, 0, 0], 0.0),
+])
+def test_f2_hand_computed(true, pred, expected):
+    assert f2_score(np.array([true]), np.array([pred])) == pytest.approx(expected)
+    assert f2_score(np.array([true]), np.array([pred])) == pytest.approx(
+        fbeta_score(np.array([true]), np.array([pred]), beta=2, average="samples", zero_division=0))
+
+
+@pytest.mark.parametrize("threshold", [0.05, 0.2, 0.5, 0.9])
+@pytest.mark.parametrize("min_labels,max_labels", [(1, 10), (0, 3), (2, 5)])
+def test_binarize_equals_the_seed_rule(threshold, min_labels, max_labels):
+    rng = np.random.default_rng(3)
+    probs = rng.random((300, 40)) ** 3
+    ours = binarize(probs, threshold, min_labels=min_labels, max_labels=max_labels)
+    assert np.array_equal(ours, _seed_binarize(probs, threshold, min_labels, max_labels))
+    counts = ours.sum(1)
+    assert counts.min() >= min_labels and counts.max() <= max_labels
+
+
+def test_binarize_hand_made():
+    probs = np.array([[0.9, 0.1, 0.3, 0.2],   # one above 0.25
+                      [0.1, 0.2, 0.05, 0.0],  # none above: top 1 kept
+                      [0.6, 0.7, 0.8, 0.9]])  # all above, max 2: top 2 kept
+    got = binarize(probs, 0.25, min_labels=1, max_labels=2)
+    assert got.tolist() == [[1, 0, 1, 0], [0, 1, 0, 0], [0, 0, 1, 1]]
+
+
+def test_binarize_per_class_threshold_respects_counts():
+    probs = np.array([[0.5, 0.4, 0.3], [0.1, 0.1, 0.1]])
+    got = binarize(probs, np.array([0.6, 0.35, 0.2]), min_labels=1, max_labels=1)
+    assert got.tolist() == [[0, 1, 0], [1, 0, 0]]
+
+
+def test_threshold_search_finds_the_sklearn_best():
+    rng = np.random.default_rng(0)
+    y = (rng.random((150, 20)) < 0.15).astype(int)
+    probs = np.clip(y * 0.35 + rng.random(y.shape) * 0.5, 0, 1)
+    grid = threshold_grid(0.05, 0.5, 0.01)
+    assert len(grid) == 46 and grid[0] == 0.05 and grid[-1] == 0.5
+    t, f2, scores = search_threshold(y, probs, grid)
+    ref = [fbeta_score(y, _seed_binarize(probs, g), beta=2, average="samples", zero_division=0) for g in grid]
+    assert np.allclose(scores, ref)
+    assert f2 == pytest.approx(max(ref)) and t == pytest.approx(grid[int(np.argmax(ref))])
+
+
+def test_decision_round_trip_and_constant_floor():
+    rng = np.random.default_rng(1)
+    y = (rng.random((100, 12)) < 0.2).astype(int)
+    probs = np.clip(y * 0.5 + rng.random(y.shape) * 0.4, 0, 1)
+    decision = choose_global_threshold(y, probs, threshold_grid(0.05, 0.5, 0.05), min_labels=1, max_labels=10)
+    assert f2_score(y, apply_decision(decision, probs)) == pytest.approx(decision["oof_f2"]["global"])
+    assert best_constant_f2(y) < decision["oof_f2"]["global"]
