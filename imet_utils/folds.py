@@ -285,7 +285,9 @@ def make_folds(label_lists: Sequence[Sequence[int]], n_classes: int, *, n_folds:
 
 @dataclasses.dataclass
 class FoldReport:
-    mean_dev: float
+    mean_dev: float  # mean over labels of max_k |c_kl - n_l/K| / (n_l/K)
+    mean_excess: float  # the same with max_k (c_kl - n_l/K): only over-full folds count
+    excess_floor: float
     max_dev: float
     floor: float
     sizes: List[int]
@@ -295,6 +297,7 @@ class FoldReport:
     def lines(self) -> List[str]:
         return [
             f"mean dev {self.mean_dev:.4f} (rounding floor {self.floor:.4f}), max dev {self.max_dev:.3f}",
+            f"mean excess dev {self.mean_excess:.4f} (rounding floor {self.excess_floor:.4f})",
             f"fold sizes {self.sizes}",
             f"labels with >= K images missing from some fold: {self.missing}",
             f"time {self.seconds:.2f} s",
@@ -305,8 +308,13 @@ def fold_report(label_lists, folds, n_classes, n_folds, seconds) -> FoldReport:
     counts = fold_counts(label_lists, folds, n_classes, n_folds)
     dev = label_deviation(counts)
     totals = counts.sum(axis=0)
+    target = totals / n_folds
+    has = totals > 0
+    excess = (counts[:, has] - target[has]).max(axis=0) / target[has]
+    excess_floor = (np.ceil(target[has]) - target[has]) / target[has]
     return FoldReport(
         mean_dev=float(np.nanmean(dev)), max_dev=float(np.nanmax(dev)), floor=rounding_floor(counts),
+        mean_excess=float(excess.mean()), excess_floor=float(excess_floor.mean()),
         sizes=np.bincount(folds, minlength=n_folds).tolist(),
         missing=int(((counts == 0) & (totals >= n_folds)).any(axis=0).sum()), seconds=seconds,
     )
