@@ -18,6 +18,7 @@ SEED_MIN_LABELS = 1
 SEED_MAX_LABELS = 10
 KAGGLE_SESSION_HOURS = 12.0
 KAGGLE_INFERENCE_HOURS = 9.0
+AUGMENT_MODES = ("device", "albumentations", "none")
 
 
 class ConfigError(ValueError):
@@ -43,7 +44,7 @@ class TrainConfig:
     folds: Tuple[int, ...] = (0, 1, 2, 3, 4)
     fold_method: str = "balanced"
     seed: int = 42
-    augment: bool = True
+    augment: str = "device"  # see AUGMENT_MODES and imet_utils.augment
     cache_scale: float = 1.1  # cached short side = image_size * cache_scale
     max_aspect: float = 4.0  # longer sides are squashed to this aspect in the cache
     threshold_grid: Tuple[float, float, float] = SEED_THRESHOLD_GRID
@@ -70,6 +71,8 @@ class TrainConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.min_labels < 0 or self.max_labels < max(1, self.min_labels):
             raise ConfigError(f"need 0 <= min_labels <= max_labels, got {self.min_labels}, {self.max_labels}")
+        if self.augment not in AUGMENT_MODES:
+            raise ConfigError(f"unknown augment {self.augment!r}; known: {list(AUGMENT_MODES)}")
         if self.loss not in ("bce",):
             raise ConfigError(f"unknown loss {self.loss!r}; known: ['bce']")
         for name in ("epochs", "batch_size"):

@@ -44,9 +44,19 @@ def decode_image(path: Path) -> np.ndarray:
         raise BadImage(f"{path}: file not found") from None
     if data.size == 0:
         raise BadImage(f"{path}: empty file")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    return decode_bytes(data, name=str(path))
+
+
+def decode_bytes(data: np.ndarray, name: str = "image") -> np.ndarray:
+    """Decodes encoded image bytes (uint8 array) to RGB uint8; see ``decode_image``."""
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None or img.size == 0:
-        raise BadImage(f"{path}: not a decodable image (truncated or not an image)")
+        raise BadImage(f"{name}: not a decodable image (truncated or not an image)")
+    return to_rgb8(img)
+
+
+def to_rgb8(img: np.ndarray) -> np.ndarray:
+    """cv2's IMREAD_UNCHANGED output (gray, gray+alpha, BGR, BGRA; 8 or 16 bit) -> RGB uint8."""
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
     elif img.dtype != np.uint8:

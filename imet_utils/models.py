@@ -14,6 +14,8 @@ from typing import Callable, Dict, Optional, Tuple
 import keras
 from keras import layers
 
+from imet_utils.augment import DeviceAugment
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -63,7 +65,8 @@ def get_backbone(name: str) -> Backbone:
 
 
 def create_model(name: str, n_classes: int, *, image_size: int, weights: Optional[str] = None,
-                 dense_units: int = 512, dropout: float = 0.5, bn_momentum: Optional[float] = None) -> keras.Model:
+                 dense_units: int = 512, dropout: float = 0.5, bn_momentum: Optional[float] = None,
+                 device_augment: bool = False) -> keras.Model:
     """Builds backbone + the seed's head on uint8 input.
 
     Args:
@@ -84,6 +87,8 @@ def create_model(name: str, n_classes: int, *, image_size: int, weights: Optiona
     shape = (image_size, image_size, 3)
     inputs = keras.Input(shape, dtype="uint8", name="image")
     x = layers.Rescaling(1.0 / 255, name="to_unit")(inputs)
+    if device_augment:
+        x = DeviceAugment(name="augment")(x)
     x = layers.Normalization(mean=list(backbone.mean), variance=[s * s for s in backbone.std], name="normalize")(x)
     features = backbone.build(shape, weights)
     x = features(x)

@@ -6,10 +6,15 @@ are plain TF ops, so the submit kernel needs neither albumentations nor cv2 here
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Optional, Sequence
 
+import cv2
 import numpy as np
 import tensorflow as tf
+
+from imet_utils.augment import scale_up_to
+from imet_utils.images import BadImage, to_rgb8
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -23,6 +28,21 @@ def read_image(path: tf.Tensor) -> tf.Tensor:
     img = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False, dtype=tf.uint8)
     img.set_shape([None, None, 3])
     return img
+
+
+def _png_crop_flip(data: bytes, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Decodes with OpenCV (about 1.5x faster than TF's PNG decoder; it releases the GIL), then crops
+    and flips before any colour conversion, so only the crop is converted."""
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise BadImage("not a decodable image")
+    h, w = img.shape[:2]
+    if min(h, w) < size:
+        img = scale_up_to(img, size)
+        h, w = img.shape[:2]
+    top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    crop = to_rgb8(img[top:top + size, left:left + size])
+    return cv2.flip(crop, 1) if rng.random() < 0.5 else crop
 
 
 def _scale_up(img: tf.Tensor, size: int) -> tf.Tensor:
@@ -62,35 +82,65 @@ def _options(workers: int) -> tf.data.Options:
     return opts
 
 
+def _jpeg_crop_flip(path: tf.Tensor, size: int) -> tf.Tensor:
+    """Reads one JPEG and returns a random ``size`` crop, flipped half the time.
+
+    A JPEG whose short side covers the crop (every cached one) is decoded only inside the crop window.
+    """
+    data = tf.io.read_file(path)
+    shape = tf.image.extract_jpeg_shape(data)
+
+    def crop_while_decoding():
+        top = tf.random.uniform([], 0, shape[0] - size + 1, tf.int32)
+        left = tf.random.uniform([], 0, shape[1] - size + 1, tf.int32)
+        return tf.image.decode_and_crop_jpeg(data, tf.stack([top, left, size, size]), channels=3)
+
+    def decode_then_crop():
+        img = _scale_up(tf.io.decode_jpeg(data, channels=3), size)
+        return tf.image.random_crop(img, [size, size, 3])
+
+    img = tf.cond(tf.reduce_min(shape[:2]) >= size, crop_while_decoding, decode_then_crop)
+    img.set_shape([size, size, 3])
+    return tf.image.random_flip_left_right(img)
+
+
 def train_dataset(paths: Sequence[str], targets: np.ndarray, *, size: int, batch_size: int, seed: int,
                   transform: Optional[Callable[[np.ndarray], np.ndarray]] = None, workers: int = 0,
                   repeat: bool = False) -> tf.data.Dataset:
-    """Shuffled, augmented (image uint8, target uint8) batches.
+    """Shuffled (image uint8, target uint8) batches.
 
     Args:
-        paths: image files.
+        paths: image files (the JPEG cache, or PNGs).
         targets: (n, classes) 0/1 matrix.
         size: crop size.
         batch_size: global batch size.
         seed: shuffle seed.
-        transform: numpy uint8 -> uint8 (size, size, 3) augmentation, e.g. albumentations;
-            None: random crop and flip in TF.
+        transform: numpy uint8 image -> uint8 (size, size, 3), e.g. albumentations, run
+            per image on the CPU; None: random crop and flip in TF (the rest of the
+            augmentation then runs on the device, in the model).
         workers: threads for the pipeline; 0 lets tf.data decide.
         repeat: repeat forever (for step-based training).
     """
-    ds = tf.data.Dataset.from_tensor_slices((np.asarray(paths, dtype=str), np.asarray(targets, dtype=np.uint8)))
+    paths = np.asarray(paths, dtype=str)
+    jpeg = bool(len(paths)) and all(p.lower().endswith((".jpg", ".jpeg")) for p in paths)
+    ds = tf.data.Dataset.from_tensor_slices((paths, np.asarray(targets, dtype=np.uint8)))
     ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.map(lambda p, y: (read_image(p), y), num_parallel_calls=AUTOTUNE)
-    if transform is None:
-        def _tf_augment(img, y):
-            img = tf.image.random_crop(_scale_up(img, size), [size, size, 3])
-            return tf.image.random_flip_left_right(img), y
-        ds = ds.map(_tf_augment, num_parallel_calls=AUTOTUNE)
+    if transform is None and jpeg:
+        ds = ds.map(lambda p, y: (_jpeg_crop_flip(p, size), y), num_parallel_calls=AUTOTUNE)
+    elif transform is None:
+        rng = np.random.default_rng(seed)
+        crop = functools.partial(_png_crop_flip, size=size, rng=rng)
+
+        def _png(p, y):
+            img = tf.numpy_function(crop, [tf.io.read_file(p)], tf.uint8, stateful=True)
+            img.set_shape([size, size, 3])
+            return img, y
+        ds = ds.map(_png, num_parallel_calls=AUTOTUNE)
     else:
-        def _np_augment(img, y):
-            out = tf.numpy_function(transform, [img], tf.uint8, stateful=True)
+        def _np_augment(p, y):
+            out = tf.numpy_function(transform, [read_image(p)], tf.uint8, stateful=True)
             out.set_shape([size, size, 3])
             return out, y
         ds = ds.map(_np_augment, num_parallel_calls=AUTOTUNE)

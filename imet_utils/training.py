@@ -191,7 +191,7 @@ def train_fold(config: TrainConfig, fold: int, *, ids: np.ndarray, paths: np.nda
             state = FoldState()
             model = create_model(config.model, targets.shape[1], image_size=config.image_size,
                                  weights=config.weights, dense_units=config.dense_units, dropout=config.dropout,
-                                 bn_momentum=config.bn_momentum)
+                                 bn_momentum=config.bn_momentum, device_augment=config.augment == "device")
             _compile(model, config)
     ds = train_dataset(paths[tr], targets[tr], size=config.image_size, batch_size=batch,
                        seed=config.seed + fold, transform=transform, workers=config.workers)

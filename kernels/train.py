@@ -85,8 +85,8 @@ def train_all_folds(config: TrainConfig, comp: Competition, folds: np.ndarray, c
     ids = comp.train["id"].to_numpy()[good]
     paths = np.asarray(cached.paths, dtype=object)[good].astype(str)
     targets = comp.targets()[good]
-    transform = None
-    if config.augment:
+    transform = None  # "device" and "none": crop and flip in the pipeline
+    if config.augment == "albumentations":
         aug = train_transforms(config.image_size)
         transform = lambda img: augment_image(aug, img, config.image_size)  # noqa: E731
     states = {}

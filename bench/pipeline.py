@@ -1,0 +1,218 @@
+"""Input pipeline throughput, the same images, in this order:
+
+  (a) raw PNG decode (cv2) on one core
+  (b) the seed's generator (keras PyDataset, cv2 + albumentations per image, float64 batches) on one core
+  (c) our tf.data pipeline from PNG on one core (default augment="device": crop + flip here; the
+      seed's affine, brightness and noise run batched on the accelerator, inside the model)
+  (d) our tf.data pipeline from the JPEG cache on one core
+  (e) our tf.data pipeline from PNG on all cores
+
+    python bench/pipeline.py [IMG_DIR] [--size 288] [--batch 32] [--n 512]
+
+Without IMG_DIR it generates iMet-like PNGs (300 px short side). Each measurement runs in its own process,
+after one warm-up pass over the images (so the OS page cache holds the files in every case), with one worker
+thread for "one core": a single Python thread for (a) and (b); for ours, a tf.data private thread pool of one
+thread, one TF op thread and cv2.setNumThreads(1). --pin also pins each process to its cores with
+sched_setaffinity; on our 2-core VM that caps every tf.data pipeline at about 405 img/s, whatever the decoder
+(TF's runtime threads then share the one core), so both figures are recorded in bench/RESULTS.md. The last line is the summary:
+png_vs_decode=(c)/(a) cached_vs_seed=(d)/(b) cores_speedup=(e)/(c)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_images(out: Path, n: int, seed: int = 0) -> Path:
+    """iMet-like PNGs: 300 px short side, smooth shapes plus grain, about 200-250 KB each."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        long_ = int(rng.integers(300, 520))
+        h, w = (300, long_) if i % 2 else (long_, 300)
+        low = rng.integers(0, 255, (h // 16 + 1, w // 16 + 1, 3)).astype(np.uint8)
+        img = cv2.resize(low, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.int16)
+        img += rng.normal(0, 7, img.shape).astype(np.int16)
+        cv2.imwrite(str(out / f"{i:016x}.png"), np.clip(img, 0, 255).astype(np.uint8))
+    return out
+
+
+# ----------------------------------------------------------------------------- workers (one process each)
+def _pin(cores: str, pin: bool) -> int:
+    """Threads for the measurement; with ``pin``, also restricts the process to that many cores."""
+    import cv2
+
+    n = 1 if cores == "one" else (os.cpu_count() or 1)
+    cv2.setNumThreads(n)
+    if pin:
+        os.sched_setaffinity(0, set(range(n)))
+    return n
+
+
+def _decode(paths, size, batch):
+    import cv2
+
+    cv2.setNumThreads(1)
+    for p in paths:
+        cv2.imread(p)
+    start = time.perf_counter()
+    for p in paths:
+        img = cv2.imread(p)
+        assert img is not None
+    return len(paths) / (time.perf_counter() - start)
+
+
+def _seed_generator(paths, size, batch):
+    """The seed's Sequence ported to Keras 3 / albumentations 2: per-image cv2 + albumentations, float64."""
+    import albumentations as A
+    import cv2
+    import keras
+    import numpy as np
+
+    cv2.setNumThreads(1)
+    aug = A.Compose([
+        A.HorizontalFlip(p=0.5),
+        A.Affine(translate_percent=(-0.1, 0.1), rotate=(-15, 15), p=0.3),
+        A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.0, p=0.3),
+        A.GaussNoise(p=0.2),
+        A.RandomCrop(size, size),
+    ])
+
+    class SeedSequence(keras.utils.PyDataset):
+        def __len__(self):
+            return (len(paths) + batch - 1) // batch
+
+        def __getitem__(self, i):
+            imgs = []
+            for p in paths[i * batch:(i + 1) * batch]:
+                img = cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB)
+                imgs.append(aug(image=img)["image"])
+            return np.array(imgs, np.float64) / 255.0, np.zeros((len(imgs), 1103))
+
+    seq = SeedSequence()
+    for i in range(len(seq)):
+        seq[i]
+    start = time.perf_counter()
+    n = sum(len(seq[i][0]) for i in range(len(seq)))
+    return n / (time.perf_counter() - start)
+
+
+def _ours(paths, size, batch, threads, mode="device"):
+    import numpy as np
+    import tensorflow as tf
+
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    sys.path.insert(0, str(ROOT))
+    from imet_utils.augment import augment_image, train_transforms
+    from imet_utils.pipeline import train_dataset
+
+    transform = None  # the default "device" mode: crop + flip here, the rest batched on the accelerator
+    if mode == "albumentations":
+        aug = train_transforms(size)
+        transform = lambda img: augment_image(aug, img, size)  # noqa: E731
+    ds = train_dataset(paths, np.zeros((len(paths), 1103), np.uint8), size=size, batch_size=batch, seed=0,
+                       transform=transform, workers=threads)
+    for _ in ds:  # warm-up: traces the graph, fills the page cache
+        pass
+    start = time.perf_counter()
+    n = sum(int(x.shape[0]) for x, _ in ds)
+    rate = n / (time.perf_counter() - start)
+    first = next(iter(ds))[0]
+    assert first.dtype == tf.uint8
+    return rate
+
+
+def _worker(args) -> None:
+    paths = json.loads(Path(args.paths).read_text())
+    threads = _pin(args.cores, args.pin)
+    if args.what == "decode":
+        rate = _decode(paths, args.size, args.batch)
+    elif args.what == "seed":
+        rate = _seed_generator(paths, args.size, args.batch)
+    elif args.what == "ours-alb":
+        rate = _ours(paths, args.size, args.batch, threads, mode="albumentations")
+    else:
+        rate = _ours(paths, args.size, args.batch, threads)
+    print(json.dumps({"rate": rate}))
+
+
+# ----------------------------------------------------------------------------- driver
+def _run(what, paths_file, cores, size, batch, pin=False) -> float:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    res = subprocess.run([sys.executable, __file__, "--worker", what, "--paths", str(paths_file), "--cores", cores,
+                          "--size", str(size), "--batch", str(batch)] + (["--pin"] if pin else []),
+                         capture_output=True, text=True, env=env)
+    if res.returncode:
+        raise SystemExit(f"{what} failed:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])["rate"]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("img_dir", nargs="?", type=Path)
+    p.add_argument("--size", type=int, default=288)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--n", type=int, default=512)
+    p.add_argument("--worker")
+    p.add_argument("--paths")
+    p.add_argument("--cores", default="one")
+    p.add_argument("--pin", action="store_true", help="pin each process to its cores (see the module doc)")
+    args = p.parse_args()
+    if args.worker:
+        args.what = args.worker
+        _worker(args)
+        return 0
+
+    sys.path.insert(0, str(ROOT))
+    from imet_utils.images import build_cache, cache_short_side
+
+    img_dir = args.img_dir or make_images(Path(tempfile.mkdtemp()) / "png", args.n)
+    pngs = sorted(str(p) for p in Path(img_dir).glob("*.png"))[: args.n]
+    size_kb = sum(os.path.getsize(p) for p in pngs) / len(pngs) / 1024
+    print(f"{len(pngs)} PNGs from {img_dir}, mean {size_kb:.0f} KB; crop {args.size}, batch {args.batch}, "
+          f"{os.cpu_count()} cores")
+    work = Path(tempfile.mkdtemp())
+    ids = [Path(p).stem for p in pngs]
+    start = time.perf_counter()
+    cached = build_cache(ids, Path(pngs[0]).parent, work / "cache", split="bench",
+                         short_side=cache_short_side(args.size, 1.1), max_aspect=4.0)
+    cache_s = time.perf_counter() - start
+    jpgs = [p for p in cached.paths if p]
+    jpg_kb = sum(os.path.getsize(p) for p in jpgs) / len(jpgs) / 1024
+    print(f"cache: {len(jpgs)} JPEGs in {cache_s:.1f}s, mean {jpg_kb:.0f} KB "
+          f"({jpg_kb * 1000 / 1024:.0f} MB per 1,000 images)")
+    png_file, jpg_file = work / "png.json", work / "jpg.json"
+    png_file.write_text(json.dumps(pngs))
+    jpg_file.write_text(json.dumps(jpgs))
+
+    rates = {}
+    for key, what, files, cores, label in [
+        ("a", "decode", png_file, "one", "raw PNG decode, 1 core"),
+        ("b", "seed", png_file, "one", "seed generator, 1 core"),
+        ("c", "ours", png_file, "one", "our pipeline from PNG, 1 core"),
+        ("d", "ours", jpg_file, "one", "our pipeline from cache, 1 core"),
+        ("e", "ours", png_file, "all", f"our pipeline from PNG, {os.cpu_count()} cores"),
+    ]:
+        rates[key] = _run(what, files, cores, args.size, args.batch, args.pin)
+        print(f"({key}) {label}: {rates[key]:.0f} img/s", flush=True)
+    alb = _run("ours-alb", jpg_file, "one", args.size, args.batch, args.pin)
+    print(f"(for reference) augment='albumentations' mode from cache, 1 core: {alb:.0f} img/s")
+    print(f"png_vs_decode={rates['c'] / rates['a']:.2f} cached_vs_seed={rates['d'] / rates['b']:.2f} "
+          f"cores_speedup={rates['e'] / rates['c']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
