@@ -1,0 +1,157 @@
+"""GPU throughput for a lent GPU (under 5 minutes): the seed's training setup against ours, and TTA inference.
+
+    python bench/gpu.py [--model efficientnet-b3] [--size 288] [--batch 32] [--steps 40] [--smoke]
+
+- seed: fp32, the seed's Python generator (keras PyDataset: cv2 + albumentations per image, float64 batches).
+- ours: the tf.data pipeline from the JPEG cache, mixed precision (float16), device-side augmentation.
+- inference: our exported SavedModel, 2 TTA views (original + flip), batch 64.
+
+Both training setups use weights=None and the same generated iMet-like images. Each runs in its own process
+(mixed precision is a global policy). Train figures are images/s over ``--steps`` steps after a warm-up
+of 5 steps. ``--smoke`` runs a tiny CPU version so that the script itself is tested without a GPU.
+The last line: ``gpu=<name> seed_train=<img/s> ours_train=<img/s> speedup=<x> tta_infer=<img/s>``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def _gpu_name() -> str:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=20)
+        return out.stdout.strip().splitlines()[0].replace(" ", "_") if out.returncode == 0 else "none"
+    except (OSError, subprocess.TimeoutExpired, IndexError):
+        return "none"
+
+
+def _train_worker(args) -> dict:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from imet_utils.models import create_model
+
+    paths = json.loads(Path(args.paths).read_text())
+    n_classes = 1103
+    y = (np.random.default_rng(0).random((len(paths), n_classes)) < 0.003).astype(np.uint8)
+    if args.what == "ours":
+        from imet_utils.pipeline import train_dataset
+
+        if tf.config.list_logical_devices("GPU"):
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        data = train_dataset(paths, y, size=args.size, batch_size=args.batch, seed=0, repeat=True)
+        model = create_model(args.model, n_classes, image_size=args.size, device_augment=True)
+    else:
+        import albumentations as A
+        import cv2
+
+        aug = A.Compose([A.HorizontalFlip(), A.Affine(translate_percent=(-0.1, 0.1), rotate=(-15, 15), p=0.3),
+                         A.RandomBrightnessContrast(0.2, 0.0, p=0.3), A.GaussNoise(p=0.2),
+                         A.RandomCrop(args.size, args.size)])
+
+        class SeedSequence(keras.utils.PyDataset):
+            def __len__(self):
+                return 10 ** 6
+
+            def __getitem__(self, i):
+                idx = [(i * args.batch + k) % len(paths) for k in range(args.batch)]
+                imgs = [aug(image=cv2.cvtColor(cv2.imread(paths[j]), cv2.COLOR_BGR2RGB))["image"] for j in idx]
+                return np.array(imgs, np.float64) / 255.0, y[idx].astype(np.float64)
+
+        data = SeedSequence()
+        # The seed's model took float input scaled to 0..1: same backbone and head, float32 input.
+        base = create_model(args.model, n_classes, image_size=args.size)
+        inputs = keras.Input((args.size, args.size, 3))
+        x = base.get_layer("normalize")(inputs)
+        for layer in base.layers[3:]:
+            x = layer(x)
+        model = keras.Model(inputs, x)
+    model.compile(keras.optimizers.Adam(3e-4), "binary_crossentropy")
+    model.fit(data, steps_per_epoch=5, epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(data, steps_per_epoch=args.steps, epochs=1, verbose=0)
+    return {"rate": args.steps * args.batch / (time.perf_counter() - start)}
+
+
+def _infer_worker(args) -> dict:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from imet_utils.models import create_model, export_for_inference, load_for_inference
+    from imet_utils.training import predict_views
+
+    paths = json.loads(Path(args.paths).read_text())
+    if tf.config.list_logical_devices("GPU"):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    model = create_model(args.model, 1103, image_size=args.size)
+    export = Path(tempfile.mkdtemp()) / "model"
+    export_for_inference(model, export)
+    loaded = load_for_inference(export)
+    predict_views(loaded, paths[:64], size=args.size, batch_size=64, views=("center", "center_flip"))
+    start = time.perf_counter()
+    probs = predict_views(loaded, paths, size=args.size, batch_size=64, views=("center", "center_flip"))
+    assert probs.shape == (len(paths), 1103) and np.isfinite(probs).all()
+    return {"rate": len(paths) / (time.perf_counter() - start)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default="efficientnet-b3")
+    p.add_argument("--size", type=int, default=288)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--n", type=int, default=1024)
+    p.add_argument("--smoke", action="store_true", help="tiny CPU run: tiny-cnn, 64 px, few steps")
+    p.add_argument("--worker")
+    p.add_argument("--paths")
+    args = p.parse_args()
+    if args.smoke:
+        args.model, args.size, args.batch, args.steps, args.n = "tiny-cnn", 64, 8, 3, 48
+    if args.worker:
+        args.what = args.worker
+        result = _infer_worker(args) if args.what == "infer" else _train_worker(args)
+        print(json.dumps(result))
+        return 0
+
+    from imet_utils.images import build_cache, cache_short_side
+    from pipeline import make_images  # bench/pipeline.py
+
+    work = Path(tempfile.mkdtemp())
+    pngs = make_images(work / "png", args.n)
+    ids = sorted(p.stem for p in pngs.glob("*.png"))
+    cached = build_cache(ids, pngs, work / "cache", split="bench", short_side=cache_short_side(args.size, 1.1),
+                         max_aspect=4.0)
+    (work / "png.json").write_text(json.dumps([str(pngs / f"{i}.png") for i in ids]))
+    (work / "jpg.json").write_text(json.dumps([p for p in cached.paths if p]))
+    gpu = _gpu_name()
+    print(f"GPU: {gpu}; {args.model} at {args.size}px, batch {args.batch}, {args.steps} timed steps", flush=True)
+    rates = {}
+    for what, files in (("seed", "png.json"), ("ours", "jpg.json"), ("infer", "jpg.json")):
+        cmd = [sys.executable, __file__, "--worker", what, "--paths", str(work / files), "--model", args.model,
+               "--size", str(args.size), "--batch", str(args.batch), "--steps", str(args.steps)]
+        res = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        if res.returncode:
+            print(res.stderr[-3000:], file=sys.stderr)
+            return 1
+        rates[what] = json.loads(res.stdout.strip().splitlines()[-1])["rate"]
+        print(f"{what}: {rates[what]:.1f} img/s", flush=True)
+    print(f"gpu={gpu} seed_train={rates['seed']:.1f} ours_train={rates['ours']:.1f} "
+          f"speedup={rates['ours'] / rates['seed']:.2f} tta_infer={rates['infer']:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Mixed precision and the multi-device path, exercised on CPU."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_keeps_the_output_float32(policy, tmp_path):
+    code = f"""
+import sys; sys.path.insert(0, {str(ROOT)!r})
+import keras, numpy as np
+keras.mixed_precision.set_global_policy({policy!r})
+from imet_utils.models import create_model, export_for_inference, load_for_inference
+m = create_model("tiny-cnn", 6, image_size=32, device_augment=True)
+assert m.get_layer("head_dense").compute_dtype != "float32"
+assert m.output.dtype == "float32"
+m.compile("adam", "binary_crossentropy")
+x = np.random.randint(0, 255, (8, 32, 32, 3), np.uint8); y = (np.random.rand(8, 6) > .5).astype("uint8")
+h = m.fit(x, y, epochs=2, verbose=0)
+assert all(np.isfinite(h.history["loss"]))
+export_for_inference(m, {str(tmp_path / 'm')!r})
+p = load_for_inference({str(tmp_path / 'm')!r})(x).numpy()
+assert p.dtype == np.float32 and p.shape == (8, 6)
+print("ok")
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]
+
+
+def test_mirrored_strategy_on_two_logical_cpus_scales_the_batch(tmp_path, tiny_competition):
+    code = f"""
+import sys; sys.path.insert(0, {str(ROOT)!r})
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import numpy as np
+from pathlib import Path
+from imet_utils.config import TrainConfig
+from imet_utils.data import read_competition
+from imet_utils.images import build_cache
+from imet_utils.training import Budget, setup_strategy, train_fold
+comp = read_competition(Path({str(tiny_competition)!r}))
+cached = build_cache(comp.train["id"], comp.train_dir, Path({str(tmp_path)!r}) / "cache", split="train",
+                     short_side=40, max_aspect=4.0)
+config = TrainConfig(model="tiny-cnn", weights=None, image_size=32, batch_size=8, epochs=1, n_folds=2, folds=(0,),
+                     bn_momentum=0.9, mixed_precision=False)
+strategy = setup_strategy(config, devices=["/cpu:0", "/cpu:1"])
+assert strategy.num_replicas_in_sync == 2
+folds = np.arange(len(comp.train)) % 2
+state = train_fold(config, 0, ids=comp.train["id"].to_numpy(), paths=np.asarray(cached.paths), targets=comp.targets(),
+                   folds=folds, out=Path({str(tmp_path)!r}) / "out", strategy=strategy, budget=Budget(1))
+assert state.finished and state.epochs_done == 1
+print("ok")
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-3000:]
+    assert "batch 16 on 2 replica(s)" in res.stdout
