@@ -243,11 +243,13 @@ def kernel_ids(base: dict) -> Dict[str, Tuple[str, str]]:
     return {"train": (f"{owner}/{slug}", title), "submit": (f"{owner}/{sub_slug}", sub_title)}
 
 
-def kernel_metadata(base: dict, role: str, code_file: str) -> dict:
+def kernel_metadata(base: dict, role: str, code_file: str, resume_from: Optional[str] = None) -> dict:
     ids = kernel_ids(base)
     kid, title = ids[role]
     meta = dict(base)
     meta.update(id=kid, title=title, code_file=code_file)
+    if role == "train" and resume_from:
+        meta["kernel_sources"] = sorted(set(base.get("kernel_sources", [])) | {resume_from})
     if role == "submit":
         meta["enable_internet"] = False
         meta["kernel_sources"] = sorted(set(base.get("kernel_sources", [])) | {ids["train"][0]})
@@ -314,7 +316,7 @@ def build(out_dir: Path, *, train_overrides: Optional[Dict] = None, submit_overr
         text = inline_kernel(src, overrides[role])
         check_no_secrets(text, f"kernel {slug}")
         (folder / f"{slug}.py").write_text(text)
-        meta = kernel_metadata(base, role, f"{slug}.py")
+        meta = kernel_metadata(base, role, f"{slug}.py", resume_from=overrides["train"].get("resume_from"))
         check_no_secrets(json.dumps(meta), f"{folder}/kernel-metadata.json")
         (folder / "kernel-metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
         folders[role] = folder

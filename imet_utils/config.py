@@ -55,6 +55,7 @@ class TrainConfig:
     bad_image_share: float = 0.01
     time_budget_hours: float = KAGGLE_SESSION_HOURS - 0.5
     max_images: Optional[int] = None  # train on a subset (quick experiments)
+    resume_from: Optional[str] = None  # this kernel's slug: its previous output, attached as input, is resumed
     workers: int = 0  # 0: all cores
     cache_dir: Optional[str] = None  # None: a scratch dir that is not saved as output
     verbose: int = 0  # Keras fit verbosity; our own callback logs one line per epoch

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -65,22 +65,71 @@ def oof_predictions(outputs: Sequence[TrainOutput], train_ids: Sequence[str]) ->
     return common, probs
 
 
+def plan_prediction(*, n_images: int, n_models: int, tta: int, seconds_per_view: float,
+                    seconds_left: float) -> Tuple[int, int]:
+    """How many models and TTA views fit the time left: views are dropped first, then models.
+
+    Args:
+        n_images: images to predict.
+        n_models: fold models available.
+        tta: views asked for.
+        seconds_per_view: measured time of one model on one view of one image.
+        seconds_left: the budget.
+
+    Returns:
+        (models, views) to use; at least (1, 1), which is always run.
+    """
+    def cost(m: int, v: int) -> float:
+        return m * v * n_images * seconds_per_view
+
+    views = tta
+    while views > 1 and cost(n_models, views) > seconds_left:
+        views -= 1
+    models = n_models
+    while models > 1 and cost(models, views) > seconds_left:
+        models -= 1
+    return models, views
+
+
 def predict_ensemble(outputs: Sequence[TrainOutput], paths: Sequence[str], *, tta: int, batch_size: int,
-                     workers: int = 0) -> np.ndarray:
-    """Mean over every fold model of every output and over ``tta`` views."""
+                     workers: int = 0, seconds_left: Optional[float] = None) -> np.ndarray:
+    """Mean over every fold model of every output and over ``tta`` views.
+
+    With ``seconds_left``, the first model is timed on a few batches and the TTA count, then the
+    number of models, is lowered if the whole prediction would not fit; what is dropped is logged.
+    """
+    models = [(out, d) for out in outputs for d in out.model_dirs]
     views = TTA_VIEWS[:tta]
-    total, count = None, 0
-    for out in outputs:
-        for d in out.model_dirs:
-            start = time.time()
-            model = load_for_inference(d)
-            probs = predict_views(model, paths, size=out.config.image_size, batch_size=batch_size, views=views,
-                                  workers=workers)
-            total = probs if total is None else total + probs
-            count += 1
-            log(f"predicted {len(paths)} images with {d.parent.name} of {out.root.name} "
-                f"({len(views)} views, {time.time() - start:.0f}s)")
-    return total / count
+    if seconds_left is not None and len(paths):
+        out, d = models[0]
+        probe = list(paths[: min(len(paths), 4 * batch_size)])
+        model = load_for_inference(d)
+        predict_views(model, probe[:batch_size], size=out.config.image_size, batch_size=batch_size, views=views)
+        start = time.time()
+        predict_views(model, probe, size=out.config.image_size, batch_size=batch_size, views=views,
+                      workers=workers)
+        per_view = (time.time() - start) / (len(probe) * len(views))
+        n_models, n_views = plan_prediction(n_images=len(paths), n_models=len(models), tta=len(views),
+                                            seconds_per_view=per_view, seconds_left=seconds_left)
+        estimate = per_view * len(paths) * n_models * n_views / 60
+        log(f"inference plan: {n_models} model(s) x {n_views} view(s) x {len(paths)} images, "
+            f"about {estimate:.0f} min ({seconds_left / 60:.0f} min left)")
+        if n_views < len(views):
+            warn(f"time budget: TTA lowered from {len(views)} to {n_views} views (dropped {list(views[n_views:])})")
+        if n_models < len(models):
+            dropped = [f"{o.root.name}/{d.parent.name}" for o, d in models[n_models:]]
+            warn(f"time budget: {len(models) - n_models} model(s) dropped: {dropped}")
+        models, views = models[:n_models], views[:n_views]
+    total = None
+    for out, d in models:
+        start = time.time()
+        model = load_for_inference(d)
+        probs = predict_views(model, paths, size=out.config.image_size, batch_size=batch_size, views=views,
+                              workers=workers)
+        total = probs if total is None else total + probs
+        log(f"predicted {len(paths)} images with {d.parent.name} of {out.root.name} "
+            f"({len(views)} views, {time.time() - start:.0f}s)")
+    return total / len(models)
 
 
 def label_prior(targets: np.ndarray) -> np.ndarray:

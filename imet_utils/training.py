@@ -34,6 +34,7 @@ STATE_FILE = "state.json"
 OOF_FILE = "oof.npz"
 MODEL_DIR = "model"
 EXPORT_SECONDS_GUESS = 120.0  # time kept in hand for exporting a fold's model
+PAUSE_REASON = "time budget"
 
 
 def fold_dir(out: Path, fold: int) -> Path:
@@ -78,13 +79,25 @@ class FoldState:
     best_epoch: int = -1
     best_threshold: float = 0.0
     finished: bool = False
+    failed: bool = False  # stopped (e.g. NaN loss) with no epoch worth keeping
     stopped_reason: str = ""
     history: List[Dict[str, float]] = dataclasses.field(default_factory=list)
+
+    @property
+    def paused(self) -> bool:
+        """Stopped by the time budget: a rerun with this output resumes it."""
+        return self.stopped_reason.startswith(PAUSE_REASON)
+
+    def epoch_seconds(self) -> float:
+        return max((r["seconds"] for r in self.history), default=0.0)
 
     @classmethod
     def load(cls, d: Path) -> "FoldState":
         p = Path(d) / STATE_FILE
-        return cls(**json.loads(p.read_text())) if p.is_file() else cls()
+        state = cls(**json.loads(p.read_text())) if p.is_file() else cls()
+        if state.paused:
+            state.stopped_reason = ""  # a new session: try again
+        return state
 
     def save(self, d: Path) -> None:
         tmp = Path(d) / (STATE_FILE + ".tmp")
@@ -131,12 +144,18 @@ class _EpochEnd(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.t0 = time.time()
 
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.model.stop_training = True  # don't spend the rest of the epoch on NaN weights
+
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
         loss = float(logs.get("loss", float("nan")))
         if not math.isfinite(loss):
             self.state.stopped_reason = f"loss became {loss} in epoch {epoch + 1}"
             self.model.stop_training = True
+            self.state.save(self.d)  # the last good checkpoint stays as it was
             return
         probs = predict_views(self.model, self.valid_paths, size=self.config.image_size,
                               batch_size=self.config.batch_size * 2, workers=self.config.workers)
@@ -158,13 +177,17 @@ class _EpochEnd(keras.callbacks.Callback):
         log(f"fold {self.fold} epoch {epoch + 1}/{self.config.epochs}: loss {loss:.4f} val F2 {f2:.4f} "
             f"@ {t:.2f} (best {self.state.best_f2:.4f}) {seconds:.0f}s, fold ETA {eta / 60:.1f} min")
         if left_epochs and not self.budget.fits(seconds * 1.1):
-            self.state.stopped_reason = f"time budget: {self.budget.left() / 60:.0f} min left, an epoch takes {seconds / 60:.1f}"
+            self.state.stopped_reason = (f"{PAUSE_REASON}: {self.budget.left() / 60:.0f} min left, "
+                                         f"an epoch takes {seconds / 60:.1f}")
             self.model.stop_training = True
 
 
+def make_loss(config: TrainConfig) -> keras.losses.Loss:
+    return keras.losses.BinaryCrossentropy()
+
+
 def _compile(model, config: TrainConfig) -> None:
-    model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=keras.losses.BinaryCrossentropy(),
-                  jit_compile=config.jit_compile)
+    model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=make_loss(config), jit_compile=config.jit_compile)
 
 
 def train_fold(config: TrainConfig, fold: int, *, ids: np.ndarray, paths: np.ndarray, targets: np.ndarray,
@@ -213,14 +236,15 @@ def train_fold(config: TrainConfig, fold: int, *, ids: np.ndarray, paths: np.nda
         log(f"fold {fold}: {tr.sum()} train / {va.sum()} valid images, batch {batch} on {replicas} replica(s)")
         model.fit(ds, epochs=config.epochs, initial_epoch=state.epochs_done, callbacks=[callback],
                   verbose=config.verbose)
-    if state.stopped_reason.startswith("time budget"):
+    if state.paused:
         warn(f"fold {fold} paused: {state.stopped_reason}. Rerun with this output attached to resume.")
         state.save(d)
         return state
     if state.stopped_reason:
         warn(f"fold {fold} stopped: {state.stopped_reason}; keeping its best epoch ({state.best_epoch})")
     if state.best_epoch < 1:
-        warn(f"fold {fold}: no finished epoch to keep")
+        warn(f"fold {fold}: no finished epoch to keep; the fold is left out")
+        state.failed = True
         state.save(d)
         return state
     model.load_weights(d / "best.weights.h5")
@@ -245,11 +269,28 @@ def read_oof(out: Path, n_folds: int) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["id", "fold", "row"])
 
 
-def copy_previous_output(previous: Optional[Path], out: Path) -> None:
-    """Copies an earlier run's output (attached read-only as input on Kaggle) so training resumes from it."""
+RESUME_KEYS = ("model", "image_size", "n_folds", "fold_method", "seed", "competition")
+
+
+def copy_previous_output(previous: Optional[Path], out: Path, config: TrainConfig) -> None:
+    """Copies an earlier run's folds and fold folders (attached read-only as input on Kaggle) so training
+    resumes from them; only if that run trained the same model on the same folds."""
     if previous is None or Path(previous).resolve() == Path(out).resolve():
         return
+    try:
+        before = json.loads((Path(previous) / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        warn(f"resume: {previous} has no readable config.json ({e}); starting afresh")
+        return
+    now = dataclasses.asdict(config)
+    changed = [k for k in RESUME_KEYS if before.get(k) != now[k]]
+    if changed:
+        warn(f"resume: {previous} was trained with other {changed}; starting afresh")
+        return
+    for name in ("folds.csv",):
+        if (Path(previous) / name).is_file() and not (Path(out) / name).exists():
+            shutil.copy2(Path(previous) / name, Path(out) / name)
     for d in sorted(Path(previous).glob("fold*")):
-        if not (Path(out) / d.name).exists():
+        if d.is_dir() and not (Path(out) / d.name).exists():
             shutil.copytree(d, Path(out) / d.name)
             log(f"resume: copied {d.name} from {previous}")

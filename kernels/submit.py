@@ -30,6 +30,7 @@ from imet_utils.metrics import apply_decision, choose_global_threshold, search_t
 from imet_utils.paths import find_competition_dir, find_kernel_outputs, kaggle_paths
 from imet_utils.plots import plot_threshold_curve
 from imet_utils.submission import format_labels, write_submission
+from imet_utils.training import Budget
 
 
 def load_models(config: SubmitConfig, paths, comp: Competition) -> list:
@@ -53,7 +54,7 @@ def choose_decision(config: SubmitConfig, comp: Competition, outputs: list, out:
     return decision
 
 
-def predict_test(config: SubmitConfig, comp: Competition, outputs: list, scratch: Path):
+def predict_test(config: SubmitConfig, comp: Competition, outputs: list, scratch: Path, budget: Budget):
     """Ensemble probabilities for readable test images, and the mask of those images."""
     def key(o):
         return o.config.image_size, o.config.cache_scale, o.config.max_aspect
@@ -66,8 +67,10 @@ def predict_test(config: SubmitConfig, comp: Competition, outputs: list, scratch
             warn(f"test image {img_id} unreadable, it gets the fallback labels: {reason}")
         good = cached.good_mask()  # the same at every size: a bad file is bad at any size
         group = [o for o in outputs if key(o) == (size, scale, aspect)]
+        share = len(group) / len(outputs)  # each group of models gets its share of the time left
         probs = predict_ensemble(group, [p for p in cached.paths if p], tta=config.tta,
-                                 batch_size=config.batch_size, workers=config.workers)
+                                 batch_size=config.batch_size, workers=config.workers,
+                                 seconds_left=budget.left() * share)
         total = total + probs * len(group)
     return total / len(outputs), good
 
@@ -84,13 +87,14 @@ def make_submission(config: SubmitConfig, comp: Competition, decision: dict, pro
 
 def main() -> None:
     config = from_dict(SubmitConfig, CONFIG)
+    budget = Budget(config.time_budget_hours)
     paths = kaggle_paths()
     out = paths.working
     out.mkdir(parents=True, exist_ok=True)
     comp = read_competition(find_competition_dir(paths, config.competition))
     outputs = load_models(config, paths, comp)
     decision = choose_decision(config, comp, outputs, out)
-    probs, good = predict_test(config, comp, outputs, paths.scratch)
+    probs, good = predict_test(config, comp, outputs, paths.scratch, budget)
     make_submission(config, comp, decision, probs, good, out)
 
 

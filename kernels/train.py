@@ -35,9 +35,9 @@ from imet_utils.data import Competition, read_competition
 from imet_utils.folds import fold_counts, fold_report, make_folds
 from imet_utils.images import build_cache, cache_short_side
 from imet_utils.metrics import search_threshold, threshold_grid
-from imet_utils.paths import find_competition_dir, kaggle_paths
+from imet_utils.paths import find_competition_dir, kaggle_paths, previous_output
 from imet_utils.plots import plot_fold_label_counts, plot_history
-from imet_utils.training import Budget, read_oof, setup_strategy, train_fold
+from imet_utils.training import Budget, copy_previous_output, read_oof, setup_strategy, train_fold
 
 
 def load_folds(config: TrainConfig, comp: Competition, out: Path) -> np.ndarray:
@@ -91,13 +91,15 @@ def train_all_folds(config: TrainConfig, comp: Competition, folds: np.ndarray, c
         transform = lambda img: augment_image(aug, img, config.image_size)  # noqa: E731
     states = {}
     for fold in config.folds:
-        if states and not budget.fits(0):
-            warn(f"time budget spent: fold {fold} and later not started")
+        epoch_seconds = max((s.epoch_seconds() for s in states.values()), default=0.0)
+        if not budget.fits(epoch_seconds):
+            warn(f"time budget: {budget.left() / 60:.0f} min left; fold {fold} and later not started. "
+                 f"Rerun with this output attached to go on.")
             break
         states[fold] = train_fold(config, fold, ids=ids, paths=paths, targets=targets, folds=folds[good],
                                   out=out, strategy=strategy, budget=budget, transform=transform)
-        if not states[fold].finished:
-            break  # paused by the time budget
+        if states[fold].paused:
+            break
     return states
 
 
@@ -120,6 +122,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     comp = read_competition(find_competition_dir(paths, config.competition))
     log(f"{len(comp.train)} train images, {comp.labels.n_classes} labels in groups {comp.labels.group_names}")
+    copy_previous_output(previous_output(paths, config.resume_from, "config.json"), out, config)
     save_config(config, out / "config.json")
     folds = load_folds(config, comp, out)
     cached = cache_train_images(config, comp, paths.scratch)
