@@ -82,6 +82,11 @@ class DeviceAugment(layers.Layer):
         self._translation = layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed)
         self._seeds = keras.random.SeedGenerator(seed)
 
+    def build(self, input_shape):
+        self._rotation.build(input_shape)
+        self._translation.build(input_shape)
+        super().build(input_shape)
+
     def _mask(self, batch, p, dtype):
         return ops.cast(keras.random.uniform((batch, 1, 1, 1), seed=self._seeds) < p, dtype)
 

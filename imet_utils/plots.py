@@ -68,3 +68,65 @@ def plot_threshold_curve(grid: Sequence[float], scores: Sequence[float], path: P
     fig.tight_layout()
     fig.savefig(path)
     return Path(path)
+
+
+def _image_grid(comp, ids: Sequence[str], titles: Sequence[str], path: Path, *, cols: int = 4) -> Path:
+    from imet_utils.images import BadImage, decode_image
+
+    import textwrap
+
+    rows = max(1, (len(ids) + cols - 1) // cols)
+    titles = ["\n".join(textwrap.fill(line, 42) for line in t.split("\n")) for t in titles]
+    fig = _figure(4.5 * cols, 5.5 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, img_id, title in zip(axes, ids, titles):
+        try:
+            ax.imshow(decode_image(comp.train_dir / f"{img_id}.png"))
+        except BadImage:
+            ax.text(0.5, 0.5, "unreadable", ha="center")
+        ax.set_title(title, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    return Path(path)
+
+
+def _names(labels, idx) -> str:
+    return "\n".join(labels.names[i] for i in idx)
+
+
+def plot_sample_images(comp, path: Path, *, n: int = 8, seed: int = 0) -> Path:
+    """A grid of train images with their label names, as the seed notebook shows them."""
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(comp.train), size=min(n, len(comp.train)), replace=False)
+    ids = comp.train["id"].to_numpy()[rows]
+    titles = [f"{i}\n{_names(comp.labels, comp.train['labels'].iloc[r])}" for i, r in zip(ids, rows)]
+    return _image_grid(comp, ids, titles, path)
+
+
+def plot_sample_predictions(comp, ids: Sequence[str], y_true: np.ndarray, y_pred: np.ndarray, path: Path, *,
+                            n: int = 8, seed: int = 0) -> Path:
+    """Out-of-fold predictions on train images: true label names against predicted ones."""
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(ids), size=min(n, len(ids)), replace=False)
+    titles = []
+    for r in rows:
+        t, p = set(np.flatnonzero(y_true[r])), set(np.flatnonzero(y_pred[r]))
+        titles.append("true: " + ", ".join(comp.labels.names[i] for i in sorted(t))
+                      + "\npred: " + ", ".join(("" if i in t else "✗ ") + comp.labels.names[i] for i in sorted(p)))
+    return _image_grid(comp, [ids[r] for r in rows], titles, path)
+
+
+def show(path: Path) -> None:
+    """Shows a saved plot inline in a notebook; in a script, logs where it is (Kaggle lists it in the output)."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+
+        if get_ipython() is not None:
+            display(Image(filename=str(path)))
+            return
+    except ImportError:
+        pass
+    print(f"plot: {path}", flush=True)

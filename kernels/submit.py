@@ -14,6 +14,10 @@ CONFIG = dict(
 )
 # ==== END CONFIG ====
 
+# %% [markdown]
+# ## Imports and steps
+
+# %%
 import json
 from pathlib import Path
 
@@ -28,7 +32,7 @@ from imet_utils.inference import (CONFIG_FILE, fallback_labels, label_prior, loa
                                   predict_ensemble)
 from imet_utils.metrics import apply_decision, choose_global_threshold, search_threshold, threshold_grid
 from imet_utils.paths import find_competition_dir, find_kernel_outputs, kaggle_paths
-from imet_utils.plots import plot_threshold_curve
+from imet_utils.plots import plot_sample_predictions, plot_threshold_curve, show
 from imet_utils.submission import format_labels, write_submission
 from imet_utils.training import Budget
 
@@ -48,6 +52,8 @@ def choose_decision(config: SubmitConfig, comp: Competition, outputs: list, out:
     decision = choose_global_threshold(y, probs, grid, min_labels=config.min_labels, max_labels=config.max_labels)
     _, _, scores = search_threshold(y, probs, grid, min_labels=config.min_labels, max_labels=config.max_labels)
     plot_threshold_curve(grid, scores, out / "threshold_curve.png", title=f"OOF F2 ({len(ids)} images)")
+    pred = apply_decision(decision, probs)
+    plot_sample_predictions(comp, ids, y, pred, out / "sample_predictions.png")
     (out / "decision.json").write_text(json.dumps(decision, indent=2) + "\n")
     log(f"decision on {len(ids)} OOF images: {decision['chosen']} {decision['params']}, "
         f"OOF F2 {decision['oof_f2'][decision['chosen']]:.4f}")
@@ -85,18 +91,34 @@ def make_submission(config: SubmitConfig, comp: Competition, decision: dict, pro
     return path
 
 
-def main() -> None:
-    config = from_dict(SubmitConfig, CONFIG)
-    budget = Budget(config.time_budget_hours)
-    paths = kaggle_paths()
-    out = paths.working
-    out.mkdir(parents=True, exist_ok=True)
-    comp = read_competition(find_competition_dir(paths, config.competition))
-    outputs = load_models(config, paths, comp)
-    decision = choose_decision(config, comp, outputs, out)
-    probs, good = predict_test(config, comp, outputs, paths.scratch, budget)
-    make_submission(config, comp, decision, probs, good, out)
+# %% [markdown]
+# ## Competition data and the train kernels' output
 
+# %%
+config = from_dict(SubmitConfig, CONFIG)
+budget = Budget(config.time_budget_hours)
+paths = kaggle_paths()
+out = paths.working
+out.mkdir(parents=True, exist_ok=True)
+comp = read_competition(find_competition_dir(paths, config.competition))
+outputs = load_models(config, paths, comp)
 
-if __name__ == "__main__":
-    main()
+# %% [markdown]
+# ## Decision rule, chosen on out-of-fold predictions
+
+# %%
+decision = choose_decision(config, comp, outputs, out)
+show(out / "threshold_curve.png")
+show(out / "sample_predictions.png")
+
+# %% [markdown]
+# ## Test predictions: every fold, with TTA
+
+# %%
+probs, good = predict_test(config, comp, outputs, paths.scratch, budget)
+
+# %% [markdown]
+# ## submission.csv
+
+# %%
+make_submission(config, comp, decision, probs, good, out)

@@ -23,6 +23,10 @@ CONFIG = dict(
 )
 # ==== END CONFIG ====
 
+# %% [markdown]
+# ## Imports and steps
+
+# %%
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +40,7 @@ from imet_utils.folds import fold_counts, fold_report, make_folds
 from imet_utils.images import build_cache, cache_short_side
 from imet_utils.metrics import search_threshold, threshold_grid
 from imet_utils.paths import find_competition_dir, kaggle_paths, previous_output
-from imet_utils.plots import plot_fold_label_counts, plot_history
+from imet_utils.plots import plot_fold_label_counts, plot_history, plot_sample_images, show
 from imet_utils.training import Budget, copy_previous_output, read_oof, setup_strategy, train_fold
 
 
@@ -115,20 +119,42 @@ def report_oof(config: TrainConfig, comp: Competition, states: dict, out: Path) 
     log(f"out-of-fold F2 over folds {sorted(oof['fold'].unique().tolist())}: {f2:.4f} at threshold {t:.2f}")
 
 
-def main() -> None:
-    config = from_dict(TrainConfig, CONFIG)
-    paths = kaggle_paths()
-    out = paths.working
-    out.mkdir(parents=True, exist_ok=True)
-    comp = read_competition(find_competition_dir(paths, config.competition))
-    log(f"{len(comp.train)} train images, {comp.labels.n_classes} labels in groups {comp.labels.group_names}")
-    copy_previous_output(previous_output(paths, config.resume_from, "config.json"), out, config)
-    save_config(config, out / "config.json")
-    folds = load_folds(config, comp, out)
-    cached = cache_train_images(config, comp, paths.scratch)
-    states = train_all_folds(config, comp, folds, cached, out)
-    report_oof(config, comp, states, out)
+# %% [markdown]
+# ## Where we are and what we train on
 
+# %%
+config = from_dict(TrainConfig, CONFIG)
+paths = kaggle_paths()
+out = paths.working
+out.mkdir(parents=True, exist_ok=True)
+comp = read_competition(find_competition_dir(paths, config.competition))
+log(f"{len(comp.train)} train images, {comp.labels.n_classes} labels in groups {comp.labels.group_names}")
+copy_previous_output(previous_output(paths, config.resume_from, "config.json"), out, config)
+save_config(config, out / "config.json")
+show(plot_sample_images(comp, out / "sample_images.png"))
 
-if __name__ == "__main__":
-    main()
+# %% [markdown]
+# ## Folds
+
+# %%
+folds = load_folds(config, comp, out)
+show(out / "fold_label_counts.png")
+
+# %% [markdown]
+# ## Image cache (resized JPEGs in a scratch folder, built once)
+
+# %%
+cached = cache_train_images(config, comp, paths.scratch)
+
+# %% [markdown]
+# ## Training, fold by fold
+
+# %%
+states = train_all_folds(config, comp, folds, cached, out)
+
+# %% [markdown]
+# ## Out-of-fold F2
+
+# %%
+report_oof(config, comp, states, out)
+show(out / "training_curves.png")
