@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import json
 import os
 import re
@@ -162,25 +163,93 @@ def render_overrides(overrides: Dict[str, object]) -> str:
     return "".join(f"CONFIG[{k!r}] = {v!r}  # build_kernel.py override\n" for k, v in overrides.items())
 
 
-def inline_kernel(kernel: Path, overrides: Optional[Dict[str, object]] = None) -> str:
-    """Builds one kernel's source: docstring, config block (+ overrides), the package, the kernel body."""
+@dataclasses.dataclass
+class KernelSource:
+    """One built kernel, in parts: a script joins them; a notebook makes cells of them."""
+
+    name: str
+    doc: str
+    config: str
+    package: List[Tuple[str, str]]  # (module path, source)
+    body: str
+
+    def script(self) -> str:
+        package = "\n".join(f"# {'=' * 30} {m} (inlined) {'=' * 30}\n{src}" for m, src in self.package)
+        return (self.doc + "from __future__ import annotations\n\n" + self.config + "\n" + package
+                + f"\n# {'=' * 30} kernel: {self.name} {'=' * 30}\n" + self.body)
+
+    def notebook(self) -> dict:
+        """nbformat 4: the docstring as markdown, the config cell, the package in one cell, then the steps."""
+        cells = [_cell("markdown", _doc_markdown(self.doc)), _cell("code", self.config.strip())]
+        cells.append(_cell("markdown", f"## The `{PACKAGE}` package, inlined\n"
+                                       f"Modules: {', '.join(m for m, _ in self.package)}."))
+        cells.append(_cell("code", "from __future__ import annotations\n\n" + "\n".join(
+            f"# {'=' * 20} {m} {'=' * 20}\n{src}" for m, src in self.package).strip()))
+        for kind, text in _split_cells(self.body):
+            cells.append(_cell(kind, text))
+        return {"cells": cells, "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python",
+                                                            "name": "python3"},
+                                             "language_info": {"name": "python"}},
+                "nbformat": 4, "nbformat_minor": 5}
+
+
+def _cell(kind: str, text: str) -> dict:
+    cell = {"cell_type": kind, "metadata": {}, "source": text.strip("\n").splitlines(keepends=True)}
+    if kind == "code":
+        cell.update(execution_count=None, outputs=[])
+    return cell
+
+
+def _doc_markdown(doc: str) -> str:
+    text = ast.literal_eval(doc.strip()) if doc.strip() else ""
+    first, _, rest = text.partition("\n")
+    return f"# {first}\n{rest}"
+
+
+def _split_cells(body: str) -> List[Tuple[str, str]]:
+    """``# %%`` starts a code cell and ``# %% [markdown]`` a markdown cell (its lines lose their ``# ``)."""
+    cells: List[Tuple[str, List[str]]] = [("code", [])]
+    for line in body.splitlines():
+        if line.startswith("# %% [markdown]"):
+            cells.append(("markdown", []))
+        elif line.startswith("# %%"):
+            cells.append(("code", []))
+        elif cells[-1][0] == "markdown":
+            cells[-1][1].append(line[2:] if line.startswith("# ") else line.lstrip("#"))
+        else:
+            cells[-1][1].append(line)
+    return [(k, "\n".join(lines).strip("\n")) for k, lines in cells if "\n".join(lines).strip()]
+
+
+NOTEBOOK_RUNNER = """# Runs a notebook's code cells in order in __main__'s namespace, as a Jupyter kernel does;
+# like IPython, it registers each cell's source with linecache for tracebacks and autograph.
+import json as _json, linecache as _linecache, sys as _sys
+_path = _sys.argv[1]
+for _i, _cell in enumerate([c for c in _json.load(open(_path))["cells"] if c["cell_type"] == "code"], 1):
+    _name, _src = f"{_path} [code cell {_i}]", "".join(_cell["source"])
+    _linecache.cache[_name] = (len(_src), None, _src.splitlines(keepends=True), _name)
+    exec(compile(_src, _name, "exec"), globals())
+"""
+
+
+def inline_kernel(kernel: Path, overrides: Optional[Dict[str, object]] = None) -> KernelSource:
+    """Builds one kernel: docstring, config block (+ overrides), the package it needs, the kernel body."""
     modules = _package_modules()
     doc, config_block, body = _split_kernel(kernel.read_text(), kernel)
     body, needs, _ = _strip_internal_imports(_strip_future(body), kernel.name)
     order = _closure(needs, modules)
     seen: Dict[str, Tuple[str, str]] = {}
-    parts = []
+    package = []
     for m in order:
         src, _, _ = _strip_internal_imports(modules[m].read_text(), f"{PACKAGE}/{m}.py")
         src = _strip_future(_strip_main_block(src))
         _check_names(seen, _top_level_names(ast.parse(src)), f"{PACKAGE}/{m}.py")
-        parts.append(f"# {'=' * 30} {PACKAGE}/{m}.py (inlined) {'=' * 30}\n{src}")
+        package.append((f"{PACKAGE}/{m}.py", src))
     _check_names(seen, _top_level_names(ast.parse(body)), kernel.name)
-    text = (doc + "from __future__ import annotations\n\n" + config_block.replace(
-        CONFIG_END, render_overrides(overrides or {}) + CONFIG_END) + "\n"
-            + "\n".join(parts) + f"\n# {'=' * 30} kernel: {kernel.name} {'=' * 30}\n" + body)
-    compile(text, kernel.name, "exec")
-    return text
+    config = config_block.replace(CONFIG_END, render_overrides(overrides or {}) + CONFIG_END)
+    source = KernelSource(name=kernel.name, doc=doc, config=config, package=package, body=body)
+    compile(source.script(), kernel.name, "exec")
+    return source
 
 
 def _check_names(seen: Dict[str, Tuple[str, str]], names: Dict[str, str], where: str) -> None:
@@ -234,25 +303,39 @@ def load_base_metadata(path: Path = BASE_METADATA) -> dict:
     return meta
 
 
-def kernel_ids(base: dict) -> Dict[str, Tuple[str, str]]:
-    """Role -> (id, title) for the train and submit kernels."""
+def kernel_ids(base: dict, split_folds: Sequence[int] = ()) -> Dict[str, Tuple[str, str]]:
+    """Role -> (id, title): "train" (or "train-f<k>" for each split fold) and "submit"."""
     owner, slug = base["id"].split("/", 1)
     title = base.get("title") or slug
     sub_slug = slug[: -len("-train")] + "-submit" if slug.endswith("-train") else slug + "-submit"
     sub_title = title[: -len("train")] + "submit" if title.lower().endswith("train") else title + " submit"
-    return {"train": (f"{owner}/{slug}", title), "submit": (f"{owner}/{sub_slug}", sub_title)}
+    ids = {}
+    if split_folds:
+        for k in split_folds:
+            ids[f"train-f{k}"] = (f"{owner}/{slug}-f{k}", f"{title}-f{k}")
+    else:
+        ids["train"] = (f"{owner}/{slug}", title)
+    ids["submit"] = (f"{owner}/{sub_slug}", sub_title)
+    return ids
 
 
-def kernel_metadata(base: dict, role: str, code_file: str, resume_from: Optional[str] = None) -> dict:
-    ids = kernel_ids(base)
+def train_roles(ids: Dict[str, Tuple[str, str]]) -> List[str]:
+    return [r for r in ids if r.startswith("train")]
+
+
+def kernel_metadata(base: dict, role: str, ids: Dict[str, Tuple[str, str]], code_file: str, *,
+                    notebook: bool = False, resume_from: Optional[str] = None,
+                    competition: Optional[str] = None) -> dict:
     kid, title = ids[role]
     meta = dict(base)
-    meta.update(id=kid, title=title, code_file=code_file)
-    if role == "train" and resume_from:
+    meta.update(id=kid, title=title, code_file=code_file, kernel_type="notebook" if notebook else "script")
+    if competition:  # the config's competition is the one the kernels read
+        meta["competition_sources"] = [competition]
+    if role.startswith("train") and resume_from:
         meta["kernel_sources"] = sorted(set(base.get("kernel_sources", [])) | {resume_from})
     if role == "submit":
         meta["enable_internet"] = False
-        meta["kernel_sources"] = sorted(set(base.get("kernel_sources", [])) | {ids["train"][0]})
+        meta["kernel_sources"] = sorted(set(base.get("kernel_sources", [])) | {ids[r][0] for r in train_roles(ids)})
     return meta
 
 
@@ -300,27 +383,237 @@ def check_config(role: str, overrides: Dict[str, object]) -> Dict[str, object]:
 
 
 def build(out_dir: Path, *, train_overrides: Optional[Dict] = None, submit_overrides: Optional[Dict] = None,
-          base: Optional[dict] = None) -> Dict[str, Path]:
-    """Writes build/<slug>/<slug>.py and kernel-metadata.json for both kernels; returns role -> folder."""
+          base: Optional[dict] = None, split_folds: bool = False, notebook: bool = False,
+          check: bool = True) -> Dict[str, Path]:
+    """Writes build/<slug>/ (the kernel and its kernel-metadata.json) for every kernel.
+
+    Args:
+        out_dir: the build folder.
+        train_overrides, submit_overrides: config overrides (``--set``, ``--set-submit``).
+        base: the user's metadata (default: kernel-metadata.json).
+        split_folds: one train kernel per fold, ``<slug>-f<k>``, each training only its fold.
+        notebook: write .ipynb notebooks instead of scripts.
+        check: fail on metadata problems (``--check`` lists them instead).
+
+    Returns:
+        Role ("train", or "train-f<k>", and "submit") -> folder, train kernels first.
+    """
     base = base or load_base_metadata()
-    ids = kernel_ids(base)
-    submit_overrides = {"train_kernels": [ids["train"][0]], **(submit_overrides or {})}
-    overrides = {"train": check_config("train", train_overrides or {}),
-                 "submit": check_config("submit", submit_overrides)}
+    train_overrides = check_config("train", train_overrides or {})
+    folds = from_train_config(train_overrides)["folds"] if split_folds else ()
+    ids = kernel_ids(base, folds)
+    train_ids = [ids[r][0] for r in train_roles(ids)]
+    overrides = {r: train_overrides for r in train_roles(ids)}
+    if split_folds:
+        overrides = {f"train-f{k}": {**train_overrides, "folds": [k]} for k in folds}
+    competition = from_train_config(train_overrides)["competition"]
+    overrides["submit"] = check_config("submit", {"train_kernels": train_ids, "competition": competition,
+                                                  **(submit_overrides or {})})
+    slugs = {kid.split("/", 1)[1] for kid, _ in ids.values()}
+    for stale in Path(out_dir).glob("*/kernel-metadata.json"):
+        if stale.parent.name not in slugs:  # e.g. per-fold kernels of an earlier --split-folds build
+            shutil.rmtree(stale.parent)
     folders = {}
-    for role, src in KERNELS.items():
-        kid, _ = ids[role]
+    for role, (kid, _) in ids.items():
         slug = kid.split("/", 1)[1]
         folder = Path(out_dir) / slug
-        folder.mkdir(parents=True, exist_ok=True)
-        text = inline_kernel(src, overrides[role])
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        source = inline_kernel(KERNELS["submit" if role == "submit" else "train"], overrides[role])
+        if notebook:
+            code_file, text = f"{slug}.ipynb", json.dumps(source.notebook(), indent=1) + "\n"
+        else:
+            code_file, text = f"{slug}.py", source.script()
         check_no_secrets(text, f"kernel {slug}")
-        (folder / f"{slug}.py").write_text(text)
-        meta = kernel_metadata(base, role, f"{slug}.py", resume_from=overrides["train"].get("resume_from"))
+        (folder / code_file).write_text(text)
+        meta = kernel_metadata(base, role, ids, code_file, notebook=notebook,
+                               resume_from=train_overrides.get("resume_from"), competition=competition)
         check_no_secrets(json.dumps(meta), f"{folder}/kernel-metadata.json")
         (folder / "kernel-metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
         folders[role] = folder
+    problems = check_build(folders, competition=competition) if check else []
+    if problems:
+        raise BuildError("the built metadata has problems:\n  " + "\n  ".join(problems))
     return folders
+
+
+def from_train_config(overrides: Dict[str, object]) -> dict:
+    """The train kernel's effective config: its CONFIG block with the overrides applied."""
+    return {**kernel_config("train"), **overrides}
+
+
+# --------------------------------------------------------------------------- check
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+BOOL_KEYS = ("is_private", "enable_gpu", "enable_tpu", "enable_internet")
+
+
+def _owner_slug(value: object, what: str, problems: List[str], where: str) -> Optional[str]:
+    parts = str(value).split("/")
+    if not isinstance(value, str) or len(parts) != 2 or not all(parts):
+        problems.append(f"{where}: {what} {value!r} must be owner/slug")
+        return None
+    return parts[1]
+
+
+def check_metadata(meta_path: Path, *, role: str, train_ids: Sequence[str] = (),
+                   competition: Optional[str] = None) -> List[str]:
+    """The kaggle CLI's own rules and this project's, one line per problem.
+
+    Args:
+        meta_path: a built kernel-metadata.json.
+        role: "train..." or "submit".
+        train_ids: ids of the train kernels the submit kernel needs.
+        competition: the competition slug the kernels read.
+    """
+    where = str(meta_path)
+    try:
+        meta = json.loads(Path(meta_path).read_text())
+    except (OSError, ValueError) as e:
+        return [f"{where}: not readable JSON ({e})"]
+    problems: List[str] = []
+    kid = meta.get("id")
+    if not isinstance(kid, str) or kid.count("/") != 1:
+        problems.append(f"{where}: id {kid!r} must be owner/slug, with no version")
+    else:
+        slug = kid.split("/")[1]
+        if len(slug) < 5:
+            problems.append(f"{where}: the slug of id {kid!r} must have at least 5 characters")
+        if not SLUG_RE.match(slug):
+            problems.append(f"{where}: slug {slug!r} may hold only lowercase letters, digits and '-'")
+        title = meta.get("title")
+        if not isinstance(title, str) or len(title) < 5:
+            problems.append(f"{where}: title {title!r} must have at least 5 characters")
+        elif _slugify(title) != slug:
+            problems.append(f"{where}: title {title!r} resolves to slug {_slugify(title)!r}, not {slug!r}")
+    code = meta.get("code_file")
+    if not code or not (Path(meta_path).parent / str(code)).is_file():
+        problems.append(f"{where}: code_file {code!r} does not exist next to it")
+    if meta.get("language") != "python":
+        problems.append(f"{where}: language must be 'python', got {meta.get('language')!r}")
+    if meta.get("kernel_type") not in ("script", "notebook"):
+        problems.append(f"{where}: kernel_type must be 'script' or 'notebook', got {meta.get('kernel_type')!r}")
+    elif meta.get("kernel_type") == "notebook" and not str(code).endswith(".ipynb"):
+        problems.append(f"{where}: a notebook kernel's code_file must be an .ipynb, got {code!r}")
+    for key in BOOL_KEYS:
+        if key in meta and not isinstance(meta[key], bool):
+            problems.append(f"{where}: {key} must be true or false (a JSON boolean), got {meta[key]!r}")
+    for key in ("dataset_sources", "kernel_sources", "competition_sources", "model_sources"):
+        if not isinstance(meta.get(key, []), list):
+            problems.append(f"{where}: {key} must be a list")
+    for src in meta.get("dataset_sources", []) or []:
+        _owner_slug(src, "dataset source", problems, where)
+    for src in meta.get("kernel_sources", []) or []:
+        _owner_slug(src, "kernel source", problems, where)
+    for src in meta.get("model_sources", []) or []:
+        parts = str(src).split("/")
+        if len(parts) != 5 or not all(parts) or not parts[4].isdigit():
+            problems.append(f"{where}: model source {src!r} must be owner/model/framework/variation/version")
+    comps = meta.get("competition_sources") or []
+    if not comps:
+        problems.append(f"{where}: competition_sources is empty; the kernels need the competition data")
+    elif competition and competition not in comps:
+        problems.append(f"{where}: competition_sources {comps} lacks {competition!r}, which the config reads")
+    if meta.get("enable_gpu") is True and not meta.get("machine_shape"):
+        problems.append(f"{where}: enable_gpu without machine_shape (enable_gpu alone has landed on a P100); "
+                        f"set e.g. \"machine_shape\": \"NvidiaTeslaT4\"")
+    if role == "submit":
+        if meta.get("enable_internet") is not False:
+            problems.append(f"{where}: the submit kernel must have enable_internet: false")
+        missing = sorted(set(train_ids) - set(meta.get("kernel_sources") or []))
+        if missing:
+            problems.append(f"{where}: kernel_sources lacks the train kernel(s) {missing}")
+    return problems
+
+
+def check_build(folders: Dict[str, Path], competition: Optional[str] = None) -> List[str]:
+    """Checks every built kernel's metadata; returns one line per problem."""
+    train_ids = []
+    for role, folder in folders.items():
+        try:
+            meta = json.loads((folder / "kernel-metadata.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if role.startswith("train"):
+            train_ids.append(meta.get("id"))
+    if competition is None:
+        try:
+            competition = kernel_config("train").get("competition")
+        except BuildError:
+            pass
+    problems = []
+    for role, folder in folders.items():
+        problems += check_metadata(folder / "kernel-metadata.json", role=role, train_ids=train_ids,
+                                   competition=competition)
+    return problems
+
+
+def built_folders(out_dir: Path) -> Dict[str, Path]:
+    """Role -> folder of what is in the build folder now (submit kernels end in -submit)."""
+    folders = {}
+    for meta in sorted(Path(out_dir).glob("*/kernel-metadata.json")):
+        folder = meta.parent
+        role = "submit" if folder.name.endswith("-submit") else f"train:{folder.name}"
+        folders[role] = folder
+    return dict(sorted(folders.items(), key=lambda kv: kv[0] == "submit"))
+
+
+# --------------------------------------------------------------------------- push
+CREDENTIALS_HINT = ("no Kaggle credentials: put kaggle.json in ~/.kaggle/ (or KAGGLE_CONFIG_DIR), or set "
+                    "KAGGLE_USERNAME and KAGGLE_KEY, or KAGGLE_API_TOKEN")
+
+
+def _has_credentials() -> bool:
+    if os.environ.get("KAGGLE_API_TOKEN") or (os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")):
+        return True
+    dirs = [os.environ.get("KAGGLE_CONFIG_DIR"), str(Path.home() / ".kaggle"), str(Path.home() / ".config/kaggle")]
+    return any((Path(d) / f).is_file() for d in filter(None, dirs) for f in ("kaggle.json", "access_token"))
+
+
+def _kaggle(args: List[str]) -> Tuple[bool, str]:
+    """Runs the kaggle CLI; success needs exit 0 and no "error" in its output (it exits 0 on a push error)."""
+    exe = shutil.which("kaggle")
+    if exe is None:
+        raise BuildError("the kaggle CLI is not on PATH: pip install kaggle")
+    proc = subprocess.run([exe, *args], capture_output=True, text=True)
+    output = (proc.stdout + proc.stderr).strip()
+    if re.search(r"could not find kaggle\.json|unauthorized|401", output, re.I):
+        raise BuildError(CREDENTIALS_HINT)
+    return proc.returncode == 0 and "error" not in output.lower(), output
+
+
+def push(folders: Dict[str, Path], which: str = "all") -> None:
+    """Pushes the train kernel(s), then the submit kernel, stopping at the first failure."""
+    if not _has_credentials():
+        raise BuildError(CREDENTIALS_HINT)
+    ids = {}
+    for role, folder in folders.items():
+        if which != "all" and not role.startswith(which):
+            continue
+        ids[role] = json.loads((folder / "kernel-metadata.json").read_text())["id"]
+        ok, output = _kaggle(["kernels", "push", "-p", str(folder)])
+        print(output)
+        if not ok:
+            raise BuildError(f"kaggle kernels push -p {folder} failed: {output.splitlines()[-1] if output else ''}")
+        print(f"pushed {ids[role]}: https://www.kaggle.com/code/{ids[role]}")
+    train = [k for r, k in ids.items() if r != "submit"]
+    print("\nnext:")
+    if train:
+        print(f"  1. wait for the train kernel(s) to finish: python build_kernel.py --status")
+    print("  2. run the submit kernel once they have: python build_kernel.py --push submit "
+          "(or 'Save version' on its page)")
+    sub = ids.get("submit") or "<you>/<slug>-submit"
+    print(f"  3. submit: kaggle competitions submit imet-2019-fgvc6 -k {sub} -f submission.csv -v <version> "
+          f"-m 'message'")
+
+
+def status(folders: Dict[str, Path]) -> None:
+    if not _has_credentials():
+        raise BuildError(CREDENTIALS_HINT)
+    for folder in folders.values():
+        kid = json.loads((folder / "kernel-metadata.json").read_text())["id"]
+        ok, output = _kaggle(["kernels", "status", kid])
+        print(output if ok else f"{kid}: {output}")
 
 
 # --------------------------------------------------------------------------- local run
@@ -351,17 +644,18 @@ def _kaggle_dir(work: Path, role: str, inputs: Dict[str, Path], fresh: bool) -> 
     return root
 
 
-def _run_kernel(script: Path, root: Path, *, extra_pythonpath: Optional[Path] = None) -> None:
+def _run_kernel(command: List[str], root: Path, *, extra_pythonpath: Optional[Path] = None) -> None:
     env = dict(os.environ)
     env["IMET_KAGGLE_ROOT"] = str(root)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["PYTHONPATH"] = str(extra_pythonpath) if extra_pythonpath else ""
-    print(f"\n$ python {script}  (kaggle root {root})", flush=True)
+    name = Path(command[-1]).name
+    print(f"\n$ python {' '.join(command)}  (kaggle root {root})", flush=True)
     start = time.time()
-    proc = subprocess.run([sys.executable, str(script)], cwd=root / "working", env=env)
+    proc = subprocess.run([sys.executable, *command], cwd=root / "working", env=env)
     if proc.returncode != 0:
-        raise BuildError(f"{script.name} failed with exit code {proc.returncode} (see its log above)")
-    print(f"{script.name} finished in {time.time() - start:.0f}s", flush=True)
+        raise BuildError(f"{name} failed with exit code {proc.returncode} (see its log above)")
+    print(f"{name} finished in {time.time() - start:.0f}s", flush=True)
 
 
 def _score_local(data_dir: Path, submission: Path) -> None:
@@ -382,9 +676,21 @@ def _score_local(data_dir: Path, submission: Path) -> None:
           f"(best constant prediction: {best_constant_f2(y):.4f})")
 
 
+def _runnable(folder: Path, work: Path) -> List[str]:
+    """The command line for a built kernel: its script, or a runner of a notebook's code cells."""
+    meta = json.loads((folder / "kernel-metadata.json").read_text())
+    code = folder / meta["code_file"]
+    if code.suffix != ".ipynb":
+        return [str(code)]
+    runner = work / "run_notebook.py"
+    runner.write_text(NOTEBOOK_RUNNER)
+    return [str(runner), str(code)]
+
+
 def run_local(*, data_dir: Optional[Path], work: Path, train_overrides: Dict, submit_overrides: Dict,
-              resume: bool) -> Path:
-    """Builds with the local config, then runs the built train and submit kernels as separate processes."""
+              resume: bool, split_folds: bool = False, notebook: bool = False) -> Path:
+    """Builds with the local config, then runs the built train kernel(s) and submit kernel as separate
+    processes, each in its own simulated /kaggle; the train outputs are the submit kernel's inputs."""
     start = time.time()
     work = Path(work).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -396,16 +702,19 @@ def run_local(*, data_dir: Optional[Path], work: Path, train_overrides: Dict, su
             print(f"generating a small iMet-format competition in {data_dir}", flush=True)
             generate_competition(data_dir)
     data_dir = Path(data_dir).resolve()
-    base = load_base_metadata()
     folders = build(work / "build", train_overrides={**LOCAL_TRAIN, **train_overrides},
-                    submit_overrides={**LOCAL_SUBMIT, **submit_overrides}, base=base)
-    competition = {**{"competition": "imet-2019-fgvc6"}, **train_overrides}["competition"]
-    train_slug = folders["train"].name
-    train_root = _kaggle_dir(work, "train", {competition: data_dir}, fresh=not resume)
-    _run_kernel(folders["train"] / f"{train_slug}.py", train_root)
-    submit_root = _kaggle_dir(work, "submit", {competition: data_dir, train_slug: train_root / "working"}, fresh=True)
-    _run_kernel(folders["submit"] / f"{folders['submit'].name}.py", submit_root,
-                extra_pythonpath=_blocker_dir(work))
+                    submit_overrides={**LOCAL_SUBMIT, **submit_overrides}, split_folds=split_folds,
+                    notebook=notebook)
+    competition = from_train_config(train_overrides)["competition"]
+    submit_inputs = {competition: data_dir}
+    for role, folder in folders.items():
+        if role == "submit":
+            continue
+        root = _kaggle_dir(work, folder.name, {competition: data_dir}, fresh=not resume)
+        _run_kernel(_runnable(folder, work), root)
+        submit_inputs[folder.name] = root / "working"
+    submit_root = _kaggle_dir(work, "submit", submit_inputs, fresh=True)
+    _run_kernel(_runnable(folders["submit"], work), submit_root, extra_pythonpath=_blocker_dir(work))
     submission = submit_root / "working" / "submission.csv"
     print(f"\nsubmission: {submission}")
     _score_local(data_dir, submission)
@@ -415,13 +724,20 @@ def run_local(*, data_dir: Optional[Path], work: Path, train_overrides: Dict, su
 
 # --------------------------------------------------------------------------- CLI
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(description="Build (and run locally) the iMet Kaggle kernels.")
+    p = argparse.ArgumentParser(description="Build, check, run locally and push the iMet Kaggle kernels.")
     p.add_argument("--out", type=Path, default=ROOT / "build", help="build folder (default: build/)")
+    p.add_argument("--metadata", type=Path, default=BASE_METADATA, help="base metadata (kernel-metadata.json)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a train config field, e.g. --set epochs=4 --set folds=[0,1]")
     p.add_argument("--set-submit", dest="submit_sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a submit config field, e.g. --set-submit tta=4")
-    p.add_argument("--run-local", action="store_true", help="build, then run both kernels locally")
+    p.add_argument("--split-folds", action="store_true", help="one train kernel per fold: <slug>-f0, -f1, ...")
+    p.add_argument("--notebook", action="store_true", help="build .ipynb notebooks instead of scripts")
+    p.add_argument("--check", action="store_true", help="check the built metadata; exit 1 with one line per problem")
+    p.add_argument("--push", nargs="?", const="all", choices=["all", "train", "submit"],
+                   help="build, check, then kaggle kernels push the train kernel(s) and the submit kernel")
+    p.add_argument("--status", action="store_true", help="kaggle kernels status for each built kernel")
+    p.add_argument("--run-local", action="store_true", help="build, then run the built kernels locally")
     p.add_argument("--data-dir", type=Path, help="an iMet-format competition folder (default: generate one)")
     p.add_argument("--work-dir", type=Path, default=ROOT / "local_run", help="local run folder")
     p.add_argument("--resume", action="store_true", help="--run-local: keep the train output and resume it")
@@ -429,19 +745,44 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         train_overrides = _parse_overrides(args.sets, "train")
         submit_overrides = _parse_overrides(args.submit_sets, "submit")
+        if args.status:
+            status(built_folders(args.out))
+            return 0
         if args.run_local:
             run_local(data_dir=args.data_dir, work=args.work_dir, train_overrides=train_overrides,
-                      submit_overrides=submit_overrides, resume=args.resume)
+                      submit_overrides=submit_overrides, resume=args.resume, split_folds=args.split_folds,
+                      notebook=args.notebook)
             return 0
-        start = time.time()
-        folders = build(args.out, train_overrides=train_overrides, submit_overrides=submit_overrides)
-        for role, folder in folders.items():
-            print(f"built {role} kernel: {folder}/")
-        print(f"({time.time() - start:.2f}s) next: kaggle kernels push -p {folders['train']}")
+        if args.check and not (args.sets or args.submit_sets or args.split_folds or args.notebook) \
+                and built_folders(args.out):
+            folders = built_folders(args.out)  # check what is there, as built
+        else:
+            start = time.time()
+            folders = build(args.out, train_overrides=train_overrides, submit_overrides=submit_overrides,
+                            base=load_base_metadata(args.metadata), split_folds=args.split_folds,
+                            notebook=args.notebook, check=not args.check)
+            for role, folder in folders.items():
+                print(f"built {role} kernel: {folder}/")
+            print(f"({time.time() - start:.2f}s)")
+        problems = check_build(_roles_for_check(folders), competition=from_train_config(train_overrides)["competition"])
+        if args.check:
+            for line in problems:
+                print(line)
+            print(f"{len(problems)} problem(s) in {len(folders)} kernel(s)")
+            return 1 if problems else 0
+        if args.push:
+            push(folders, args.push)
+        else:
+            print(f"next: python build_kernel.py --push   (or kaggle kernels push -p {next(iter(folders.values()))})")
     except BuildError as e:
         print(f"build_kernel.py: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _roles_for_check(folders: Dict[str, Path]) -> Dict[str, Path]:
+    return {("submit" if r == "submit" else r if r.startswith("train") else f"train:{r}"): f
+            for r, f in folders.items()}
 
 
 if __name__ == "__main__":

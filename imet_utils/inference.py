@@ -6,14 +6,15 @@ are TF ops. Image size and classes come from each train output's config.json.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
-from imet_utils.config import TrainConfig, load_train_config
+from imet_utils.config import TrainConfig, load_train_config, to_dict
 from imet_utils.console import log, warn
 from imet_utils.models import load_for_inference
 from imet_utils.pipeline import TTA_VIEWS
@@ -48,15 +49,29 @@ def load_train_output(root: Path) -> TrainOutput:
     return TrainOutput(root=root, config=config, folds=folds)
 
 
+RUN_KEYS_IGNORED = ("folds", "resume_from", "time_budget_hours", "workers", "cache_dir", "verbose")
+
+
+def _family(out: TrainOutput) -> str:
+    """Outputs that differ only in which folds they trained (``--split-folds``) are one model family."""
+    return json.dumps({k: v for k, v in to_dict(out.config).items() if k not in RUN_KEYS_IGNORED}, sort_keys=True)
+
+
 def oof_predictions(outputs: Sequence[TrainOutput], train_ids: Sequence[str]) -> tuple:
-    """OOF probabilities averaged over train outputs, for the ids every output predicted.
+    """Out-of-fold probabilities for choosing the decision rule.
+
+    Outputs of one model family (per-fold kernels) are joined; different families are averaged,
+    as the test predictions are, over the ids that every family predicted.
 
     Returns:
         (ids, probs): ids in ``train_ids`` order.
     """
-    frames = []
+    families: Dict[str, List[pd.DataFrame]] = {}
     for out in outputs:
-        oof = read_oof(out.root, out.config.n_folds)
+        families.setdefault(_family(out), []).append(read_oof(out.root, out.config.n_folds))
+    frames = []
+    for parts in families.values():
+        oof = pd.concat(parts, ignore_index=True).drop_duplicates("id")
         frames.append(pd.Series(oof["row"].to_numpy(), index=oof["id"].to_numpy()))
     common = [i for i in train_ids if all(i in f.index for f in frames)]
     if not common:
@@ -125,7 +140,7 @@ def predict_ensemble(outputs: Sequence[TrainOutput], paths: Sequence[str], *, tt
         start = time.time()
         model = load_for_inference(d)
         probs = predict_views(model, paths, size=out.config.image_size, batch_size=batch_size, views=views,
-                              workers=workers)
+                              workers=workers, desc=f"{out.root.name}/{d.parent.name} x{len(views)} TTA")
         total = probs if total is None else total + probs
         log(f"predicted {len(paths)} images with {d.parent.name} of {out.root.name} "
             f"({len(views)} views, {time.time() - start:.0f}s)")

@@ -69,6 +69,16 @@ def binarize(probs: np.ndarray, threshold: float, *, min_labels: int = 1, max_la
     return pred.astype(np.uint8)
 
 
+def f2_by_group(y_true: np.ndarray, y_pred: np.ndarray, groups: dict) -> dict:
+    """Sample-averaged F2 restricted to each group's labels (images with no true label there are skipped)."""
+    out = {}
+    for name, idx in groups.items():
+        t, p = y_true[:, idx], y_pred[:, idx]
+        has = t.any(axis=1)
+        out[name] = f2_score(t[has], p[has]) if has.any() else float("nan")
+    return out
+
+
 def threshold_grid(start: float, stop: float, step: float) -> np.ndarray:
     n = int(round((stop - start) / step)) + 1
     return np.round(start + step * np.arange(n), 6)

@@ -25,7 +25,7 @@ import pandas as pd
 import tensorflow as tf
 
 from imet_utils.config import TrainConfig
-from imet_utils.console import log, warn
+from imet_utils.console import log, progress, warn
 from imet_utils.metrics import search_threshold, threshold_grid
 from imet_utils.models import create_model, export_for_inference, get_backbone
 from imet_utils.pipeline import train_dataset, views_dataset
@@ -119,10 +119,13 @@ class Budget:
 
 
 def predict_views(model, paths: Sequence[str], *, size: int, batch_size: int, views: Sequence[str] = ("center",),
-                  workers: int = 0) -> np.ndarray:
-    """Mean probability over ``views`` for each path, in order (float32)."""
+                  workers: int = 0, desc: Optional[str] = None) -> np.ndarray:
+    """Mean probability over ``views`` for each path, in order (float32); ``desc`` shows a progress bar."""
     out = []
-    for batch in views_dataset(paths, size=size, batch_size=batch_size, views=views, workers=workers):
+    batches = views_dataset(paths, size=size, batch_size=batch_size, views=views, workers=workers)
+    if desc:
+        batches = progress(batches, total=-(-len(paths) // batch_size), desc=desc)
+    for batch in batches:
         b, v = int(batch.shape[0]), int(batch.shape[1])
         flat = tf.reshape(batch, (b * v, size, size, 3))
         probs = model(flat, training=False) if isinstance(model, keras.Model) else model(flat)
@@ -133,8 +136,9 @@ def predict_views(model, paths: Sequence[str], *, size: int, batch_size: int, vi
 class _EpochEnd(keras.callbacks.Callback):
     """Validation F2 (seed's threshold search), best-weights keeping, checkpoint and time budget."""
 
-    def __init__(self, *, config, fold, d, state, valid_ids, valid_paths, valid_y, budget):
+    def __init__(self, *, config, fold, d, state, valid_ids, valid_paths, valid_y, budget, folds_after=0):
         super().__init__()
+        self.folds_after = folds_after
         self.config, self.fold, self.d, self.state = config, fold, d, state
         self.valid_ids, self.valid_paths, self.valid_y = valid_ids, valid_paths, valid_y
         self.budget = budget
@@ -174,8 +178,10 @@ class _EpochEnd(keras.callbacks.Callback):
         self.state.save(self.d)
         left_epochs = self.config.epochs - epoch - 1
         eta = seconds * left_epochs
+        total = eta + seconds * self.config.epochs * self.folds_after
         log(f"fold {self.fold} epoch {epoch + 1}/{self.config.epochs}: loss {loss:.4f} val F2 {f2:.4f} "
-            f"@ {t:.2f} (best {self.state.best_f2:.4f}) {seconds:.0f}s, fold ETA {eta / 60:.1f} min")
+            f"@ {t:.2f} (best {self.state.best_f2:.4f}) {seconds:.0f}s; left: fold {eta / 60:.1f} min, "
+            f"all folds {total / 60:.1f} min")
         if left_epochs and not self.budget.fits(seconds * 1.1):
             self.state.stopped_reason = (f"{PAUSE_REASON}: {self.budget.left() / 60:.0f} min left, "
                                          f"an epoch takes {seconds / 60:.1f}")
@@ -192,7 +198,7 @@ def _compile(model, config: TrainConfig) -> None:
 
 def train_fold(config: TrainConfig, fold: int, *, ids: np.ndarray, paths: np.ndarray, targets: np.ndarray,
                folds: np.ndarray, out: Path, strategy: tf.distribute.Strategy, budget: Budget,
-               transform=None) -> FoldState:
+               transform=None, folds_after: int = 0) -> FoldState:
     """Trains (or resumes) one fold and exports its best model.
 
     Args:
@@ -203,6 +209,7 @@ def train_fold(config: TrainConfig, fold: int, *, ids: np.ndarray, paths: np.nda
         strategy: from ``setup_strategy``.
         budget: stop cleanly before the session limit.
         transform: numpy augmentation for the train pipeline.
+        folds_after: folds still to train after this one (for the time-left estimate).
 
     Returns:
         The fold's final state.
@@ -231,7 +238,7 @@ def train_fold(config: TrainConfig, fold: int, *, ids: np.ndarray, paths: np.nda
     ds = train_dataset(paths[tr], targets[tr], size=config.image_size, batch_size=batch,
                        seed=config.seed + fold, transform=transform, workers=config.workers)
     callback = _EpochEnd(config=config, fold=fold, d=d, state=state, valid_ids=ids[va], valid_paths=paths[va],
-                         valid_y=targets[va], budget=budget)
+                         valid_y=targets[va], budget=budget, folds_after=folds_after)
     if state.epochs_done < config.epochs and not state.stopped_reason:
         log(f"fold {fold}: {tr.sum()} train / {va.sum()} valid images, batch {batch} on {replicas} replica(s)")
         model.fit(ds, epochs=config.epochs, initial_epoch=state.epochs_done, callbacks=[callback],

@@ -30,7 +30,8 @@ from imet_utils.data import Competition, read_competition
 from imet_utils.images import build_cache, cache_short_side
 from imet_utils.inference import (CONFIG_FILE, fallback_labels, label_prior, load_train_output, oof_predictions,
                                   predict_ensemble)
-from imet_utils.metrics import apply_decision, choose_global_threshold, search_threshold, threshold_grid
+from imet_utils.metrics import (apply_decision, choose_global_threshold, f2_by_group, search_threshold,
+                                threshold_grid)
 from imet_utils.paths import find_competition_dir, find_kernel_outputs, kaggle_paths
 from imet_utils.plots import plot_sample_predictions, plot_threshold_curve, show
 from imet_utils.submission import format_labels, write_submission
@@ -53,6 +54,8 @@ def choose_decision(config: SubmitConfig, comp: Competition, outputs: list, out:
     _, _, scores = search_threshold(y, probs, grid, min_labels=config.min_labels, max_labels=config.max_labels)
     plot_threshold_curve(grid, scores, out / "threshold_curve.png", title=f"OOF F2 ({len(ids)} images)")
     pred = apply_decision(decision, probs)
+    decision["oof_f2_by_group"] = f2_by_group(y, pred, comp.labels.group_index())
+    log("OOF F2 by group: " + ", ".join(f"{g} {f:.4f}" for g, f in decision["oof_f2_by_group"].items()))
     plot_sample_predictions(comp, ids, y, pred, out / "sample_predictions.png")
     (out / "decision.json").write_text(json.dumps(decision, indent=2) + "\n")
     log(f"decision on {len(ids)} OOF images: {decision['chosen']} {decision['params']}, "

@@ -101,7 +101,8 @@ def train_all_folds(config: TrainConfig, comp: Competition, folds: np.ndarray, c
                  f"Rerun with this output attached to go on.")
             break
         states[fold] = train_fold(config, fold, ids=ids, paths=paths, targets=targets, folds=folds[good],
-                                  out=out, strategy=strategy, budget=budget, transform=transform)
+                                  out=out, strategy=strategy, budget=budget, transform=transform,
+                                  folds_after=len(config.folds) - len(states) - 1)
         if states[fold].paused:
             break
     return states

@@ -144,7 +144,20 @@ def test_built_metadata_passes_the_kaggle_clis_own_checks(built, kaggle_api):
     assert by_slug["imet-2019-train"].enable_gpu is True
     assert by_slug["imet-2019-train"].machine_shape == "NvidiaTeslaT4"
     assert by_slug["imet-2019-submit"].kernel_data_sources == ["your-kaggle-username/imet-2019-train"]
-    assert "def main()" in by_slug["imet-2019-train"].text
+    assert "def train_all_folds(" in by_slug["imet-2019-train"].text
+
+
+def test_notebook_and_split_builds_pass_the_kaggle_clis_checks(tmp_path, kaggle_api):
+    api, sent = kaggle_api
+    res = subprocess.run([sys.executable, "build_kernel.py", "--out", str(tmp_path), "--notebook", "--split-folds"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    for meta_path in _kernels(tmp_path):
+        assert api.kernels_push(str(meta_path.parent)) == "ok"
+    assert len(sent) == 6 and all(r.kernel_type == "notebook" for r in sent)
+    submit = [r for r in sent if r.slug.endswith("-submit")][0]
+    assert submit.kernel_data_sources == [f"your-kaggle-username/imet-2019-train-f{k}" for k in range(5)]
+    assert json.loads(submit.text)["cells"][0]["cell_type"] == "markdown"
 
 
 def test_the_fake_client_sees_a_rejected_metadata(tmp_path, kaggle_api):

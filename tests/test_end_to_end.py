@@ -52,7 +52,7 @@ def test_submission_beats_the_best_constant_prediction(local_run):
 
 def test_train_output_is_self_describing(local_run):
     _, work, log = local_run
-    out = work / "train/kaggle/working"
+    out = work / "imet-2019-train/kaggle/working"
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == "tiny-cnn" and config["n_folds"] == 3
     folds = pd.read_csv(out / "folds.csv", dtype={"id": str})

@@ -82,3 +82,13 @@ def test_decision_round_trip_and_constant_floor():
     decision = choose_global_threshold(y, probs, threshold_grid(0.05, 0.5, 0.05), min_labels=1, max_labels=10)
     assert f2_score(y, apply_decision(decision, probs)) == pytest.approx(decision["oof_f2"]["global"])
     assert best_constant_f2(y) < decision["oof_f2"]["global"]
+
+
+def test_f2_by_group_uses_each_groups_labels_only():
+    from imet_utils.metrics import f2_by_group
+
+    y = np.array([[1, 0, 1, 0], [0, 1, 0, 0]])
+    p = np.array([[1, 0, 0, 1], [0, 1, 1, 0]])
+    got = f2_by_group(y, p, {"culture": np.array([0, 1]), "tag": np.array([2, 3])})
+    assert got["culture"] == pytest.approx(1.0)
+    assert got["tag"] == pytest.approx(0.0)  # row 2 has no true tag and is skipped

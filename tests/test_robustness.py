@@ -69,7 +69,7 @@ def test_broken_images_in_train_and_test_still_give_every_test_id(tmp_path):
     assert (sub["attribute_ids"].str.split().str.len() >= 1).all()
     oof_ids = set()
     for k in (0, 1):
-        oof_ids |= set(np.load(tmp_path / f"work/train/kaggle/working/fold{k}/oof.npz")["ids"])
+        oof_ids |= set(np.load(tmp_path / f"work/imet-2019-train/kaggle/working/fold{k}/oof.npz")["ids"])
     assert oof_ids == set(comp.train["id"]) - set(bad_train)
 
 
