@@ -19,6 +19,7 @@ SEED_MAX_LABELS = 10
 KAGGLE_SESSION_HOURS = 12.0
 KAGGLE_INFERENCE_HOURS = 9.0
 AUGMENT_MODES = ("device", "albumentations", "none")
+DECISION_RULES = ("global", "per_group", "per_class", "relative")  # see imet_utils.decision
 
 
 class ConfigError(ValueError):
@@ -88,7 +89,10 @@ class SubmitConfig:
 
     competition: str = "imet-2019-fgvc6"
     train_kernels: Tuple[str, ...] = ("imet-2019-train",)  # slugs of the train kernels' outputs
-    tta: int = 2  # views per image: original, hflip, then corner crops
+    tta: int = 2  # views per image: original, hflip, then corner crops (see pipeline.TTA_VIEWS)
+    tta_views: Optional[Tuple[str, ...]] = None  # an explicit list of views instead of the first `tta`
+    ensemble_weights: Optional[Tuple[float, ...]] = None  # one per model family; None: fitted on OOF
+    decision_rules: Tuple[str, ...] = DECISION_RULES
     batch_size: int = 64
     threshold_grid: Tuple[float, float, float] = SEED_THRESHOLD_GRID
     min_labels: int = SEED_MIN_LABELS
@@ -103,6 +107,11 @@ class SubmitConfig:
             raise ConfigError(f"tta must be >= 1, got {self.tta}")
         if not self.train_kernels:
             raise ConfigError("train_kernels must name at least one train kernel output")
+        bad = [r for r in self.decision_rules if r not in DECISION_RULES]
+        if bad or not self.decision_rules:
+            raise ConfigError(f"unknown decision rule(s) {bad}; known: {list(DECISION_RULES)}")
+        if self.ensemble_weights is not None and any(w < 0 for w in self.ensemble_weights):
+            raise ConfigError(f"ensemble_weights must be non-negative, got {self.ensemble_weights}")
         return self
 
 

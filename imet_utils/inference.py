@@ -57,27 +57,56 @@ def _family(out: TrainOutput) -> str:
     return json.dumps({k: v for k, v in to_dict(out.config).items() if k not in RUN_KEYS_IGNORED}, sort_keys=True)
 
 
-def oof_predictions(outputs: Sequence[TrainOutput], train_ids: Sequence[str]) -> tuple:
-    """Out-of-fold probabilities for choosing the decision rule.
+def model_families(outputs: Sequence[TrainOutput]) -> List[List[TrainOutput]]:
+    """Groups train outputs into model families: per-fold kernels of one model join, other models stay apart."""
+    families: Dict[str, List[TrainOutput]] = {}
+    for out in outputs:
+        families.setdefault(_family(out), []).append(out)
+    return list(families.values())
 
-    Outputs of one model family (per-fold kernels) are joined; different families are averaged,
-    as the test predictions are, over the ids that every family predicted.
+
+def oof_predictions(families: Sequence[Sequence[TrainOutput]], train_ids: Sequence[str]) -> tuple:
+    """Out-of-fold probabilities of each model family, for the ids every family predicted.
 
     Returns:
-        (ids, probs): ids in ``train_ids`` order.
+        (ids, probs, folds): ids in ``train_ids`` order; one (n, classes) array per family; each id's
+        fold in the first family.
     """
-    families: Dict[str, List[pd.DataFrame]] = {}
-    for out in outputs:
-        families.setdefault(_family(out), []).append(read_oof(out.root, out.config.n_folds))
-    frames = []
-    for parts in families.values():
-        oof = pd.concat(parts, ignore_index=True).drop_duplicates("id")
-        frames.append(pd.Series(oof["row"].to_numpy(), index=oof["id"].to_numpy()))
+    frames, fold_of = [], None
+    for family in families:
+        parts = [read_oof(out.root, out.config.n_folds) for out in family]
+        oof = pd.concat(parts, ignore_index=True).drop_duplicates("id").set_index("id")
+        frames.append(oof["row"])
+        fold_of = oof["fold"] if fold_of is None else fold_of
     common = [i for i in train_ids if all(i in f.index for f in frames)]
     if not common:
         raise ValueError("no out-of-fold predictions to choose the decision rule on")
-    probs = np.mean([np.stack(f.loc[common].to_numpy()) for f in frames], axis=0)
-    return common, probs
+    return common, [np.stack(f.loc[common].to_numpy()) for f in frames], fold_of.loc[common].to_numpy()
+
+
+def fit_weights(y: np.ndarray, stacks: Sequence[np.ndarray], *, max_rows: int = 20000, seed: int = 0) -> np.ndarray:
+    """Blend weights (non-negative, summing to 1) minimising the OOF binary cross-entropy of the blend."""
+    if len(stacks) == 1:
+        return np.ones(1)
+    from scipy.optimize import minimize
+
+    rows = np.random.default_rng(seed).permutation(len(y))[:max_rows]
+    p = np.stack([np.clip(s[rows], 1e-6, 1 - 1e-6) for s in stacks]).astype(np.float64)
+    t = y[rows].astype(np.float64)
+
+    def loss(z):
+        w = np.exp(z - z.max())
+        w /= w.sum()
+        q = np.tensordot(w, p, axes=1)
+        return -np.mean(t * np.log(q) + (1 - t) * np.log(1 - q))
+
+    z = minimize(loss, np.zeros(len(stacks)), method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-7}).x
+    w = np.exp(z - z.max())
+    return w / w.sum()
+
+
+def blend(stacks: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    return np.tensordot(np.asarray(weights, dtype=np.float64), np.stack(stacks), axes=1).astype(np.float32)
 
 
 def plan_prediction(*, n_images: int, n_models: int, tta: int, seconds_per_view: float,
@@ -106,15 +135,15 @@ def plan_prediction(*, n_images: int, n_models: int, tta: int, seconds_per_view:
     return models, views
 
 
-def predict_ensemble(outputs: Sequence[TrainOutput], paths: Sequence[str], *, tta: int, batch_size: int,
+def predict_ensemble(outputs: Sequence[TrainOutput], paths: Sequence[str], *, views: Sequence[str], batch_size: int,
                      workers: int = 0, seconds_left: Optional[float] = None) -> np.ndarray:
-    """Mean over every fold model of every output and over ``tta`` views.
+    """Mean over every fold model of every output and over the TTA ``views``.
 
     With ``seconds_left``, the first model is timed on a few batches and the TTA count, then the
     number of models, is lowered if the whole prediction would not fit; what is dropped is logged.
     """
     models = [(out, d) for out in outputs for d in out.model_dirs]
-    views = TTA_VIEWS[:tta]
+    views = tuple(views)
     if seconds_left is not None and len(paths):
         out, d = models[0]
         probe = list(paths[: min(len(paths), 4 * batch_size)])

@@ -114,24 +114,3 @@ def best_constant_f2(y_true: np.ndarray) -> float:
         best = max(best, f2_score(y_true, np.broadcast_to(pred, y_true.shape)))
     return best
 
-
-def choose_global_threshold(y_true: np.ndarray, probs: np.ndarray, grid: np.ndarray, *, min_labels: int,
-                            max_labels: int) -> dict:
-    """The decision rule picked on out-of-fold predictions: one threshold, with label-count limits.
-
-    Returns:
-        ``{"chosen": "global", "params": {...}, "oof_f2": {"global": f2}}``, the content of decision.json.
-    """
-    t, f2, _ = search_threshold(y_true, probs, grid, min_labels=min_labels, max_labels=max_labels)
-    return {"chosen": "global",
-            "params": {"threshold": t, "min_labels": min_labels, "max_labels": max_labels},
-            "oof_f2": {"global": f2}}
-
-
-def apply_decision(decision: dict, probs: np.ndarray) -> np.ndarray:
-    """Applies a decision.json rule to probabilities; returns a 0/1 matrix."""
-    rule = decision["chosen"]
-    p = decision["params"]
-    if rule == "global":
-        return binarize(probs, p["threshold"], min_labels=p["min_labels"], max_labels=p["max_labels"])
-    raise ValueError(f"unknown decision rule {rule!r}")

@@ -28,65 +28,77 @@ from imet_utils.config import SubmitConfig, from_dict
 from imet_utils.console import log, warn
 from imet_utils.data import Competition, read_competition
 from imet_utils.images import build_cache, cache_short_side
-from imet_utils.inference import (CONFIG_FILE, fallback_labels, label_prior, load_train_output, oof_predictions,
-                                  predict_ensemble)
-from imet_utils.metrics import (apply_decision, choose_global_threshold, f2_by_group, search_threshold,
-                                threshold_grid)
+from imet_utils.decision import apply_rule, choose_rule
+from imet_utils.inference import (CONFIG_FILE, blend, fallback_labels, fit_weights, label_prior, load_train_output,
+                                  model_families, oof_predictions, predict_ensemble)
+from imet_utils.metrics import f2_by_group, search_threshold, threshold_grid
+from imet_utils.pipeline import TTA_VIEWS
 from imet_utils.paths import find_competition_dir, find_kernel_outputs, kaggle_paths
 from imet_utils.plots import plot_sample_predictions, plot_threshold_curve, show
 from imet_utils.submission import format_labels, write_submission
 from imet_utils.training import Budget
 
 
-def load_models(config: SubmitConfig, paths, comp: Competition) -> list:
+def load_models(config: SubmitConfig, paths) -> list:
+    """The train outputs attached as input, grouped into model families (per-fold kernels of one model join)."""
     outputs = [load_train_output(d) for d in find_kernel_outputs(paths, config.train_kernels, CONFIG_FILE)]
     for out in outputs:
         log(f"train output {out.root}: {out.config.model} at {out.config.image_size}px, folds {out.folds}")
-    return outputs
+    families = model_families(outputs)
+    if config.ensemble_weights is not None and len(config.ensemble_weights) != len(families):
+        raise ValueError(f"ensemble_weights has {len(config.ensemble_weights)} values for {len(families)} "
+                         f"model families: {[f[0].config.model for f in families]}")
+    return families
 
 
-def choose_decision(config: SubmitConfig, comp: Competition, outputs: list, out: Path) -> dict:
-    """Picks the threshold on out-of-fold predictions; never hard-coded."""
-    ids, probs = oof_predictions(outputs, list(comp.train["id"]))
+def choose_decision(config: SubmitConfig, comp: Competition, families: list, out: Path) -> dict:
+    """Blend weights and the decision rule, both chosen on out-of-fold predictions; never hard-coded."""
+    ids, stacks, folds = oof_predictions(families, list(comp.train["id"]))
     y = comp.targets()[pd.Index(comp.train["id"]).get_indexer(ids)]
+    weights = np.asarray(config.ensemble_weights or fit_weights(y, stacks), dtype=float)
+    weights = weights / weights.sum()
+    probs = blend(stacks, weights)
+    groups = comp.labels.group_index()
     grid = threshold_grid(*config.threshold_grid)
-    decision = choose_global_threshold(y, probs, grid, min_labels=config.min_labels, max_labels=config.max_labels)
+    decision = choose_rule(y, probs, folds, groups, grid=grid, rules=config.decision_rules, log=log)
+    decision["ensemble"] = [{"model": f[0].config.model, "kernels": [o.root.name for o in f], "weight": float(w)}
+                            for f, w in zip(families, weights)]
+    pred = apply_rule(decision["params"], probs, groups)
+    decision["oof_f2_by_group"] = f2_by_group(y, pred, groups)
+    log(f"decision on {len(ids)} OOF images: {decision['chosen']} (cross-fitted OOF F2 "
+        f"{decision['oof_f2'][decision['chosen']]:.4f}); weights {np.round(weights, 3).tolist()}")
+    log("OOF F2 by group: " + ", ".join(f"{g} {f:.4f}" for g, f in decision["oof_f2_by_group"].items()))
     _, _, scores = search_threshold(y, probs, grid, min_labels=config.min_labels, max_labels=config.max_labels)
     plot_threshold_curve(grid, scores, out / "threshold_curve.png", title=f"OOF F2 ({len(ids)} images)")
-    pred = apply_decision(decision, probs)
-    decision["oof_f2_by_group"] = f2_by_group(y, pred, comp.labels.group_index())
-    log("OOF F2 by group: " + ", ".join(f"{g} {f:.4f}" for g, f in decision["oof_f2_by_group"].items()))
     plot_sample_predictions(comp, ids, y, pred, out / "sample_predictions.png")
     (out / "decision.json").write_text(json.dumps(decision, indent=2) + "\n")
-    log(f"decision on {len(ids)} OOF images: {decision['chosen']} {decision['params']}, "
-        f"OOF F2 {decision['oof_f2'][decision['chosen']]:.4f}")
     return decision
 
 
-def predict_test(config: SubmitConfig, comp: Competition, outputs: list, scratch: Path, budget: Budget):
-    """Ensemble probabilities for readable test images, and the mask of those images."""
-    def key(o):
-        return o.config.image_size, o.config.cache_scale, o.config.max_aspect
-
-    total, good = 0.0, None
-    for size, scale, aspect in sorted({key(o) for o in outputs}):
+def predict_test(config: SubmitConfig, comp: Competition, families: list, weights, scratch: Path, budget: Budget):
+    """Blended probabilities for the readable test images, and the mask of those images."""
+    views = config.tta_views or TTA_VIEWS[: config.tta]
+    n_models = sum(len(o.folds) for f in families for o in f)
+    stacks, good = [], None
+    for family in families:
+        c = family[0].config
         cached = build_cache(comp.test_ids["id"], comp.test_dir, Path(config.cache_dir or scratch), split="test",
-                             short_side=cache_short_side(size, scale), max_aspect=aspect, workers=config.workers)
-        for img_id, reason in cached.bad.items():
-            warn(f"test image {img_id} unreadable, it gets the fallback labels: {reason}")
-        good = cached.good_mask()  # the same at every size: a bad file is bad at any size
-        group = [o for o in outputs if key(o) == (size, scale, aspect)]
-        share = len(group) / len(outputs)  # each group of models gets its share of the time left
-        probs = predict_ensemble(group, [p for p in cached.paths if p], tta=config.tta,
-                                 batch_size=config.batch_size, workers=config.workers,
-                                 seconds_left=budget.left() * share)
-        total = total + probs * len(group)
-    return total / len(outputs), good
+                             short_side=cache_short_side(c.image_size, c.cache_scale), max_aspect=c.max_aspect,
+                             workers=config.workers)
+        if good is None:  # the same for every size: a bad file is bad at any size
+            good = cached.good_mask()
+            for img_id, reason in cached.bad.items():
+                warn(f"test image {img_id} unreadable, it gets the fallback labels: {reason}")
+        share = sum(len(o.folds) for o in family) / n_models  # each family's share of the time left
+        stacks.append(predict_ensemble(family, [p for p in cached.paths if p], views=views,
+                                       batch_size=config.batch_size, workers=config.workers,
+                                       seconds_left=budget.left() * share))
+    return blend(stacks, weights), good
 
 
 def make_submission(config: SubmitConfig, comp: Competition, decision: dict, probs, good, out: Path) -> Path:
     pred = np.tile(fallback_labels(label_prior(comp.targets()), config.fallback_top_k), (len(comp.test_ids), 1))
-    pred[good] = apply_decision(decision, probs)
+    pred[good] = apply_rule(decision["params"], probs, comp.labels.group_index())
     sub = pd.DataFrame({"id": comp.test_ids["id"], "attribute_ids": format_labels(pred)})
     path = write_submission(sub, out / "submission.csv", sample_ids=comp.test_ids["id"],
                             n_classes=comp.labels.n_classes)
@@ -104,13 +116,13 @@ paths = kaggle_paths()
 out = paths.working
 out.mkdir(parents=True, exist_ok=True)
 comp = read_competition(find_competition_dir(paths, config.competition))
-outputs = load_models(config, paths, comp)
+families = load_models(config, paths)
 
 # %% [markdown]
-# ## Decision rule, chosen on out-of-fold predictions
+# ## Blend weights and decision rule, chosen on out-of-fold predictions
 
 # %%
-decision = choose_decision(config, comp, outputs, out)
+decision = choose_decision(config, comp, families, out)
 show(out / "threshold_curve.png")
 show(out / "sample_predictions.png")
 
@@ -118,7 +130,8 @@ show(out / "sample_predictions.png")
 # ## Test predictions: every fold, with TTA
 
 # %%
-probs, good = predict_test(config, comp, outputs, paths.scratch, budget)
+weights = [member["weight"] for member in decision["ensemble"]]
+probs, good = predict_test(config, comp, families, weights, paths.scratch, budget)
 
 # %% [markdown]
 # ## submission.csv
