@@ -19,6 +19,11 @@ SEED_MAX_LABELS = 10
 KAGGLE_SESSION_HOURS = 12.0
 KAGGLE_INFERENCE_HOURS = 9.0
 AUGMENT_MODES = ("device", "albumentations", "none")
+# Deterministic test-time views, in the order a TTA count takes them (made in pipeline.view).
+TTA_VIEWS = ("center", "center_flip", "top_left", "bottom_right", "top_right_flip", "bottom_left_flip",
+             "top_right", "bottom_left")
+LOSSES = ("bce", "focal")
+LR_SCHEDULES = ("constant", "cosine", "plateau")
 DECISION_RULES = ("global", "per_group", "per_class", "relative")  # see imet_utils.decision
 
 
@@ -37,7 +42,12 @@ class TrainConfig:
     batch_size: int = 32
     epochs: int = 8
     lr: float = 3e-4
-    loss: str = "bce"
+    loss: str = "bce"  # or "focal"
+    focal_gamma: float = 2.0
+    focal_alpha: Optional[float] = None  # set (e.g. 0.25) to weight positives by alpha, negatives by 1 - alpha
+    lr_schedule: str = "constant"  # or "cosine" (to 0 over the epochs), "plateau" (halve when loss stalls)
+    warmup_epochs: int = 0  # epochs that train the head only, the backbone frozen (Lopuhin: 1)
+    mixup_alpha: float = 0.0  # > 0: mixup with Beta(alpha, alpha) per batch
     dense_units: int = 512
     dropout: float = 0.5
     bn_momentum: Optional[float] = None  # None keeps the backbone's own (0.99)
@@ -75,8 +85,14 @@ class TrainConfig:
             raise ConfigError(f"need 0 <= min_labels <= max_labels, got {self.min_labels}, {self.max_labels}")
         if self.augment not in AUGMENT_MODES:
             raise ConfigError(f"unknown augment {self.augment!r}; known: {list(AUGMENT_MODES)}")
-        if self.loss not in ("bce",):
-            raise ConfigError(f"unknown loss {self.loss!r}; known: ['bce']")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"unknown loss {self.loss!r}; known: {list(LOSSES)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"unknown lr_schedule {self.lr_schedule!r}; known: {list(LR_SCHEDULES)}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
+        if self.mixup_alpha < 0:
+            raise ConfigError(f"mixup_alpha must be >= 0, got {self.mixup_alpha}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -89,7 +105,7 @@ class SubmitConfig:
 
     competition: str = "imet-2019-fgvc6"
     train_kernels: Tuple[str, ...] = ("imet-2019-train",)  # slugs of the train kernels' outputs
-    tta: int = 2  # views per image: original, hflip, then corner crops (see pipeline.TTA_VIEWS)
+    tta: int = 2  # views per image: original, hflip, then corner crops (see TTA_VIEWS)
     tta_views: Optional[Tuple[str, ...]] = None  # an explicit list of views instead of the first `tta`
     ensemble_weights: Optional[Tuple[float, ...]] = None  # one per model family; None: fitted on OOF
     decision_rules: Tuple[str, ...] = DECISION_RULES
@@ -103,8 +119,11 @@ class SubmitConfig:
     cache_dir: Optional[str] = None
 
     def validate(self) -> "SubmitConfig":
-        if self.tta < 1:
-            raise ConfigError(f"tta must be >= 1, got {self.tta}")
+        if not 1 <= self.tta <= len(TTA_VIEWS):
+            raise ConfigError(f"tta must be in 1..{len(TTA_VIEWS)}, got {self.tta}")
+        bad = [v for v in self.tta_views or () if v not in TTA_VIEWS]
+        if bad:
+            raise ConfigError(f"unknown tta_views {bad}; known: {list(TTA_VIEWS)}")
         if not self.train_kernels:
             raise ConfigError("train_kernels must name at least one train kernel output")
         bad = [r for r in self.decision_rules if r not in DECISION_RULES]

@@ -17,7 +17,6 @@ import pandas as pd
 from imet_utils.config import TrainConfig, load_train_config, to_dict
 from imet_utils.console import log, warn
 from imet_utils.models import load_for_inference
-from imet_utils.pipeline import TTA_VIEWS
 from imet_utils.training import MODEL_DIR, fold_dir, predict_views, read_oof
 
 CONFIG_FILE = "config.json"

@@ -52,8 +52,26 @@ def _tiny_cnn(shape, weights):
     return keras.Model(inputs, x, name="tiny_cnn")
 
 
+def _keras_app(cls_name: str) -> Callable:
+    """A keras.applications backbone without its own preprocessing (ours sits in front of it)."""
+    def build(shape, weights):
+        cls = getattr(keras.applications, cls_name)
+        return cls(include_top=False, weights=weights, input_shape=shape, include_preprocessing=False)
+    return build
+
+
+MINUS_ONE_TO_ONE = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # (x / 255 - 0.5) / 0.5
+
 MODELS: Dict[str, Backbone] = {
+    # qubvel's efficientnet package (weights from its GitHub releases): the seed's family.
     **{f"efficientnet-b{i}": Backbone(_efficientnet(f"B{i}"), needs_package="efficientnet") for i in range(8)},
+    # keras.applications (weights from Keras' storage): no extra package on Kaggle.
+    **{f"efficientnetv2-b{i}": Backbone(_keras_app(f"EfficientNetV2B{i}")) for i in range(4)},
+    "efficientnetv2-s": Backbone(_keras_app("EfficientNetV2S"), *MINUS_ONE_TO_ONE),
+    "efficientnetv2-m": Backbone(_keras_app("EfficientNetV2M"), *MINUS_ONE_TO_ONE),
+    "convnext-tiny": Backbone(_keras_app("ConvNeXtTiny")),
+    "convnext-small": Backbone(_keras_app("ConvNeXtSmall")),
+    "convnext-base": Backbone(_keras_app("ConvNeXtBase")),
     "tiny-cnn": Backbone(_tiny_cnn, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
 }
 
@@ -103,6 +121,11 @@ def create_model(name: str, n_classes: int, *, image_size: int, weights: Optiona
             if isinstance(layer, layers.BatchNormalization):
                 layer.momentum = bn_momentum
     return model
+
+
+def backbone_layer(model: keras.Model) -> keras.Model:
+    """The feature extractor inside a model made by ``create_model`` (frozen for a head-only warm-up)."""
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
 
 
 def _all_layers(model: keras.Model):

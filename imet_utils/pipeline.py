@@ -14,13 +14,11 @@ import numpy as np
 import tensorflow as tf
 
 from imet_utils.augment import scale_up_to
+from imet_utils.config import TTA_VIEWS
 from imet_utils.images import BadImage, to_rgb8
 
 AUTOTUNE = tf.data.AUTOTUNE
 
-# Deterministic test-time views, in the order a TTA count takes them.
-TTA_VIEWS = ("center", "center_flip", "top_left", "bottom_right", "top_right_flip", "bottom_left_flip",
-             "top_right", "bottom_left")
 
 
 def read_image(path: tf.Tensor) -> tf.Tensor:
@@ -106,7 +104,7 @@ def _jpeg_crop_flip(path: tf.Tensor, size: int) -> tf.Tensor:
 
 def train_dataset(paths: Sequence[str], targets: np.ndarray, *, size: int, batch_size: int, seed: int,
                   transform: Optional[Callable[[np.ndarray], np.ndarray]] = None, workers: int = 0,
-                  repeat: bool = False) -> tf.data.Dataset:
+                  repeat: bool = False, mixup_alpha: float = 0.0) -> tf.data.Dataset:
     """Shuffled (image uint8, target uint8) batches.
 
     Args:
@@ -120,6 +118,8 @@ def train_dataset(paths: Sequence[str], targets: np.ndarray, *, size: int, batch
             augmentation then runs on the device, in the model).
         workers: threads for the pipeline; 0 lets tf.data decide.
         repeat: repeat forever (for step-based training).
+        mixup_alpha: > 0 mixes each batch with a shuffled copy of itself, weight ~ Beta(alpha, alpha);
+            targets then become float32.
     """
     paths = np.asarray(paths, dtype=str)
     jpeg = bool(len(paths)) and all(p.lower().endswith((".jpg", ".jpeg")) for p in paths)
@@ -144,7 +144,22 @@ def train_dataset(paths: Sequence[str], targets: np.ndarray, *, size: int, batch
             out.set_shape([size, size, 3])
             return out, y
         ds = ds.map(_np_augment, num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size).prefetch(AUTOTUNE).with_options(_options(workers))
+    ds = ds.batch(batch_size)
+    if mixup_alpha > 0:
+        ds = ds.map(lambda x, y: _mixup(x, y, mixup_alpha), num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE).with_options(_options(workers))
+
+
+def _mixup(images: tf.Tensor, targets: tf.Tensor, alpha: float):
+    """Mixup on a batch: lam ~ Beta(alpha, alpha) (two Gammas), the batch mixed with its own shuffle."""
+    a = tf.random.gamma([], alpha)
+    b = tf.random.gamma([], alpha)
+    lam = a / (a + b)
+    perm = tf.random.shuffle(tf.range(tf.shape(images)[0]))
+    x = tf.cast(images, tf.float32)
+    mixed = lam * x + (1 - lam) * tf.gather(x, perm)
+    y = tf.cast(targets, tf.float32)
+    return tf.cast(tf.round(mixed), tf.uint8), lam * y + (1 - lam) * tf.gather(y, perm)
 
 
 def views_dataset(paths: Sequence[str], *, size: int, batch_size: int, views: Sequence[str] = ("center",),

@@ -27,7 +27,7 @@ import tensorflow as tf
 from imet_utils.config import TrainConfig
 from imet_utils.console import log, progress, warn
 from imet_utils.metrics import search_threshold, threshold_grid
-from imet_utils.models import create_model, export_for_inference, get_backbone
+from imet_utils.models import backbone_layer, create_model, export_for_inference, get_backbone
 from imet_utils.pipeline import train_dataset, views_dataset
 
 STATE_FILE = "state.json"
@@ -189,7 +189,20 @@ class _EpochEnd(keras.callbacks.Callback):
 
 
 def make_loss(config: TrainConfig) -> keras.losses.Loss:
+    """BCE, or Keras' focal loss (computed from clipped probabilities, stable in float32)."""
+    if config.loss == "focal":
+        return keras.losses.BinaryFocalCrossentropy(gamma=config.focal_gamma, alpha=config.focal_alpha or 0.25,
+                                                    apply_class_balancing=config.focal_alpha is not None)
     return keras.losses.BinaryCrossentropy()
+
+
+def lr_callbacks(config: TrainConfig) -> list:
+    if config.lr_schedule == "cosine":
+        return [keras.callbacks.LearningRateScheduler(
+            lambda epoch: config.lr * 0.5 * (1 + math.cos(math.pi * epoch / config.epochs)))]
+    if config.lr_schedule == "plateau":
+        return [keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, min_lr=config.lr / 32)]
+    return []
 
 
 def _compile(model, config: TrainConfig) -> None:
@@ -236,13 +249,27 @@ def train_fold(config: TrainConfig, fold: int, *, ids: np.ndarray, paths: np.nda
                                  bn_momentum=config.bn_momentum, device_augment=config.augment == "device")
             _compile(model, config)
     ds = train_dataset(paths[tr], targets[tr], size=config.image_size, batch_size=batch,
-                       seed=config.seed + fold, transform=transform, workers=config.workers)
+                       seed=config.seed + fold, transform=transform, workers=config.workers,
+                       mixup_alpha=config.mixup_alpha)
     callback = _EpochEnd(config=config, fold=fold, d=d, state=state, valid_ids=ids[va], valid_paths=paths[va],
                          valid_y=targets[va], budget=budget, folds_after=folds_after)
+    callbacks = [callback, *lr_callbacks(config)]
     if state.epochs_done < config.epochs and not state.stopped_reason:
         log(f"fold {fold}: {tr.sum()} train / {va.sum()} valid images, batch {batch} on {replicas} replica(s)")
-        model.fit(ds, epochs=config.epochs, initial_epoch=state.epochs_done, callbacks=[callback],
-                  verbose=config.verbose)
+        if state.epochs_done < config.warmup_epochs:  # the head alone first, on a frozen backbone
+            with strategy.scope():
+                backbone_layer(model).trainable = False
+                _compile(model, config)
+            model.fit(ds, epochs=config.warmup_epochs, initial_epoch=state.epochs_done, callbacks=callbacks,
+                      verbose=config.verbose)
+            log(f"fold {fold}: head warm-up done; training the whole model")
+        if not backbone_layer(model).trainable:
+            with strategy.scope():
+                backbone_layer(model).trainable = True
+                _compile(model, config)
+        if state.epochs_done < config.epochs and not state.stopped_reason:
+            model.fit(ds, epochs=config.epochs, initial_epoch=state.epochs_done, callbacks=callbacks,
+                      verbose=config.verbose)
     if state.paused:
         warn(f"fold {fold} paused: {state.stopped_reason}. Rerun with this output attached to resume.")
         state.save(d)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from imet_utils.config import SubmitConfig, from_dict
+from imet_utils.config import TTA_VIEWS, SubmitConfig, from_dict
 from imet_utils.console import log, warn
 from imet_utils.data import Competition, read_competition
 from imet_utils.images import build_cache, cache_short_side
@@ -32,7 +32,7 @@ from imet_utils.decision import apply_rule, choose_rule
 from imet_utils.inference import (CONFIG_FILE, blend, fallback_labels, fit_weights, label_prior, load_train_output,
                                   model_families, oof_predictions, predict_ensemble)
 from imet_utils.metrics import f2_by_group, search_threshold, threshold_grid
-from imet_utils.pipeline import TTA_VIEWS
+
 from imet_utils.paths import find_competition_dir, find_kernel_outputs, kaggle_paths
 from imet_utils.plots import plot_sample_predictions, plot_threshold_curve, show
 from imet_utils.submission import format_labels, write_submission

@@ -73,8 +73,41 @@ def test_submit_kernel_ran_offline_and_wrote_its_decision(local_run):
     _, work, log = local_run
     out = work / "submit/kaggle/working"
     decision = json.loads((out / "decision.json").read_text())
-    assert decision["chosen"] == "global" and 0.05 <= decision["params"]["threshold"] <= 0.5
+    assert decision["chosen"] in decision["oof_f2"] and decision["params"]["rule"] == decision["chosen"]
+    assert decision["oof_f2"][decision["chosen"]] >= decision["oof_f2"]["global"]
     assert (out / "threshold_curve.png").is_file()
     # the submit kernel ran with efficientnet and albumentations made unimportable
     assert (work / "offline_image" / "efficientnet.py").is_file()
     assert "test F2 of submission.csv" in log
+
+
+def test_submit_kernel_blends_two_model_families(local_run, tmp_path):
+    """Two train outputs of different models: weights fitted on OOF, both used, every id answered."""
+    import os
+    import shutil
+
+    import build_kernel
+
+    data, work, _ = local_run
+    first = work / "imet-2019-train/kaggle/working"
+    second = tmp_path / "other-model"
+    shutil.copytree(first, second)
+    config = json.loads((second / "config.json").read_text())
+    config["dropout"] = 0.3  # another model family as far as the submit kernel can tell
+    (second / "config.json").write_text(json.dumps(config))
+    folders = build_kernel.build(tmp_path / "build", train_overrides=build_kernel.LOCAL_TRAIN,
+                                 submit_overrides={"train_kernels": ["me/imet-2019-train", "me/other-model"]})
+    root = build_kernel._kaggle_dir(tmp_path, "submit", {"imet-2019-fgvc6": data, "imet-2019-train": first,
+                                                        "other-model": second}, fresh=True)
+    env = dict(os.environ, IMET_KAGGLE_ROOT=str(root), TF_CPP_MIN_LOG_LEVEL="2")
+    script = folders["submit"] / f"{folders['submit'].name}.py"
+    res = subprocess.run([sys.executable, str(script)], cwd=root / "working", env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    decision = json.loads((root / "working/decision.json").read_text())
+    weights = [m["weight"] for m in decision["ensemble"]]
+    assert len(weights) == 2 and min(weights) >= 0 and sum(weights) == pytest.approx(1.0)
+    assert set(decision["oof_f2"]) == {"global", "per_group", "per_class", "relative"}
+    assert decision["oof_f2"][decision["chosen"]] >= decision["oof_f2"]["global"]
+    sub = pd.read_csv(root / "working/submission.csv", dtype=str)
+    assert list(sub["id"]) == list(pd.read_csv(data / "sample_submission.csv", dtype=str)["id"])

@@ -1,0 +1,127 @@
+"""Losses, backbones, training options and weighted ensembles."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imet_utils.config import ConfigError, TrainConfig, from_dict
+from imet_utils.inference import blend, fit_weights
+from imet_utils.models import MODELS, create_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _focal_reference(y, p, gamma, alpha=None):
+    """Lin et al.'s focal loss, written out plainly."""
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    pt = np.where(y == 1, p, 1 - p)
+    w = 1.0 if alpha is None else np.where(y == 1, alpha, 1 - alpha)
+    return np.mean(-w * (1 - pt) ** gamma * np.log(pt), axis=-1)
+
+
+@pytest.mark.parametrize("gamma,alpha", [(2.0, None), (1.0, 0.25), (0.0, None)])
+def test_focal_loss_matches_the_reference_and_stays_finite(gamma, alpha):
+    from imet_utils.training import make_loss
+
+    loss = make_loss(TrainConfig(loss="focal", focal_gamma=gamma, focal_alpha=alpha))
+    rng = np.random.default_rng(0)
+    y = (rng.random((16, 30)) < 0.2).astype("float32")
+    p = rng.random((16, 30)).astype("float32")
+    p[0, :5] = [0.0, 1.0, 1e-12, 1 - 1e-9, 0.5]  # the extremes
+    got = float(loss(y, p))
+    assert np.isfinite(got)
+    assert got == pytest.approx(float(np.mean(_focal_reference(y, p, gamma, alpha))), rel=1e-4)
+
+
+def test_unknown_options_fail_with_the_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown loss 'huber'; known: \['bce', 'focal'\]"):
+        from_dict(TrainConfig, {"loss": "huber"})
+    with pytest.raises(ConfigError, match="unknown lr_schedule 'step'"):
+        from_dict(TrainConfig, {"lr_schedule": "step"})
+    with pytest.raises(ConfigError, match=r"warmup_epochs must be in \[0, epochs\)"):
+        from_dict(TrainConfig, {"warmup_epochs": 8})
+
+
+NEW_BACKBONES = [f"efficientnetv2-b{i}" for i in range(4)] + ["efficientnetv2-s", "efficientnetv2-m",
+                                                                "convnext-tiny", "convnext-small", "convnext-base"]
+
+
+@pytest.mark.parametrize("name", NEW_BACKBONES)
+def test_keras_application_backbones_build_with_their_preprocessing_inside(name):
+    assert name in MODELS
+    model = create_model(name, 9, image_size=32)
+    assert model.get_layer("normalize") is not None and model.output.shape[-1] == 9
+    out = model(np.zeros((1, 32, 32, 3), np.uint8)).numpy()
+    assert out.shape == (1, 9) and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", ["efficientnetv2-b0", "convnext-tiny"])
+def test_new_backbones_save_and_load_offline(name, tmp_path):
+    from imet_utils.models import export_for_inference
+
+    model = create_model(name, 4, image_size=32)
+    x = np.random.default_rng(1).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    expected = model.predict(x, verbose=0)
+    export_for_inference(model, tmp_path / "m")
+    np.save(tmp_path / "x.npy", x)
+    blocker = tmp_path / "blocked"
+    blocker.mkdir()
+    for pkg in ("efficientnet", "albumentations"):
+        (blocker / f"{pkg}.py").write_text("raise ImportError('blocked')\n")
+    code = (f"import sys, numpy as np; sys.path.insert(0, {str(ROOT)!r})\n"
+            f"from imet_utils.models import load_for_inference\n"
+            f"np.save({str(tmp_path / 'y.npy')!r}, load_for_inference({str(tmp_path / 'm')!r})"
+            f"(np.load({str(tmp_path / 'x.npy')!r})).numpy())\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300,
+                   env={"PYTHONPATH": str(blocker), "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"})
+    assert np.allclose(np.load(tmp_path / "y.npy"), expected, atol=1e-5)
+
+
+def test_warmup_cosine_mixup_and_focal_train_a_fold(tmp_path, tiny_competition):
+    from imet_utils import training
+    from imet_utils.data import read_competition
+    from imet_utils.images import build_cache
+
+    comp = read_competition(tiny_competition)
+    cached = build_cache(comp.train["id"], comp.train_dir, tmp_path / "cache", split="train", short_side=40,
+                         max_aspect=4.0)
+    config = TrainConfig(model="tiny-cnn", weights=None, image_size=32, batch_size=16, epochs=3, n_folds=2,
+                         bn_momentum=0.9, mixed_precision=False, warmup_epochs=1, lr_schedule="cosine",
+                         mixup_alpha=0.4, loss="focal", dropout=0.3)
+    state = training.train_fold(config, 0, ids=comp.train["id"].to_numpy(), paths=np.asarray(cached.paths),
+                                targets=comp.targets(), folds=np.arange(len(comp.train)) % 2,
+                                out=tmp_path / "out", strategy=training.setup_strategy(config),
+                                budget=training.Budget(1))
+    assert state.finished and [r["epoch"] for r in state.history] == [1, 2, 3]
+    assert all(np.isfinite(r["loss"]) for r in state.history)
+
+
+def test_mixup_mixes_images_and_targets_with_one_weight():
+    import tensorflow as tf
+
+    from imet_utils.pipeline import _mixup
+
+    x = tf.constant(np.stack([np.zeros((4, 4, 3)), np.full((4, 4, 3), 200)]).astype(np.uint8))
+    y = tf.constant([[1, 0], [0, 1]], tf.uint8)
+    tf.random.set_seed(3)
+    mx, my = _mixup(x, y, 0.4)
+    lam_y = my.numpy()
+    assert np.allclose(lam_y.sum(axis=1), 1.0)
+    # each image's mean pixel is 200 * (its weight on the bright image), as its target says
+    assert np.allclose(mx.numpy().reshape(2, -1).mean(axis=1), 200 * lam_y[:, 1], atol=1.0)
+
+
+def test_blend_weights_are_non_negative_sum_to_one_and_favour_the_better_model():
+    rng = np.random.default_rng(0)
+    y = (rng.random((2000, 20)) < 0.1).astype(np.uint8)
+    good = np.clip(y * 0.7 + rng.random(y.shape) * 0.3, 0, 1)
+    bad = rng.random(y.shape)
+    w = fit_weights(y, [good, bad])
+    assert (w >= 0).all() and w.sum() == pytest.approx(1.0) and w[0] > 0.8
+    assert np.allclose(blend([good, bad], [1.0, 0.0]), good, atol=1e-6)
+    assert fit_weights(y, [good]).tolist() == [1.0]
