@@ -599,7 +599,7 @@ def push(folders: Dict[str, Path], which: str = "all") -> None:
     train = [k for r, k in ids.items() if r != "submit"]
     print("\nnext:")
     if train:
-        print(f"  1. wait for the train kernel(s) to finish: python build_kernel.py --status")
+        print("  1. wait for the train kernel(s) to finish: python build_kernel.py --status")
     print("  2. run the submit kernel once they have: python build_kernel.py --push submit "
           "(or 'Save version' on its page)")
     sub = ids.get("submit") or "<you>/<slug>-submit"

@@ -34,8 +34,8 @@ def main() -> int:
     n_classes = read_labels(args.train_csv.with_name("labels.csv")).n_classes
     lists = list(read_train(args.train_csv, n_classes)["labels"])
     print(f"{args.train_csv}: {len(lists)} images, {n_classes} labels, K={args.n_folds}")
-    print(f"| method | mean dev | max dev | mean excess dev | labels missing from a fold | fold sizes | wall time |")
-    print(f"|---|---|---|---|---|---|---|")
+    print("| method | mean dev | max dev | mean excess dev | labels missing from a fold | fold sizes | wall time |")
+    print("|---|---|---|---|---|---|---|")
     import pandas as pd
 
     floor = None

@@ -51,9 +51,8 @@ def main() -> int:
     comp = read_competition((train_dirs[0].parent / "input" / competition).resolve())
     index = pd.Index(comp.train["id"])
     targets = comp.targets()
-    config = outputs[0].config
     print(f"run: {args.work}; {comp.root}: {len(comp.train)} train images, {comp.labels.n_classes} labels")
-    print(f"config: " + ", ".join(f"{k}={v}" for k, v in json.loads((train_dirs[0] / "config.json").read_text())
+    print("config: " + ", ".join(f"{k}={v}" for k, v in json.loads((train_dirs[0] / "config.json").read_text())
                                    .items() if k in ("model", "image_size", "epochs", "batch_size", "lr", "loss",
                                                      "n_folds", "fold_method", "augment", "bn_momentum")))
     print()

@@ -1,7 +1,6 @@
 """The builder: inlined kernels that parse, carry no package import, and metadata the kaggle CLI accepts."""
 import ast
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

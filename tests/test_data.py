@@ -1,5 +1,4 @@
 """Competition CSVs: clear errors naming file, line and value; ids always strings."""
-import pandas as pd
 import pytest
 
 from imet_utils.data import CsvError, read_competition, read_labels, read_sample_submission, read_train

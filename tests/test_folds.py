@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imet_utils.data import CsvError
 from imet_utils.folds import (balanced_folds, fold_counts, fold_report, greedy_folds, label_deviation, make_folds,
                               rounding_floor)
 

@@ -1,14 +1,10 @@
 """Losses, backbones, training options and weighted ensembles."""
-import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import assert_loads_offline
 from imet_utils.config import ConfigError, TrainConfig, from_dict
 from imet_utils.inference import blend, fit_weights
 from imet_utils.models import MODELS, create_model
@@ -62,24 +58,8 @@ def test_keras_application_backbones_build_with_their_preprocessing_inside(name)
 
 @pytest.mark.parametrize("name", ["efficientnetv2-b0", "convnext-tiny"])
 def test_new_backbones_save_and_load_offline(name, tmp_path):
-    from imet_utils.models import export_for_inference
-
     model = create_model(name, 4, image_size=32)
-    x = np.random.default_rng(1).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
-    expected = model.predict(x, verbose=0)
-    export_for_inference(model, tmp_path / "m")
-    np.save(tmp_path / "x.npy", x)
-    blocker = tmp_path / "blocked"
-    blocker.mkdir()
-    for pkg in ("efficientnet", "albumentations"):
-        (blocker / f"{pkg}.py").write_text("raise ImportError('blocked')\n")
-    code = (f"import sys, numpy as np; sys.path.insert(0, {str(ROOT)!r})\n"
-            f"from imet_utils.models import load_for_inference\n"
-            f"np.save({str(tmp_path / 'y.npy')!r}, load_for_inference({str(tmp_path / 'm')!r})"
-            f"(np.load({str(tmp_path / 'x.npy')!r})).numpy())\n")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=300,
-                   env={"PYTHONPATH": str(blocker), "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"})
-    assert np.allclose(np.load(tmp_path / "y.npy"), expected, atol=1e-5)
+    assert_loads_offline(model, tmp_path, np.random.default_rng(1).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8))
 
 
 def test_warmup_cosine_mixup_and_focal_train_a_fold(tmp_path, tiny_competition):
