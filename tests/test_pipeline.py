@@ -1,0 +1,38 @@
+"""The tf.data pipelines: uint8 all the way, small images scaled up, ids kept in order."""
+import cv2
+import numpy as np
+import pytest
+
+from imet_utils.pipeline import train_dataset, views_dataset
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_train_batches_are_uint8_crops_even_from_images_smaller_than_the_crop(tmp_path, suffix):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, shape in enumerate([(20, 30), (64, 200), (300, 8), (48, 48)]):
+        path = tmp_path / f"{i}{suffix}"
+        cv2.imwrite(str(path), rng.integers(0, 255, shape + (3,), dtype=np.uint8))
+        paths.append(str(path))
+    targets = np.eye(4, dtype=np.uint8)
+    x, y = next(iter(train_dataset(paths, targets, size=48, batch_size=4, seed=0)))
+    assert x.dtype.name == "uint8" and tuple(x.shape) == (4, 48, 48, 3)
+    assert y.dtype.name == "uint8" and sorted(y.numpy().argmax(1).tolist()) == [0, 1, 2, 3]
+
+
+def test_views_keep_the_order_of_ids_and_flip_is_a_mirror(tmp_path):
+    paths = []
+    for i in range(5):
+        img = np.zeros((40, 60, 3), np.uint8)
+        img[:, : 10 + i] = 255  # a bright left band whose width encodes the index
+        path = tmp_path / f"{i}.png"
+        cv2.imwrite(str(path), img)
+        paths.append(str(path))
+    batches = list(views_dataset(paths, size=40, batch_size=2, views=("center", "center_flip")))
+    views = np.concatenate([b.numpy() for b in batches])
+    assert views.shape == (5, 2, 40, 40, 3) and views.dtype == np.uint8
+    assert np.array_equal(views[:, 1], views[:, 0, :, ::-1])
+    widths = [(v[0, 0, :, 0] == 255).sum() for v in views]
+    assert widths == sorted(widths)  # in the order given
+    with pytest.raises(ValueError, match="unknown TTA view"):
+        views_dataset(paths, size=40, batch_size=2, views=("zoom",))
