@@ -327,7 +327,7 @@ def train_roles(ids: Dict[str, Tuple[str, str]]) -> List[str]:
 
 def kernel_metadata(base: dict, role: str, ids: Dict[str, Tuple[str, str]], code_file: str, *,
                     notebook: bool = False, resume_from: Optional[str] = None,
-                    competition: Optional[str] = None) -> dict:
+                    competition: Optional[str] = None, train_kernels: Sequence[str] = ()) -> dict:
     kid, title = ids[role]
     meta = dict(base)
     meta.update(id=kid, title=title, code_file=code_file, kernel_type="notebook" if notebook else "script")
@@ -337,7 +337,8 @@ def kernel_metadata(base: dict, role: str, ids: Dict[str, Tuple[str, str]], code
         meta["kernel_sources"] = sorted(set(base.get("kernel_sources", [])) | {resume_from})
     if role == "submit":
         meta["enable_internet"] = False
-        meta["kernel_sources"] = sorted(set(base.get("kernel_sources", [])) | {ids[r][0] for r in train_roles(ids)})
+        needed = {ids[r][0] for r in train_roles(ids)} | {k for k in (train_kernels or []) if "/" in k}
+        meta["kernel_sources"] = sorted(set(base.get("kernel_sources", [])) | needed)
     return meta
 
 
@@ -430,7 +431,8 @@ def build(out_dir: Path, *, train_overrides: Optional[Dict] = None, submit_overr
         check_no_secrets(text, f"kernel {slug}")
         (folder / code_file).write_text(text)
         meta = kernel_metadata(base, role, ids, code_file, notebook=notebook,
-                               resume_from=train_overrides.get("resume_from"), competition=competition)
+                               resume_from=train_overrides.get("resume_from"), competition=competition,
+                               train_kernels=overrides["submit"].get("train_kernels", ()))
         check_no_secrets(json.dumps(meta), f"{folder}/kernel-metadata.json")
         (folder / "kernel-metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
         folders[role] = folder

@@ -169,3 +169,14 @@ def test_the_fake_client_sees_a_rejected_metadata(tmp_path, kaggle_api):
     with pytest.raises(ValueError, match="at least five"):
         api.kernels_push(str(tmp_path / "k"))
     assert sent == []
+
+
+def test_ensemble_train_kernels_become_the_submit_kernels_sources(tmp_path):
+    res = subprocess.run([sys.executable, "build_kernel.py", "--out", str(tmp_path), "--set-submit",
+                          'train_kernels=["me/imet-b3-folds","me/imet-convnext"]'], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr
+    meta = json.loads((tmp_path / "imet-2019-submit" / "kernel-metadata.json").read_text())
+    assert {"me/imet-b3-folds", "me/imet-convnext"} <= set(meta["kernel_sources"])
+    code = (tmp_path / "imet-2019-submit" / "imet-2019-submit.py").read_text()
+    assert "CONFIG['train_kernels'] = ['me/imet-b3-folds', 'me/imet-convnext']" in code
