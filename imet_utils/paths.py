@@ -53,6 +53,14 @@ def _listing(input_dir: Path) -> str:
     return f"{input_dir} holds: {', '.join(found) or 'nothing'}"
 
 
+def _first_holding(tried: Sequence[Path], marker: str, paths: KagglePaths, *, what: str, hint: str) -> Path:
+    for cand in tried:
+        if (cand / marker).is_file():
+            return cand
+    raise FileNotFoundError(f"{what} not found: no {marker} in " + ", ".join(map(str, tried))
+                            + f". {hint} {_listing(paths.input)}")
+
+
 def find_competition_dir(paths: KagglePaths, slug: str) -> Path:
     """Finds the competition data under either Kaggle mount layout.
 
@@ -60,13 +68,8 @@ def find_competition_dir(paths: KagglePaths, slug: str) -> Path:
         FileNotFoundError: naming every place tried and what the input folder holds.
     """
     tried = [paths.input / slug, paths.input / "competitions" / slug]
-    for cand in tried:
-        if (cand / COMPETITION_MARKER).is_file():
-            return cand
-    raise FileNotFoundError(
-        f"competition {slug!r} not found: no {COMPETITION_MARKER} in "
-        + ", ".join(map(str, tried)) + f". Add the competition as a data source. {_listing(paths.input)}"
-    )
+    return _first_holding(tried, COMPETITION_MARKER, paths,
+                          what=f"competition {slug!r}", hint="Add the competition as a data source.")
 
 
 def find_kernel_output(paths: KagglePaths, slug: str, marker: str) -> Path:
@@ -83,13 +86,8 @@ def find_kernel_output(paths: KagglePaths, slug: str, marker: str) -> Path:
         tried.append(paths.input / "notebooks" / owner / name)
     else:
         tried.extend(sorted((paths.input / "notebooks").glob(f"*/{name}")))
-    for cand in tried:
-        if (cand / marker).is_file():
-            return cand
-    raise FileNotFoundError(
-        f"output of kernel {slug!r} not found: no {marker} in "
-        + ", ".join(map(str, tried)) + f". Attach the kernel as a data source. {_listing(paths.input)}"
-    )
+    return _first_holding(tried, marker, paths, what=f"output of kernel {slug!r}",
+                          hint="Attach the kernel as a data source.")
 
 
 def find_kernel_outputs(paths: KagglePaths, slugs: Sequence[str], marker: str) -> List[Path]:
