@@ -306,18 +306,36 @@ def read_oof(out: Path, n_folds: int) -> pd.DataFrame:
 RESUME_KEYS = ("model", "image_size", "n_folds", "fold_method", "seed", "competition")
 
 
+def _changed_keys(config_json: Path, config: TrainConfig) -> List[str]:
+    before = json.loads(Path(config_json).read_text())
+    now = dataclasses.asdict(config)
+    return [k for k in RESUME_KEYS if before.get(k) != now[k]]
+
+
+def check_resumable(out: Path, config: TrainConfig) -> None:
+    """Refuses to carry on in an output folder whose folds were trained with other settings.
+
+    Raises:
+        RuntimeError: naming the settings that differ; nothing is deleted.
+    """
+    path = Path(out) / "config.json"
+    if path.is_file() and any(Path(out).glob("fold*/state.json")):
+        changed = _changed_keys(path, config)
+        if changed:
+            raise RuntimeError(f"{out} holds folds trained with other {changed}; resuming them would mix models. "
+                               f"Use an empty output folder (locally: drop --resume or use another --work-dir).")
+
+
 def copy_previous_output(previous: Optional[Path], out: Path, config: TrainConfig) -> None:
     """Copies an earlier run's folds and fold folders (attached read-only as input on Kaggle) so training
     resumes from them; only if that run trained the same model on the same folds."""
     if previous is None or Path(previous).resolve() == Path(out).resolve():
         return
     try:
-        before = json.loads((Path(previous) / "config.json").read_text())
+        changed = _changed_keys(Path(previous) / "config.json", config)
     except (OSError, ValueError) as e:
         warn(f"resume: {previous} has no readable config.json ({e}); starting afresh")
         return
-    now = dataclasses.asdict(config)
-    changed = [k for k in RESUME_KEYS if before.get(k) != now[k]]
     if changed:
         warn(f"resume: {previous} was trained with other {changed}; starting afresh")
         return

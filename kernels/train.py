@@ -42,7 +42,8 @@ from imet_utils.metrics import search_threshold, threshold_grid
 from imet_utils.models import ensure_backbone_package
 from imet_utils.paths import find_competition_dir, kaggle_paths, previous_output
 from imet_utils.plots import plot_fold_label_counts, plot_history, plot_sample_images, show
-from imet_utils.training import Budget, copy_previous_output, read_oof, setup_strategy, train_fold
+from imet_utils.training import (Budget, check_resumable, copy_previous_output, read_oof, setup_strategy,
+                                 train_fold)
 
 
 def load_folds(config: TrainConfig, comp: Competition, out: Path) -> np.ndarray:
@@ -133,6 +134,7 @@ out.mkdir(parents=True, exist_ok=True)
 comp = read_competition(find_competition_dir(paths, config.competition))
 log(f"{len(comp.train)} train images, {comp.labels.n_classes} labels in groups {comp.labels.group_names}")
 copy_previous_output(previous_output(paths, config.resume_from, "config.json"), out, config)
+check_resumable(out, config)
 save_config(config, out / "config.json")
 show(plot_sample_images(comp, out / "sample_images.png"))
 

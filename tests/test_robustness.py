@@ -210,3 +210,18 @@ def test_build_refuses_to_inline_a_kaggle_key(tmp_path, monkeypatch):
     # kaggle.json content pasted anywhere is refused even when no key is configured here
     with pytest.raises(build_kernel.BuildError, match="looks like kaggle.json content"):
         build_kernel.check_no_secrets('x = {"username": "me", "key": "%s"}' % key[::-1], "kernel x")
+
+
+def test_resume_refuses_an_output_trained_with_other_settings(tmp_path):
+    from imet_utils.training import FoldState, check_resumable
+
+    out = tmp_path / "out"
+    (out / "fold0").mkdir(parents=True)
+    FoldState(epochs_done=2).save(out / "fold0")
+    from imet_utils.config import save_config
+
+    save_config(TrainConfig(model="tiny-cnn", image_size=64), out / "config.json")
+    check_resumable(out, TrainConfig(model="tiny-cnn", image_size=64, epochs=12))  # more epochs: fine
+    with pytest.raises(RuntimeError, match=r"holds folds trained with other \['model', 'image_size'\]"):
+        check_resumable(out, TrainConfig(model="efficientnet-b0", image_size=96))
+    assert (out / "fold0" / "state.json").is_file()  # nothing deleted
