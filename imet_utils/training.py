@@ -148,11 +148,6 @@ class _EpochEnd(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.t0 = time.time()
 
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.model.stop_training = True  # don't spend the rest of the epoch on NaN weights
-
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
         loss = float(logs.get("loss", float("nan")))
