@@ -6,6 +6,7 @@ Default TRAIN_CSV: ../shared/data/imet2019/train.csv (the real competition file)
 Each method runs in a fresh process, timed from start to folds.csv written, as a user would run it.
 """
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -33,7 +34,8 @@ def main() -> int:
         args.train_csv = d / "train.csv"
     n_classes = read_labels(args.train_csv.with_name("labels.csv")).n_classes
     lists = list(read_train(args.train_csv, n_classes)["labels"])
-    print(f"{args.train_csv}: {len(lists)} images, {n_classes} labels, K={args.n_folds}")
+    print(f"{args.train_csv}: {len(lists)} images, {n_classes} labels, K={args.n_folds}, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall times grow with it)")
     print("| method | mean dev | max dev | mean excess dev | labels missing from a fold | fold sizes | wall time |")
     print("|---|---|---|---|---|---|---|")
     import pandas as pd

@@ -1,11 +1,9 @@
 """K-fold splits of a multi-label train set, and the balance measure they are judged by.
 
 Methods:
-- ``balanced`` (default): a label-by-label stratified start, then a local search
-  that moves single images between folds to cut each label's deviation from n/K,
-  scoring every candidate move exactly over all of the image's labels.
-- ``greedy``: the seed notebook's "rarest label first", kept so that published
-  folds can be reproduced.
+- ``balanced`` (default): a label-by-label stratified start, then a local search that moves (or swaps)
+  images between folds to cut each label's deviation from n/K, scoring each move over all the image's labels.
+- ``greedy``: the seed's split (Lopuhin's ``make_folds``), reproduced exactly, so published folds can be remade.
 - ``iterstrat``: iterative-stratification's ``MultilabelStratifiedKFold``, if installed.
 
 CLI: ``python -m imet_utils.folds TRAIN_CSV --out folds.csv [--n-folds K] [--method M] [--seed S] [--report]``
@@ -14,11 +12,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import random
 import sys
 import time
+from collections import Counter
+from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,16 @@ DEFAULT_METHOD = "balanced"
 DEFAULT_SEED = 42
 L1_WEIGHT = 0.1  # tie-breaker: the mean |c - n/K| also counts, so a move that trims one of two equal peaks pays
 MAX_CANDIDATES = 256  # images tried per move; enough for common labels, where any of thousands will do
-SIZE_TOLERANCE = 0.005  # fold sizes stay within 0.5% of n/K
+SIZE_TOLERANCE = Fraction(1, 200)  # fold sizes stay within 0.5% of n/K, or 1 image if that is more
+MAX_ROUNDS = 10_000  # local search passes over all labels; the deadline normally ends it first
+MOVES_PER_LABEL = 64  # moves for one label before the pass goes on to the next
+
+
+def fold_size_bounds(n_images: int, n_folds: int) -> Tuple[int, int]:
+    """Sizes s allowed: |s - n/K| <= max(1, 0.5% of n/K), s >= 1; they hold floor(n/K) and ceil(n/K)."""
+    ideal = Fraction(n_images, n_folds)
+    slack = max(Fraction(1), ideal * SIZE_TOLERANCE)
+    return max(1, math.ceil(ideal - slack)), math.floor(ideal + slack)
 
 
 def _label_lists_csr(label_lists: Sequence[Sequence[int]]) -> tuple:
@@ -37,6 +47,12 @@ def _label_lists_csr(label_lists: Sequence[Sequence[int]]) -> tuple:
     indptr = np.concatenate([[0], np.cumsum(lens)])
     indices = np.fromiter((c for x in label_lists for c in x), dtype=np.int64, count=int(indptr[-1]))
     return indptr, indices
+
+
+def _flat_labels(indptr: np.ndarray, imgs: np.ndarray) -> tuple:
+    """Positions in ``indices`` of the labels of ``imgs``, and each image's number of labels."""
+    lo, lens = indptr[imgs], indptr[imgs + 1] - indptr[imgs]
+    return np.repeat(lo - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(lens.sum()), lens
 
 
 def fold_counts(label_lists: Sequence[Sequence[int]], folds: np.ndarray, n_classes: int, n_folds: int) -> np.ndarray:
@@ -50,45 +66,61 @@ def fold_counts(label_lists: Sequence[Sequence[int]], folds: np.ndarray, n_class
 
 def label_deviation(counts: np.ndarray) -> np.ndarray:
     """dev_l = max_k |c_kl - n_l/K| / (n_l/K) for every label with images (NaN for labels without)."""
-    n = counts.sum(axis=0).astype(np.float64)
-    target = n / counts.shape[0]
+    target = counts.sum(axis=0) / counts.shape[0]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.abs(counts - target).max(axis=0) / target
 
 
 def rounding_floor(counts: np.ndarray) -> float:
     """The mean dev of a perfect integer split: no split of these labels can beat it."""
-    n = counts.sum(axis=0).astype(np.float64)
-    n = n[n > 0]
-    t = n / counts.shape[0]
+    n = counts.sum(axis=0)
+    t = n[n > 0] / counts.shape[0]
     floor_dev = np.where(np.isclose(t, np.round(t)), 0.0, np.maximum(np.ceil(t) - t, t - np.floor(t)) / t)
     return float(floor_dev.mean())
 
 
 # ---------------------------------------------------------------- seed greedy
-def greedy_folds(label_lists: Sequence[Sequence[int]], n_classes: int, n_folds: int = 5,
-                 seed: int = DEFAULT_SEED) -> np.ndarray:
-    """The seed notebook's split: shuffle, then each image joins the fold with the fewest of its rarest label.
+def read_attribute_tokens(train_csv: Path) -> List[List[str]]:
+    """Each row's attribute_ids tokens as written in train.csv (order and duplicates kept): greedy's exact input."""
+    raw = pd.read_csv(train_csv, dtype=str, keep_default_na=False)
+    return [s.split() for s in raw["attribute_ids"]]
 
-    Ties are broken by a seeded random choice.
+
+def greedy_folds(label_lists: Sequence[Sequence[Hashable]], n_classes: int, n_folds: int = 5,
+                 seed: int = DEFAULT_SEED) -> np.ndarray:
+    """The seed's split (Lopuhin's ``make_folds``, kaggle-imet-2019), assignment for assignment.
+
+    Rows go in ``DataFrame.sample(frac=1, random_state=seed)`` order (the seed fixed 42). Each joins the fold
+    with the fewest so far of its rarest label (the first of equally rare ones in the row's order), ties
+    going to ``random.seed(row); random.choice(tied folds)``; then all its labels count in that fold.
+
+    Args:
+        label_lists: each row's labels as train.csv writes them, duplicates kept (``read_attribute_tokens``).
+            The seed keys labels by string token; ints give the same split unless the CSV writes an id two
+            ways ("07", "7"). ``read_train`` sorts each row, which can change the rarest of equally rare
+            labels (4,460 real rows are out of order, yet the real split comes out the same).
+        n_classes: unused; every method has this signature.
+        n_folds, seed: K, and ``random_state`` of the shuffle.
+
+    Returns:
+        Fold of each row.
     """
-    rng = random.Random(seed)
-    order = list(range(len(label_lists)))
-    rng.shuffle(order)
-    totals = np.zeros(n_classes, dtype=np.int64)
-    for x in label_lists:
-        totals[list(x)] += 1
-    totals = totals.tolist()
-    per_label: List[List[int]] = [[0] * n_folds for _ in range(n_classes)]
+    totals = Counter(t for row in label_lists for t in row)
+    per_label = {t: [0] * n_folds for t in totals}
+    order = pd.DataFrame(index=pd.RangeIndex(len(label_lists))).sample(frac=1, random_state=seed).index
     folds = np.empty(len(label_lists), dtype=np.int64)
-    for i in order:
-        rarest = min(label_lists[i], key=lambda c: totals[c])
-        row = per_label[rarest]
-        low = min(row)
-        choices = [k for k in range(n_folds) if row[k] == low]
-        k = choices[0] if len(choices) == 1 else rng.choice(choices)
-        row[k] += 1
+    tie = random.Random()  # its own generator: the seed's random.seed/choice, without touching global state
+    for i in order.tolist():
+        row = label_lists[i]
+        counts = per_label[min(row, key=totals.__getitem__)]  # an empty row fails here, as in the seed
+        low = min(counts)
+        choices = [k for k in range(n_folds) if counts[k] == low]
+        if len(choices) > 1:
+            tie.seed(i)
+        k = tie.choice(choices)  # one choice: that one, whatever the generator's state
         folds[i] = k
+        for c in row:
+            per_label[c][k] += 1
     return folds
 
 
@@ -99,17 +131,13 @@ def _stratified_start(indptr: np.ndarray, indices: np.ndarray, n_classes: int, n
     n = len(indptr) - 1
     owner = np.repeat(np.arange(n), np.diff(indptr))
     totals = np.bincount(indices, minlength=n_classes)
-    # Images of each label, in a seeded random order.
-    perm = rng.permutation(len(indices))
-    by_label = np.argsort(indices[perm], kind="stable")
-    label_images = owner[perm][by_label]
+    perm = rng.permutation(len(indices))  # images of each label, in a seeded random order
+    label_images = owner[perm][np.argsort(indices[perm], kind="stable")]
     label_ptr = np.concatenate([[0], np.cumsum(np.bincount(indices, minlength=n_classes))])
     folds = np.full(n, -1, dtype=np.int64)
     counts = np.zeros((n_folds, n_classes), dtype=np.int64)
     sizes = np.zeros(n_folds, dtype=np.int64)
     for label in np.argsort(totals, kind="stable"):
-        if totals[label] == 0:
-            continue
         imgs = label_images[label_ptr[label]:label_ptr[label + 1]]
         free = imgs[folds[imgs] < 0]
         if free.size == 0:
@@ -117,19 +145,16 @@ def _stratified_start(indptr: np.ndarray, indices: np.ndarray, n_classes: int, n
         need = totals[label] / n_folds - counts[:, label]
         # Hand out the free images one by one to the fold with the largest deficit,
         # breaking ties by the smaller fold; done in closed form by sorting slots.
-        slots = []
-        for k in range(n_folds):
-            m = free.size
-            slots.append(np.stack([need[k] - np.arange(m), np.full(m, -sizes[k]), np.full(m, k)], axis=1))
-        slots = np.concatenate(slots)
+        m = free.size
+        slots = np.concatenate([np.stack([need[k] - np.arange(m), np.full(m, -sizes[k]), np.full(m, k)], axis=1)
+                                for k in range(n_folds)])
         pick = np.lexsort((rng.random(len(slots)), slots[:, 1], slots[:, 0]))[::-1][:free.size]
         assigned = slots[pick, 2].astype(np.int64)
         folds[free] = assigned
-        lo, hi = indptr[free], indptr[free + 1]
-        lens = hi - lo
-        flat = np.repeat(lo - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(lens.sum())
+        flat, lens = _flat_labels(indptr, free)
         np.add.at(counts, (np.repeat(assigned, lens), indices[flat]), 1)
         sizes += np.bincount(assigned, minlength=n_folds)
+    folds[folds < 0] = int(np.argmin(sizes))  # images without labels; balance_sizes spreads them if need be
     return folds
 
 
@@ -138,7 +163,6 @@ class _LocalSearch:
 
     def __init__(self, indptr, indices, folds, n_classes, n_folds, rng):
         self.indptr, self.indices, self.folds, self.rng = indptr, indices, folds, rng
-        self.K = n_folds
         n = len(indptr) - 1
         owner = np.repeat(np.arange(n), np.diff(indptr))
         self.counts = np.zeros((n_folds, n_classes), dtype=np.float64)
@@ -146,19 +170,10 @@ class _LocalSearch:
         totals = np.bincount(indices, minlength=n_classes).astype(np.float64)
         self.target = totals / n_folds
         self.inv_t = np.divide(1.0, self.target, out=np.zeros_like(self.target), where=totals > 0)
-        order = np.argsort(indices, kind="stable")
-        self.label_images = owner[order]
+        self.label_images = owner[np.argsort(indices, kind="stable")]
         self.label_ptr = np.concatenate([[0], np.cumsum(np.bincount(indices, minlength=n_classes))])
         self.sizes = np.bincount(folds, minlength=n_folds)
-        ideal = n / n_folds
-        self.size_lo = int(np.ceil(ideal * (1 - SIZE_TOLERANCE)))
-        self.size_hi = int(np.floor(ideal * (1 + SIZE_TOLERANCE)))
-
-    def _labels_of(self, imgs: np.ndarray):
-        lo, hi = self.indptr[imgs], self.indptr[imgs + 1]
-        lens = hi - lo
-        flat = np.repeat(lo - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(lens.sum())
-        return self.indices[flat], np.repeat(np.arange(len(imgs)), lens), lens
+        self.size_lo, self.size_hi = fold_size_bounds(n, n_folds)
 
     def _objective(self, c: np.ndarray, t: np.ndarray, it: np.ndarray) -> np.ndarray:
         d = np.abs(c - t) * it
@@ -166,7 +181,8 @@ class _LocalSearch:
 
     def gains(self, imgs: np.ndarray, a: int, b: int) -> np.ndarray:
         """Objective drop of moving each of ``imgs`` from fold a to fold b."""
-        labs, owner, _ = self._labels_of(imgs)
+        flat, lens = _flat_labels(self.indptr, imgs)
+        labs, owner = self.indices[flat], np.repeat(np.arange(len(imgs)), lens)
         c = self.counts[:, labs]
         t, it = self.target[labs], self.inv_t[labs]
         old = self._objective(c, t, it)
@@ -182,46 +198,64 @@ class _LocalSearch:
         self.sizes[a] -= 1
         self.sizes[b] += 1
 
+    def _swap(self, img: int, gain: float, a: int, b: int) -> bool:
+        """Moves ``img`` from a to b and the best of a sample of b's images back, if the pair helps (sizes kept)."""
+        self.move(img, a, b)
+        back = np.flatnonzero(self.folds == b)
+        back = self.rng.choice(back, min(back.size, 4 * MAX_CANDIDATES), replace=False)
+        g = self.gains(back, b, a)
+        best = int(np.argmax(g))
+        if gain + g[best] > 1e-12:
+            self.move(int(back[best]), b, a)
+            return True
+        self.move(img, b, a)
+        return False
+
     def fix_label(self, label: int) -> bool:
         c = self.counts[:, label]
         if c.max() - c.min() <= 1:
             return False  # already a perfect integer split
-        for a in np.argsort(-c, kind="stable"):
-            for b in np.argsort(c, kind="stable"):
-                if c[a] - c[b] <= 1:
-                    break
-                if self.sizes[a] <= self.size_lo or self.sizes[b] >= self.size_hi:
-                    continue
-                imgs = self.label_images[self.label_ptr[label]:self.label_ptr[label + 1]]
-                imgs = imgs[self.folds[imgs] == a]
-                if imgs.size > MAX_CANDIDATES:
-                    imgs = self.rng.choice(imgs, MAX_CANDIDATES, replace=False)
-                g = self.gains(imgs, int(a), int(b))
-                best = int(np.argmax(g))
-                if g[best] > 1e-12:
-                    self.move(int(imgs[best]), int(a), int(b))
+        a = int(np.argmax(c))  # only the fullest fold's excess is tried; others come on later calls
+        imgs = self.label_images[self.label_ptr[label]:self.label_ptr[label + 1]]
+        imgs = imgs[self.folds[imgs] == a]
+        if imgs.size > MAX_CANDIDATES:
+            imgs = self.rng.choice(imgs, MAX_CANDIDATES, replace=False)
+        for b in np.argsort(c, kind="stable").tolist():
+            if c[a] - c[b] <= 1:
+                break
+            g = self.gains(imgs, a, b)
+            best = int(np.argmax(g))
+            if self.sizes[a] <= self.size_lo or self.sizes[b] >= self.size_hi:  # a move would break the bounds
+                if self._swap(int(imgs[best]), g[best], a, b):
                     return True
-            break  # only the fullest fold's excess is tried; others come on later calls
+            elif g[best] > 1e-12:
+                self.move(int(imgs[best]), a, b)
+                return True
         return False
 
     def balance_sizes(self) -> None:
-        """Moves the cheapest images from oversized to undersized folds (rarely needed)."""
-        while self.sizes.max() > self.size_hi or self.sizes.min() < self.size_lo:
+        """Moves the cheapest images from the largest fold to the smallest until sizes fit the bounds.
+
+        While one is out, largest - smallest >= 2 (the bounds hold floor and ceil of n/K), so <= n moves."""
+        for _ in range(len(self.folds) + 1):
             a, b = int(np.argmax(self.sizes)), int(np.argmin(self.sizes))
+            if self.sizes[a] <= self.size_hi and self.sizes[b] >= self.size_lo:
+                return
             imgs = np.flatnonzero(self.folds == a)
             imgs = self.rng.choice(imgs, min(imgs.size, 4 * MAX_CANDIDATES), replace=False)
             self.move(int(imgs[np.argmax(self.gains(imgs, a, b))]), a, b)
+        raise RuntimeError(f"fold sizes {self.sizes.tolist()} outside [{self.size_lo}, {self.size_hi}]")
 
     def run(self, deadline: float) -> None:
         self.balance_sizes()
         labels = np.flatnonzero(self.target > 0)
-        while time.perf_counter() < deadline:
+        for _ in range(MAX_ROUNDS):  # every move lowers the objective, so no state repeats; the deadline ends it
             dev = np.abs(self.counts[:, labels] - self.target[labels]).max(axis=0) * self.inv_t[labels]
             improved = 0
             for label in labels[np.argsort(-dev, kind="stable")]:
                 if time.perf_counter() >= deadline:
                     break
-                for _ in range(64):
+                for _ in range(MOVES_PER_LABEL):
                     if not self.fix_label(int(label)):
                         break
                     improved += 1
@@ -233,6 +267,8 @@ def balanced_folds(label_lists: Sequence[Sequence[int]], n_classes: int, n_folds
                    seed: int = DEFAULT_SEED, time_limit: float = 3.0) -> np.ndarray:
     """The default split: stratified start, then exact-gain local search until no move helps or time runs out.
 
+    Fold sizes end within ``fold_size_bounds``; every loop is capped, so it returns soon after ``time_limit``.
+
     Args:
         label_lists: labels of each image.
         n_classes: number of labels.
@@ -243,6 +279,8 @@ def balanced_folds(label_lists: Sequence[Sequence[int]], n_classes: int, n_folds
     Returns:
         Fold of each image.
     """
+    if len(label_lists) < n_folds:
+        raise ValueError(f"{len(label_lists)} images can't make {n_folds} folds")
     rng = np.random.default_rng(seed)
     indptr, indices = _label_lists_csr(label_lists)
     folds = _stratified_start(indptr, indices, n_classes, n_folds, rng)
@@ -266,20 +304,25 @@ def iterstrat_folds(label_lists: Sequence[Sequence[int]], n_classes: int, n_fold
     return folds
 
 
-METHODS: Dict[str, Callable[..., np.ndarray]] = {
-    "balanced": balanced_folds,
-    "greedy": greedy_folds,
-    "iterstrat": iterstrat_folds,
-}
+METHODS: Dict[str, Callable[..., np.ndarray]] = {"balanced": balanced_folds, "greedy": greedy_folds,
+                                                  "iterstrat": iterstrat_folds}
 
 
 def make_folds(label_lists: Sequence[Sequence[int]], n_classes: int, *, n_folds: int = 5,
-               method: str = DEFAULT_METHOD, seed: int = DEFAULT_SEED) -> np.ndarray:
-    """Splits images into ``n_folds`` folds with the named method; returns each image's fold."""
+               method: str = DEFAULT_METHOD, seed: int = DEFAULT_SEED,
+               tokens: Optional[Sequence[Sequence[str]]] = None) -> np.ndarray:
+    """Splits images into ``n_folds`` folds with the named method; returns each image's fold.
+
+    ``tokens`` (``read_attribute_tokens``), if given, replace ``label_lists`` for ``greedy``: the seed's exact input.
+    """
     if method not in METHODS:
         raise ValueError(f"unknown fold method {method!r}; known: {sorted(METHODS)}")
     if len(label_lists) < n_folds:
         raise ValueError(f"{len(label_lists)} images can't make {n_folds} folds")
+    if method == "greedy" and tokens is not None:
+        if len(tokens) != len(label_lists):
+            raise ValueError(f"{len(tokens)} token rows for {len(label_lists)} images")
+        label_lists = tokens
     return METHODS[method](label_lists, n_classes, n_folds=n_folds, seed=seed)
 
 
@@ -295,13 +338,10 @@ class FoldReport:
     seconds: float
 
     def lines(self) -> List[str]:
-        return [
-            f"mean dev {self.mean_dev:.4f} (rounding floor {self.floor:.4f}), max dev {self.max_dev:.3f}",
-            f"mean excess dev {self.mean_excess:.4f} (rounding floor {self.excess_floor:.4f})",
-            f"fold sizes {self.sizes}",
-            f"labels with >= K images missing from some fold: {self.missing}",
-            f"time {self.seconds:.2f} s",
-        ]
+        return [f"mean dev {self.mean_dev:.4f} (rounding floor {self.floor:.4f}), max dev {self.max_dev:.3f}",
+                f"mean excess dev {self.mean_excess:.4f} (rounding floor {self.excess_floor:.4f})",
+                f"fold sizes {self.sizes}", f"labels with >= K images missing from some fold: {self.missing}",
+                f"time {self.seconds:.2f} s"]
 
 
 def fold_report(label_lists, folds, n_classes, n_folds, seconds) -> FoldReport:
@@ -320,11 +360,6 @@ def fold_report(label_lists, folds, n_classes, n_folds, seconds) -> FoldReport:
     )
 
 
-def _labels_csv_beside(train_csv: Path) -> Optional[Path]:
-    cand = Path(train_csv).with_name("labels.csv")
-    return cand if cand.is_file() else None
-
-
 def folds_cli(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m imet_utils.folds", description="Split an iMet train.csv into K folds.")
     p.add_argument("train_csv", type=Path)
@@ -335,17 +370,16 @@ def folds_cli(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--labels", type=Path, help="labels.csv (default: beside TRAIN_CSV)")
     p.add_argument("--report", action="store_true", help="print balance figures and save a PNG of label counts")
     args = p.parse_args(argv)
-
     start = time.perf_counter()
-    labels_csv = args.labels or _labels_csv_beside(args.train_csv)
-    if labels_csv:
-        n_classes = read_labels(labels_csv).n_classes
-    else:  # no labels.csv: the largest id seen decides
-        raw = pd.read_csv(args.train_csv, dtype=str, keep_default_na=False)
-        n_classes = max(int(t) for s in raw["attribute_ids"] for t in s.split() if t.isdigit()) + 1
+    beside = args.train_csv.with_name("labels.csv")
+    labels_csv = args.labels or (beside if beside.is_file() else None)
+    tokens = read_attribute_tokens(args.train_csv) if args.method == "greedy" or not labels_csv else None
+    n_classes = (read_labels(labels_csv).n_classes if labels_csv  # else the largest id seen decides
+                 else max((int(t) for row in tokens for t in row if t.isdigit()), default=-1) + 1)
     train = read_train(args.train_csv, n_classes)
     label_lists = list(train["labels"])
-    folds = make_folds(label_lists, n_classes, n_folds=args.n_folds, method=args.method, seed=args.seed)
+    folds = make_folds(label_lists, n_classes, n_folds=args.n_folds, method=args.method, seed=args.seed,
+                       tokens=tokens)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"id": train["id"], "fold": folds}).to_csv(args.out, index=False)
     seconds = time.perf_counter() - start
