@@ -6,6 +6,8 @@
     python build_kernel.py --run-local          # build, then run both built kernels locally on generated data
     python build_kernel.py --run-local --data-dir DIR --work-dir W
 
+Every build also points the top-level kernel-metadata.json's code_file (and kernel_type) at the built train
+kernel of its id, so `kaggle kernels push` in the repo root pushes what was built.
 Building is text work: this script imports neither TensorFlow nor kaggle.
 """
 from __future__ import annotations
@@ -19,7 +21,9 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
@@ -189,6 +193,8 @@ class KernelSource:
             f"# {'=' * 20} {m} {'=' * 20}\n{src}" for m, src in self.package).strip()))
         for kind, text in _split_cells(self.body):
             cells.append(_cell(kind, text))
+        for i, cell in enumerate(cells):  # nbformat 4.5 wants a unique id on every cell; stable across builds
+            cell["id"] = f"cell-{i:02d}"
         return {"cells": cells, "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python",
                                                             "name": "python3"},
                                              "language_info": {"name": "python"}},
@@ -221,17 +227,6 @@ def _split_cells(body: str) -> List[Tuple[str, str]]:
         else:
             cells[-1][1].append(line)
     return [(k, "\n".join(lines).strip("\n")) for k, lines in cells if "\n".join(lines).strip()]
-
-
-NOTEBOOK_RUNNER = """# Runs a notebook's code cells in order in __main__'s namespace, as a Jupyter kernel does;
-# like IPython, it registers each cell's source with linecache for tracebacks and autograph.
-import json as _json, linecache as _linecache, sys as _sys
-_path = _sys.argv[1]
-for _i, _cell in enumerate([c for c in _json.load(open(_path))["cells"] if c["cell_type"] == "code"], 1):
-    _name, _src = f"{_path} [code cell {_i}]", "".join(_cell["source"])
-    _linecache.cache[_name] = (len(_src), None, _src.splitlines(keepends=True), _name)
-    exec(compile(_src, _name, "exec"), globals())
-"""
 
 
 def inline_kernel(kernel: Path, overrides: Optional[Dict[str, object]] = None) -> KernelSource:
@@ -425,7 +420,9 @@ def build(out_dir: Path, *, train_overrides: Optional[Dict] = None, submit_overr
         folder.mkdir(parents=True)
         source = inline_kernel(KERNELS["submit" if role == "submit" else "train"], overrides[role])
         if notebook:
-            code_file, text = f"{slug}.ipynb", json.dumps(source.notebook(), indent=1) + "\n"
+            nb = source.notebook()
+            validate_notebook(nb, f"kernel {slug}")
+            code_file, text = f"{slug}.ipynb", json.dumps(nb, indent=1) + "\n"
         else:
             code_file, text = f"{slug}.py", source.script()
         check_no_secrets(text, f"kernel {slug}")
@@ -562,6 +559,120 @@ def built_folders(out_dir: Path) -> Dict[str, Path]:
     return dict(sorted(folders.items(), key=lambda kv: kv[0] == "submit"))
 
 
+# --------------------------------------------------------------------------- the top-level kernel-metadata.json
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _set_json_keys(text: str, updates: Dict[str, object]) -> str:
+    """``text`` (a JSON object) with ``updates`` applied, changing only those values' text where it can."""
+    expected = {**json.loads(text), **updates}
+    new = text
+    for key, value in updates.items():
+        pattern = re.compile(r'("%s"\s*:\s*)("(?:[^"\\]|\\.)*"|null)' % re.escape(key))
+        if len(pattern.findall(new)) != 1:
+            break
+        new = pattern.sub(lambda m: m.group(1) + json.dumps(value, ensure_ascii=False), new)
+    else:
+        try:
+            if json.loads(new) == expected:
+                return new
+        except ValueError:
+            pass
+    return json.dumps(expected, indent=2, ensure_ascii=False) + "\n"
+
+
+def point_top_level(meta_path: Path, out_dir: Path, *, notebook: bool, split_folds: bool) -> str:
+    """Points the user's kernel-metadata.json at what was built, so a plain ``kaggle kernels push`` in its
+    folder pushes the built train kernel of its id; returns a line that says what it points at.
+
+    Only ``code_file`` (relative to the file's folder, as the kaggle CLI resolves it) and ``kernel_type``
+    change; the other keys keep their order and text. A ``--split-folds`` build has no kernel with the base
+    id, so ``code_file`` names where that kernel would be, and a plain push stops with "Source file not
+    found" before sending anything. A build folder outside the file's folder leaves the file alone.
+    """
+    meta_path, out_dir = Path(meta_path), Path(out_dir)
+    if not _inside(out_dir, meta_path.parent):
+        return (f"{meta_path} left as it is: the build folder {out_dir} is outside its folder, so a plain "
+                f"`kaggle kernels push` there doesn't push this build")
+    text = meta_path.read_text()
+    meta = json.loads(text)
+    kid = meta["id"]
+    slug = kid.split("/", 1)[1]
+    target = out_dir / slug / f"{slug}{'.ipynb' if notebook else '.py'}"
+    code_file = target.resolve().relative_to(meta_path.parent.resolve()).as_posix()
+    updates = {"code_file": code_file, "kernel_type": "notebook" if notebook else "script"}
+    if any(meta.get(k) != v for k, v in updates.items()):
+        meta_path.write_text(_set_json_keys(text, updates))
+    if split_folds:
+        return _split_note(meta_path, kid)
+    return (f"{meta_path.name}: code_file {code_file!r}, kernel_type {updates['kernel_type']!r}: a plain "
+            f"`kaggle kernels push` in {meta_path.parent} pushes {kid}, as `python build_kernel.py --push train` does")
+
+
+def _split_note(meta_path: Path, kid: str) -> str:
+    return (f"{meta_path.name}: a --split-folds build has no kernel {kid} (its train kernels are {kid}-f<k>), so a "
+            f"plain `kaggle kernels push` in {meta_path.parent} stops with 'Source file not found' and pushes "
+            f"nothing; push the per-fold kernels and the submit kernel with: python build_kernel.py --push")
+
+
+def check_top_level(meta_path: Path, out_dir: Path, *,
+                    competition: Optional[str] = None) -> Tuple[List[str], List[str]]:
+    """Checks the user's kernel-metadata.json as a plain ``kaggle kernels push`` in its folder would use it.
+
+    Besides the kaggle CLI's rules (``check_metadata``), its ``code_file`` must be the built train kernel of
+    its id in ``out_dir``, and its other settings those of that kernel's built metadata.
+
+    Returns:
+        (problems, notes): one line each; a note says why a check does not apply.
+    """
+    meta_path, out_dir = Path(meta_path), Path(out_dir)
+    where = str(meta_path)
+    if not _inside(out_dir, meta_path.parent):
+        return [], [f"{where} not checked: the build folder {out_dir} is outside its folder"]
+    problems = check_metadata(meta_path, role="train", competition=competition)
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return problems, []
+    kid = meta.get("id")
+    if not isinstance(kid, str) or kid.count("/") != 1 or not all(kid.split("/")):
+        return problems, []
+    slug = kid.split("/")[1]
+    built_dir = out_dir / slug
+    if not (built_dir / "kernel-metadata.json").is_file():
+        folds = [p for p in out_dir.glob(f"{slug}-f*/kernel-metadata.json")
+                 if re.fullmatch(re.escape(slug) + r"-f\d+", p.parent.name)]
+        if folds:
+            return [p for p in problems if not p.startswith(f"{where}: code_file ")], [_split_note(meta_path, kid)]
+        problems.append(f"{where}: no kernel {kid} is built in {out_dir}; run python build_kernel.py, which "
+                        f"builds it and points code_file at it")
+        return problems, []
+    try:
+        built = json.loads((built_dir / "kernel-metadata.json").read_text())
+    except ValueError as e:
+        return problems + [f"{built_dir / 'kernel-metadata.json'}: not readable JSON ({e})"], []
+    expected = built_dir / str(built.get("code_file"))
+    code = meta.get("code_file")
+    if code and (meta_path.parent / str(code)).resolve() != expected.resolve():
+        missing = "" if (meta_path.parent / str(code)).is_file() else " (no such file)"
+        problems = [p for p in problems if not p.startswith(f"{where}: code_file ")]
+        problems.append(f"{where}: code_file {code!r}{missing} is not the built kernel of {kid}, "
+                        f"{os.path.relpath(expected, meta_path.parent)}; run python build_kernel.py, which points "
+                        f"code_file at it")
+    for key in sorted((set(meta) | set(built)) - {"code_file"}, key=lambda k: (k != "id", k)):
+        if meta.get(key) != built.get(key):
+            problems.append(f"{where}: {key} is {meta.get(key)!r} here but {built.get(key)!r} in the built kernel "
+                            f"{built_dir.name}, so a plain `kaggle kernels push` here would push other settings "
+                            f"than the build; push with python build_kernel.py --push train (or rebuild, after a "
+                            f"hand edit)")
+    return problems, []
+
+
 # --------------------------------------------------------------------------- push
 CREDENTIALS_HINT = ("no Kaggle credentials: put kaggle.json in ~/.kaggle/ (or KAGGLE_CONFIG_DIR), or set "
                     "KAGGLE_USERNAME and KAGGLE_KEY, or KAGGLE_API_TOKEN")
@@ -620,6 +731,136 @@ def status(folders: Dict[str, Path]) -> None:
         print(output if ok else f"{kid}: {output}")
 
 
+# --------------------------------------------------------------------------- notebooks, as Kaggle runs them
+EXECUTE_NOTEBOOK = "--execute-notebook"
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def validate_notebook(nb: dict, where: str) -> None:
+    """Fails unless ``nb`` is valid nbformat 4.5 (cell ids included): Kaggle runs notebooks through papermill."""
+    try:
+        import nbformat
+        from nbformat import ValidationError
+    except ImportError:  # building needs no Jupyter; the tests and a notebook --run-local do have nbformat
+        return
+    try:
+        with warnings.catch_warnings():
+            # nbformat only warns of a missing or duplicate cell id (and "repairs" it); papermill needs them
+            warnings.simplefilter("error")
+            nbformat.validate(nbformat.from_dict(nb))
+    except (ValidationError, Warning) as e:
+        raise BuildError(f"{where}: not a valid nbformat {nb.get('nbformat')}.{nb.get('nbformat_minor')} "
+                         f"notebook: {getattr(e, 'message', e)}") from None
+
+
+def executed_notebook_path(path: Path) -> Path:
+    """Where ``execute_notebook`` saves the executed copy, outputs included: beside the notebook."""
+    return Path(path).with_name(Path(path).stem + ".executed.ipynb")
+
+
+def _describe_cell(nb: dict, index: int) -> str:
+    cells = nb["cells"]
+    heading = next((ANSI_ESCAPE.sub("", "".join(c["source"])).strip().splitlines()[0]
+                    for c in reversed(cells[:index]) if c["cell_type"] == "markdown" and "".join(c["source"]).strip()),
+                   None)
+    count = cells[index].get("execution_count")
+    return (f"cell {index + 1} of {len(cells)} (id {cells[index].get('id')!r}, In [{count if count else ' '}]"
+            + (f", under {heading!r})" if heading else ")"))
+
+
+def _error_text(error: dict) -> Tuple[str, str]:
+    """(one line "Name: value", the traceback as plain text) of an error output or an error execute reply."""
+    line = f"{error.get('ename')}: {error.get('evalue')}"
+    return line, ANSI_ESCAPE.sub("", "\n".join(error.get("traceback") or [line]))
+
+
+def _notebook_failure(path: Path) -> Optional[str]:
+    """The failed cell of ``path``'s executed copy, named, with its exception; None if there is none."""
+    try:
+        nb = json.loads(executed_notebook_path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    for i, cell in enumerate(nb.get("cells", [])):
+        for out in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+            if out.get("output_type") == "error":
+                return (f"{Path(path).name} failed in {_describe_cell(nb, i)}: {_error_text(out)[0]} "
+                        f"(traceback above; executed notebook: {executed_notebook_path(path)})")
+    return None
+
+
+def execute_notebook(path: Path, output: Optional[Path] = None, *, cwd: Optional[Path] = None,
+                     startup_timeout: int = 300) -> Path:
+    """Runs a notebook as Kaggle does: papermill's way, nbclient driving an IPython kernel in its own process.
+
+    The kernel runs this Python (sys.executable), whatever kernelspecs are installed, with this process's
+    environment, in ``cwd`` (default: the current folder), with no time limit per cell. What the cells print
+    is echoed as it comes, and the executed notebook is saved after every cell, so it can be opened even
+    after a failure.
+
+    Args:
+        path: the notebook.
+        output: where the executed copy goes (default: ``executed_notebook_path(path)``, beside it).
+        cwd: the kernel's working folder.
+        startup_timeout: seconds to wait for the kernel to start.
+
+    Returns:
+        The executed copy's path.
+
+    Raises:
+        BuildError: naming the cell that failed and its exception; the cell's traceback is printed first.
+    """
+    import nbformat
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, DeadKernelError
+
+    path = Path(path)
+    output = Path(output) if output else executed_notebook_path(path)
+    nb = nbformat.read(path, as_version=4)
+    failed: Dict[str, object] = {}
+
+    class EchoingClient(NotebookClient):
+        def output(self, outs, msg, display_id, cell_index):  # noqa: D102 (nbclient's hook)
+            if msg["msg_type"] == "stream":
+                stream = sys.stderr if msg["content"].get("name") == "stderr" else sys.stdout
+                stream.write(msg["content"].get("text", ""))
+                stream.flush()
+            return super().output(outs, msg, display_id, cell_index)
+
+    def save(**_):
+        nbformat.write(nb, output)
+
+    def on_error(cell_index, execute_reply, **_):
+        failed.update(index=cell_index, error=execute_reply["content"])
+
+    with tempfile.TemporaryDirectory(prefix="imet-kernelspec-") as specs:
+        # A kernelspec of our own: an installed "python3" spec may start another interpreter than this one.
+        (Path(specs) / "python3").mkdir()
+        (Path(specs) / "python3" / "kernel.json").write_text(json.dumps({
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python 3", "language": "python", "metadata": {"supported_encryption": ["curve"]},
+            "env": {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}}))
+        specs_manager = KernelSpecManager(kernel_dirs=[specs], ensure_native_kernel=False)
+        km = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=specs_manager,
+                                transport_encryption="auto")  # ipykernel warns of a plain TCP kernel
+        client = EchoingClient(nb, km=km, kernel_name="python3", timeout=None, startup_timeout=startup_timeout,
+                               resources={"metadata": {"path": str(Path(cwd or Path.cwd()).resolve())}},
+                               on_cell_executed=save, on_cell_error=on_error)
+        try:
+            client.execute(cleanup_kc=True)  # shut the kernel down at the end, though we made its manager
+        except CellExecutionError:
+            line, traceback = _error_text(failed.get("error") or {})
+            print(traceback, file=sys.stderr, flush=True)
+            raise BuildError(f"{path.name} failed in {_describe_cell(nb, int(failed.get('index', 0)))}: {line} "
+                             f"(executed notebook: {output})") from None
+        except DeadKernelError as e:
+            raise BuildError(f"{path.name}: the Jupyter kernel died ({e}); executed notebook: {output}") from None
+        finally:
+            save()
+    return output
+
+
 # --------------------------------------------------------------------------- local run
 BLOCKED_PACKAGES = ("efficientnet", "albumentations")
 
@@ -649,6 +890,7 @@ def _kaggle_dir(work: Path, role: str, inputs: Dict[str, Path], fresh: bool) -> 
 
 
 def _run_kernel(command: List[str], root: Path, *, extra_pythonpath: Optional[Path] = None) -> None:
+    """Runs a ``_runnable`` command as its own process, in ``root``/working with IMET_KAGGLE_ROOT=``root``."""
     env = dict(os.environ)
     env["IMET_KAGGLE_ROOT"] = str(root)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -658,7 +900,8 @@ def _run_kernel(command: List[str], root: Path, *, extra_pythonpath: Optional[Pa
     start = time.time()
     proc = subprocess.run([sys.executable, *command], cwd=root / "working", env=env)
     if proc.returncode != 0:
-        raise BuildError(f"{name} failed with exit code {proc.returncode} (see its log above)")
+        failed = _notebook_failure(Path(command[-1])) if EXECUTE_NOTEBOOK in command else None
+        raise BuildError(failed or f"{name} failed with exit code {proc.returncode} (see its log above)")
     print(f"{name} finished in {time.time() - start:.0f}s", flush=True)
 
 
@@ -681,14 +924,13 @@ def _score_local(data_dir: Path, submission: Path) -> None:
 
 
 def _runnable(folder: Path, work: Path) -> List[str]:
-    """The command line for a built kernel: its script, or a runner of a notebook's code cells."""
+    """The command line (run with sys.executable) for a built kernel: its script, or, for a notebook,
+    ``build_kernel.py --execute-notebook``, which runs it through a Jupyter kernel as Kaggle's papermill does."""
     meta = json.loads((folder / "kernel-metadata.json").read_text())
     code = folder / meta["code_file"]
     if code.suffix != ".ipynb":
         return [str(code)]
-    runner = work / "run_notebook.py"
-    runner.write_text(NOTEBOOK_RUNNER)
-    return [str(runner), str(code)]
+    return [str(ROOT / "build_kernel.py"), EXECUTE_NOTEBOOK, str(code)]
 
 
 def run_local(*, data_dir: Optional[Path], work: Path, train_overrides: Dict, submit_overrides: Dict,
@@ -745,8 +987,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--data-dir", type=Path, help="an iMet-format competition folder (default: generate one)")
     p.add_argument("--work-dir", type=Path, default=ROOT / "local_run", help="local run folder")
     p.add_argument("--resume", action="store_true", help="--run-local: keep the train output and resume it")
+    p.add_argument(EXECUTE_NOTEBOOK, type=Path, metavar="NOTEBOOK",
+                   help="run one notebook as Kaggle does (papermill's nbclient and an IPython kernel), in the "
+                        "current folder, saving the executed copy beside it as <name>.executed.ipynb")
     args = p.parse_args(argv)
     try:
+        if args.execute_notebook:
+            execute_notebook(args.execute_notebook)
+            return 0
         train_overrides = _parse_overrides(args.sets, "train")
         submit_overrides = _parse_overrides(args.submit_sets, "submit")
         if args.status:
@@ -767,13 +1015,21 @@ def main(argv: Optional[List[str]] = None) -> int:
                             notebook=args.notebook, check=not args.check)
             for role, folder in folders.items():
                 print(f"built {role} kernel: {folder}/")
+            print(point_top_level(args.metadata, args.out, notebook=args.notebook, split_folds=args.split_folds))
             print(f"({time.time() - start:.2f}s)")
-        problems = check_build(_roles_for_check(folders), competition=from_train_config(train_overrides)["competition"])
+        competition = from_train_config(train_overrides)["competition"]
+        problems = check_build(_roles_for_check(folders), competition=competition)
+        top_problems, notes = check_top_level(args.metadata, args.out, competition=competition)
         if args.check:
-            for line in problems:
+            for line in problems + top_problems:
                 print(line)
+            for line in notes:
+                print(f"note: {line}")
+            problems += top_problems
             print(f"{len(problems)} problem(s) in {len(folders)} kernel(s)")
             return 1 if problems else 0
+        for line in top_problems:
+            print(f"warning: {line}")
         if args.push:
             push(folders, args.push)
         else:

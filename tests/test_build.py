@@ -1,7 +1,9 @@
 """The builder: inlined kernels that parse, carry no package import, and metadata the kaggle CLI accepts."""
 import ast
 import json
+import shutil
 import subprocess
+import warnings
 import sys
 from pathlib import Path
 
@@ -10,6 +12,30 @@ import pytest
 import build_kernel
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def real_metadata_untouched():
+    """Builds rewrite the top-level kernel-metadata.json: tests work on copies and must leave the repo's alone."""
+    before = (ROOT / "kernel-metadata.json").read_bytes()
+    yield
+    assert (ROOT / "kernel-metadata.json").read_bytes() == before, "a test changed the repo's kernel-metadata.json"
+
+
+@pytest.fixture
+def user_repo(tmp_path):
+    """A copy of the repo's top-level kernel-metadata.json in a folder of its own, built into its build/."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(ROOT / "kernel-metadata.json", repo / "kernel-metadata.json")
+    return repo
+
+
+def _build_in(repo, *flags):
+    res = subprocess.run([sys.executable, "build_kernel.py", "--metadata", str(repo / "kernel-metadata.json"),
+                          "--out", str(repo / "build"), *flags], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +206,107 @@ def test_ensemble_train_kernels_become_the_submit_kernels_sources(tmp_path):
     assert {"me/imet-b3-folds", "me/imet-convnext"} <= set(meta["kernel_sources"])
     code = (tmp_path / "imet-2019-submit" / "imet-2019-submit.py").read_text()
     assert "CONFIG['train_kernels'] = ['me/imet-b3-folds', 'me/imet-convnext']" in code
+
+
+def _validate_strictly(nb_path):
+    """nbformat.validate, with its warnings (a missing or duplicate cell id) as errors."""
+    import nbformat
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nbformat.validate(nbformat.read(nb_path, as_version=nbformat.NO_CONVERT))
+
+
+@pytest.mark.parametrize("flags", [[], ["--split-folds"]])
+def test_notebooks_are_valid_nbformat_4_5_with_cell_ids(tmp_path, flags):
+    res = subprocess.run([sys.executable, "build_kernel.py", "--out", str(tmp_path), "--notebook", *flags], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    notebooks = sorted(tmp_path.glob("*/*.ipynb"))
+    assert len(notebooks) == (6 if flags else 2)
+    for path in notebooks:
+        _validate_strictly(path)
+        nb = json.loads(path.read_text())
+        assert (nb["nbformat"], nb["nbformat_minor"]) == (4, 5)
+        ids = [c["id"] for c in nb["cells"]]
+        assert len(set(ids)) == len(ids) == len(nb["cells"])
+
+
+def test_a_notebook_without_cell_ids_is_refused():
+    nb = build_kernel.inline_kernel(build_kernel.KERNELS["submit"]).notebook()
+    build_kernel.validate_notebook(nb, "kernel x")
+    for cell in nb["cells"]:
+        del cell["id"]
+    with pytest.raises(build_kernel.BuildError, match=r"kernel x: not a valid nbformat 4\.5 notebook: .*missing an id"):
+        build_kernel.validate_notebook(nb, "kernel x")
+    for i, cell in enumerate(nb["cells"]):
+        cell["id"] = "not valid!" if i == 2 else f"c{i}"
+    with pytest.raises(build_kernel.BuildError, match="does not match"):
+        build_kernel.validate_notebook(nb, "kernel x")
+
+
+def test_a_plain_kaggle_push_at_top_level_pushes_the_built_kernel_after_a_slug_change(user_repo, kaggle_api):
+    api, sent = kaggle_api
+    meta_path = user_repo / "kernel-metadata.json"
+    original = meta_path.read_text()
+    meta_path.write_text(original.replace('"your-kaggle-username/imet-2019-train"', '"me/my-imet-model"')
+                         .replace('"title": "imet-2019-train"', '"title": "my-imet-model"'))
+    res = _build_in(user_repo)
+    assert "a plain `kaggle kernels push` in" in res.stdout and "pushes me/my-imet-model" in res.stdout
+    meta = json.loads(meta_path.read_text())
+    assert meta["code_file"] == "build/my-imet-model/my-imet-model.py"
+    assert (user_repo / meta["code_file"]).is_file()
+    # only the code_file line changed: the user's keys keep their order and text
+    changed = [(a, b) for a, b in zip(original.splitlines(), meta_path.read_text().splitlines()) if a != b]
+    assert [a.split(":")[0].strip() for a, _ in changed] == ['"id"', '"title"', '"code_file"']
+    assert api.kernels_push(str(user_repo)) == "ok"  # what `kaggle kernels push` in that folder does
+    assert sent[0].slug == "me/my-imet-model" and sent[0].kernel_type == "script"
+    assert sent[0].text == (user_repo / "build/my-imet-model/my-imet-model.py").read_text()
+    assert not (user_repo / "build/imet-2019-train").exists()  # the old slug's build is gone
+
+
+def test_a_notebook_build_points_the_top_level_file_at_the_notebook(user_repo, kaggle_api):
+    api, sent = kaggle_api
+    _build_in(user_repo, "--notebook")
+    meta = json.loads((user_repo / "kernel-metadata.json").read_text())
+    assert meta["code_file"] == "build/imet-2019-train/imet-2019-train.ipynb" and meta["kernel_type"] == "notebook"
+    assert (user_repo / meta["code_file"]).is_file()
+    assert api.kernels_push(str(user_repo)) == "ok"
+    assert sent[0].kernel_type == "notebook" and json.loads(sent[0].text)["nbformat_minor"] == 5
+    _build_in(user_repo)  # and back to the script
+    meta = json.loads((user_repo / "kernel-metadata.json").read_text())
+    assert meta["code_file"] == "build/imet-2019-train/imet-2019-train.py" and meta["kernel_type"] == "script"
+
+
+def test_a_split_folds_build_makes_a_plain_top_level_push_stop_before_sending(user_repo, kaggle_api):
+    api, sent = kaggle_api
+    res = _build_in(user_repo, "--split-folds")
+    assert "a --split-folds build has no kernel your-kaggle-username/imet-2019-train" in res.stdout
+    assert "python build_kernel.py --push" in res.stdout
+    with pytest.raises(ValueError, match="Source file not found"):
+        api.kernels_push(str(user_repo))
+    assert sent == []
+
+
+def test_a_build_folder_outside_the_metadata_folder_leaves_it_alone(user_repo, tmp_path):
+    before = (user_repo / "kernel-metadata.json").read_bytes()
+    res = subprocess.run([sys.executable, "build_kernel.py", "--metadata", str(user_repo / "kernel-metadata.json"),
+                          "--out", str(tmp_path / "elsewhere"), "--notebook"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert (user_repo / "kernel-metadata.json").read_bytes() == before
+    assert "left as it is: the build folder" in res.stdout
+
+
+@pytest.mark.parametrize("text", [
+    '{\n  "id": "me/abcde",\n  "code_file": "x.py",\n  "kernel_type": "script",\n  "s": ["a", "b"]\n}\n',
+    '{"id": "me/abcde", "code_file": null, "kernel_type": "script", "s": ["a", "b"]}',
+])
+def test_set_json_keys_changes_only_those_values(text):
+    new = build_kernel._set_json_keys(text, {"code_file": "build/a b/\"q\".ipynb", "kernel_type": "notebook"})
+    assert json.loads(new) == {"id": "me/abcde", "code_file": 'build/a b/"q".ipynb', "kernel_type": "notebook",
+                               "s": ["a", "b"]}
+    assert new.replace('"build/a b/\\"q\\".ipynb"', '"x.py"' if "x.py" in text else "null").replace(
+        '"notebook"', '"script"') == text
+    # a key it can't find is added, the file rewritten with indent 2
+    assert json.loads(build_kernel._set_json_keys('{"id": "me/abcde"}', {"code_file": "a.py"}))["code_file"] == "a.py"

@@ -2,6 +2,7 @@
 and iMet 2020-style data."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,23 @@ ROOT = Path(__file__).resolve().parents[1]
 def _build(*args, env=None):
     return subprocess.run([sys.executable, "build_kernel.py", *map(str, args)], cwd=ROOT, capture_output=True,
                           text=True, timeout=900, env=env)
+
+
+@pytest.fixture(autouse=True)
+def real_metadata_untouched():
+    """Builds rewrite the top-level kernel-metadata.json: tests work on copies and must leave the repo's alone."""
+    before = (ROOT / "kernel-metadata.json").read_bytes()
+    yield
+    assert (ROOT / "kernel-metadata.json").read_bytes() == before, "a test changed the repo's kernel-metadata.json"
+
+
+@pytest.fixture
+def user_repo(tmp_path):
+    """A copy of the top-level kernel-metadata.json in a folder of its own; returns the --metadata/--out flags."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(ROOT / "kernel-metadata.json", repo / "kernel-metadata.json")
+    return repo, ["--metadata", repo / "kernel-metadata.json", "--out", repo / "build"]
 
 
 @pytest.mark.parametrize("flags", [[], ["--split-folds"], ["--notebook"], ["--split-folds", "--notebook"]])
@@ -127,6 +145,70 @@ def test_split_folds_and_notebooks_run_locally(tmp_path):
     kinds = [c["cell_type"] for c in nb["cells"]]
     assert kinds[:4] == ["markdown", "code", "markdown", "code"] and kinds.count("markdown") >= 6
     assert "def binarize(" in "".join(nb["cells"][3]["source"])  # the package in one cell up front
+    # they ran in a Jupyter kernel, as papermill runs them: the executed copies lie beside them
+    for slug in ("imet-2019-train-f0", "imet-2019-submit"):
+        done = json.loads((tmp_path / f"w/build/{slug}/{slug}.executed.ipynb").read_text())
+        code = [c for c in done["cells"] if c["cell_type"] == "code"]
+        assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1))
+        assert done["metadata"]["language_info"]["version"].startswith(f"{sys.version_info[0]}.")
+        assert not [o for c in code for o in c["outputs"] if o["output_type"] == "error"]
+    assert "Traceback" not in res.stdout + res.stderr
+
+
+def _notebook_with(tmp_path, cells):
+    """The built submit notebook with ``cells`` (id -> source) after its config cell, ready to run as --run-local
+    runs it."""
+    import build_kernel
+
+    out = tmp_path / "build"
+    folders = build_kernel.build(out, notebook=True)
+    path = folders["submit"] / "imet-2019-submit.ipynb"
+    nb = json.loads(path.read_text())
+    nb["cells"][2:2] = [{"cell_type": "code", "id": cid, "metadata": {}, "execution_count": None, "outputs": [],
+                         "source": src} for cid, src in cells.items()]
+    path.write_text(json.dumps(nb))
+    root = build_kernel._kaggle_dir(tmp_path, "submit", {}, fresh=True)
+    return build_kernel, folders["submit"], root
+
+
+def test_a_notebook_runs_in_a_jupyter_kernel_with_the_scripts_environment(tmp_path, capfd):
+    probe = ("import os, sys\n"
+             "print('cwd', os.getcwd())\n"
+             "print('root', os.environ['IMET_KAGGLE_ROOT'])\n"
+             "print('python', sys.executable)\n"
+             "print('kernel', type(get_ipython()).__name__)\n"
+             "try:\n    import efficientnet\nexcept ImportError as e:\n    print('blocked', e)\n"
+             "print('no package', 'imet_utils' not in sys.modules and not any("
+             "os.path.isdir(os.path.join(p, 'imet_utils')) for p in sys.path if p))")
+    build_kernel, folder, root = _notebook_with(tmp_path, {"probe": probe, "stop": "raise SystemExit('probe done')"})
+    with pytest.raises(build_kernel.BuildError):
+        build_kernel._run_kernel(build_kernel._runnable(folder, tmp_path), root,
+                                 extra_pythonpath=build_kernel._blocker_dir(tmp_path))
+    out = capfd.readouterr().out
+    assert f"cwd {root / 'working'}" in out and f"root {root}" in out and f"python {sys.executable}" in out
+    assert "kernel ZMQInteractiveShell" in out  # a real IPython kernel, not exec()
+    assert "blocked efficientnet is not available in the offline submit kernel" in out
+    assert "no package True" in out
+
+
+def test_a_failing_notebook_cell_fails_the_run_with_its_traceback(tmp_path, capfd):
+    failing = "def explode():\n    raise RuntimeError('injected failure 1234')\n\nexplode()"
+    build_kernel, folder, root = _notebook_with(tmp_path, {"fine": "print('before the failure')", "boom": failing})
+    with pytest.raises(build_kernel.BuildError) as e:
+        build_kernel._run_kernel(build_kernel._runnable(folder, tmp_path), root)
+    message = str(e.value)
+    assert message.startswith("imet-2019-submit.ipynb failed in cell 4 of ")
+    heading = "".join(json.loads((folder / "imet-2019-submit.ipynb").read_text())["cells"][0]["source"]).splitlines()[0]
+    assert f"(id 'boom', In [3], under {heading!r})" in message  # the markdown cell above it
+    assert "RuntimeError: injected failure 1234" in message
+    captured = capfd.readouterr()
+    assert "before the failure" in captured.out
+    assert "----> 4 explode()" in captured.err and "in explode()" in captured.err  # the cell's traceback
+    assert "RuntimeError: injected failure 1234" in captured.err
+    done = json.loads((folder / "imet-2019-submit.executed.ipynb").read_text())
+    boom = next(c for c in done["cells"] if c.get("id") == "boom")
+    assert boom["outputs"][-1]["output_type"] == "error"
+    assert all(c.get("execution_count") is None for c in done["cells"][4:] if c["cell_type"] == "code")
 
 
 def test_imet_2020_style_competition(tmp_path):
@@ -142,3 +224,60 @@ def test_imet_2020_style_competition(tmp_path):
     for kernel in ("imet-2019-train", "imet-2019-submit"):
         meta = json.loads((tmp_path / f"w/build/{kernel}/kernel-metadata.json").read_text())
         assert meta["competition_sources"] == ["imet-2020-fgvc7"]  # follows the config
+
+
+def test_check_passes_after_a_slug_change_and_a_build(user_repo):
+    repo, where = user_repo
+    meta_path = repo / "kernel-metadata.json"
+    meta_path.write_text(meta_path.read_text().replace("your-kaggle-username/imet-2019-train", "me/imet-b3-model")
+                         .replace('"title": "imet-2019-train"', '"title": "imet-b3-model"'))
+    stale = _build(*where, "--check")  # the build/ of before: a plain push here would push nothing
+    assert stale.returncode == 0 and "0 problem(s)" in stale.stdout  # (an empty build/ is built first)
+    meta_path.write_text(meta_path.read_text().replace("me/imet-b3-model", "me/imet-b4-model")
+                         .replace('"title": "imet-b3-model"', '"title": "imet-b4-model"'))
+    res = _build(*where, "--check")
+    assert res.returncode == 1
+    assert f"{meta_path}: no kernel me/imet-b4-model is built in {repo / 'build'}; run python build_kernel.py" \
+        in res.stdout
+    assert _build(*where).returncode == 0
+    res = _build(*where, "--check")
+    assert res.returncode == 0 and "0 problem(s)" in res.stdout, res.stdout
+    meta = json.loads(meta_path.read_text())
+    assert meta["code_file"] == "build/imet-b4-model/imet-b4-model.py" and (repo / meta["code_file"]).is_file()
+
+
+def test_check_passes_on_a_notebook_build_whose_top_level_file_names_the_notebook(user_repo):
+    repo, where = user_repo
+    res = _build(*where, "--notebook", "--check")
+    assert res.returncode == 0 and "0 problem(s)" in res.stdout, res.stdout
+    meta = json.loads((repo / "kernel-metadata.json").read_text())
+    assert meta["code_file"].endswith(".ipynb") and (repo / meta["code_file"]).is_file()
+    assert meta["kernel_type"] == "notebook"
+    res = _build(*where, "--check")  # checks build/ as it is: the notebook build
+    assert res.returncode == 0 and "0 problem(s)" in res.stdout, res.stdout
+
+
+def test_check_says_a_split_folds_build_is_pushed_with_push(user_repo):
+    repo, where = user_repo
+    res = _build(*where, "--split-folds", "--check")
+    assert res.returncode == 0, res.stdout
+    assert "note: kernel-metadata.json: a --split-folds build has no kernel your-kaggle-username/imet-2019-train" \
+        in res.stdout
+    assert "push the per-fold kernels and the submit kernel with: python build_kernel.py --push" in res.stdout
+
+
+def test_check_reports_a_hand_broken_top_level_file(user_repo):
+    repo, where = user_repo
+    assert _build(*where).returncode == 0
+    meta_path = repo / "kernel-metadata.json"
+    meta_path.write_text(meta_path.read_text().replace('"build/imet-2019-train/imet-2019-train.py"',
+                                                       '"build/imet-2019-train/train.py"')
+                         .replace('"kernel_type": "script"', '"kernel_type": "notebook"'))
+    res = _build(*where, "--check")
+    assert res.returncode == 1
+    assert (f"{meta_path}: code_file 'build/imet-2019-train/train.py' (no such file) is not the built kernel of "
+            f"your-kaggle-username/imet-2019-train, build/imet-2019-train/imet-2019-train.py") in res.stdout
+    assert f"{meta_path}: kernel_type is 'notebook' here but 'script' in the built kernel" in res.stdout
+    meta_path.write_text("{not json")
+    res = _build(*where, "--check")
+    assert res.returncode == 1 and f"{meta_path}: not readable JSON" in res.stdout
