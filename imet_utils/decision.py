@@ -8,215 +8,305 @@ Rules:
   so rare classes keep the group's value.
 - ``relative``: per image, p > factor * max(p) (1st place: factor 1/7), with min/max label counts.
 
+Every rule also bounds the total labels per image: fitted parameters carry ``min_labels_total`` (>= 1, every
+image gets a label) and ``max_labels_total``, and ``apply_rule`` enforces them last, whatever the
+probabilities: a row with too few labels adds its most probable other classes, a row with too many keeps its
+most probable ones. Parameters saved without these keys apply with the seed's bounds, 1 and 10.
+
 ``choose_rule`` scores every rule by cross-fitting over folds (fit on K-1 folds' OOF, score on the
-held-out fold), picks the best, then refits it on all OOF. Choosing by in-sample F2 would favour the rule
+held-out fold), picks the best, and keeps its fit on all OOF. Choosing by in-sample F2 would favour the rule
 with the most parameters.
+
+Speed: what the fits need is computed once from all OOF rows and subset per fold: each group's top
+probabilities per row (``metrics.TopTable``: row-wise, so a fold is a row subset) and per-class histograms
+over the grid (per fold: a fold's training counts are the total less its own). A threshold rule keeps a
+prefix of each row's top probabilities, so its candidates and its held-out F2 come from counts; only
+``per_class`` reads the matrix again, a block of rows at a time.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 
-from imet_utils.config import DECISION_RULES
-from imet_utils.metrics import binarize, f2_score, threshold_grid
+from imet_utils.config import DECISION_RULES, SEED_MAX_LABELS, SEED_MIN_LABELS
+from imet_utils.metrics import (TopTable, ascending_ranks, best_counts, binarize_mask, column_thresholds, column_view,
+                                f2_gains, grid_histograms, row_blocks, threshold_positions, top_k_mask)
 
 RULES = DECISION_RULES
 MIN_LABEL_CHOICES = (0, 1, 2)
 MAX_LABEL_CHOICES = (1, 2, 3, 4, 6, 8, 10)
 RELATIVE_FACTORS = tuple(np.round(np.arange(0.05, 0.51, 0.01), 2))
 SHRINK_POSITIVES = 20.0  # a class with this many positives gets half its own threshold, half its group's
+ALL = "all"  # the table over every class, for the global and relative rules
 
 
-class _GroupTable:
-    """One label group's top-``TOP`` probabilities per row, sorted, with cumulative true counts, so that any
-    (threshold, min, max) rule is scored from counts alone: tp = true labels among the top ``count``.
-    No rule keeps more than ``TOP`` labels, so the rest of each row never matters."""
-
-    TOP = max(MAX_LABEL_CHOICES)
-
-    def __init__(self, y: np.ndarray, probs: np.ndarray):
-        top = min(self.TOP, probs.shape[1])
-        part = np.argpartition(-probs, top - 1, axis=1)[:, :top] if probs.shape[1] > top else \
-            np.tile(np.arange(probs.shape[1]), (len(probs), 1))
-        sub = np.take_along_axis(probs, part, axis=1)
-        order = np.argsort(-sub, axis=1, kind="stable")
-        idx = np.take_along_axis(part, order, axis=1)
-        self.sorted = np.take_along_axis(probs, idx, axis=1)
-        ys = np.take_along_axis(y.astype(np.int32), idx, axis=1)
-        self.cumtrue = np.concatenate([np.zeros((len(y), 1), np.int32), np.cumsum(ys, axis=1)], axis=1)
-        self.n_true = y.sum(axis=1).astype(np.int64)
-        self.rows = np.arange(len(y))
-
-    def above(self, threshold) -> np.ndarray:
-        """How many of each row's top probabilities exceed ``threshold`` (a scalar or one per row)."""
-        t = np.reshape(threshold, (-1, 1)) if np.ndim(threshold) else threshold
-        return (self.sorted > t).sum(axis=1)
-
-    def counts_from(self, above: np.ndarray, min_labels: int, max_labels: int) -> tuple:
-        k = np.clip(above, min_labels, min(max_labels, self.sorted.shape[1]))
-        tp = self.cumtrue[self.rows, k]
-        return tp, k - tp, self.n_true - tp
-
-    def counts(self, threshold: float, min_labels: int, max_labels: int) -> tuple:
-        return self.counts_from(self.above(threshold), min_labels, max_labels)
+def _check_bounds(min_labels: int, max_labels: int) -> None:
+    if min_labels < 1:
+        raise ValueError(f"min_labels must be >= 1 (every image gets a label), got {min_labels}")
+    if max_labels < min_labels:
+        raise ValueError(f"max_labels must be >= min_labels, got max_labels {max_labels} < min_labels {min_labels}")
 
 
-def _f2_from_counts(tp, fp, fn) -> float:
-    denom = 5 * tp + 4 * fn + fp
-    return float(np.divide(5 * tp, denom, out=np.zeros(len(tp)), where=denom > 0).mean())
+def _choices(lo: int, hi: int) -> tuple:
+    """The (min, max) label counts a search tries for a count that must stay within [lo, hi]."""
+    mins = tuple(sorted({min(max(m, lo), hi) for m in MIN_LABEL_CHOICES}))
+    return mins, tuple(sorted({min(max(m, lo, 1), hi) for m in MAX_LABEL_CHOICES}))
 
 
-def _best_counts(table: _GroupTable, thresholds, rest, min_choices=MIN_LABEL_CHOICES) -> tuple:
-    """The (threshold, min, max) maximising F2, with the other groups' counts ``rest`` held fixed."""
-    best = (-1.0, None)
-    for t in thresholds:
-        above = table.above(t)
-        for mn in min_choices:
-            for mx in MAX_LABEL_CHOICES:
-                if mx < max(mn, 1):
-                    continue
-                tp, fp, fn = table.counts_from(above, mn, mx)
-                score = _f2_from_counts(tp + rest[0], fp + rest[1], fn + rest[2])
-                if score > best[0]:
-                    best = (score, (t, mn, mx))
-    return best
+def _total_bounds(params: dict) -> tuple:
+    lo = max(1, int(params.get("min_labels_total", SEED_MIN_LABELS)))
+    return lo, max(lo, int(params.get("max_labels_total", SEED_MAX_LABELS)))
 
 
-def _fit_per_group(y, probs, groups: Dict[str, np.ndarray], grid, passes: int = 2, start: float = 0.2) -> dict:
-    tables = {g: _GroupTable(y[:, idx], probs[:, idx]) for g, idx in groups.items()}
-    params = {g: {"threshold": float(start), "min_labels": 0 if len(groups) > 1 else 1,
-                  "max_labels": 10} for g in groups}
-    parts = {g: tables[g].counts(**params[g]) for g in groups}
-    for _ in range(passes if len(groups) > 1 else 1):
-        for g in groups:
-            rest = [sum((parts[h][i] for h in groups if h != g), 0) for i in range(3)]
-            _, (t, mn, mx) = _best_counts(tables[g], grid, rest)
-            params[g] = {"threshold": float(t), "min_labels": int(mn), "max_labels": int(mx)}
-            parts[g] = tables[g].counts(**params[g])
-    return params
+def _f2(tp: np.ndarray, kept: np.ndarray, n_true: np.ndarray) -> np.ndarray:
+    denom = 4 * n_true + kept  # = 5 tp + 4 fn + fp
+    return np.divide(5.0 * tp, denom, out=np.zeros(len(tp)), where=denom > 0)
 
 
-def _at_least_one(pred: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """The seed's promise: every image gets a label; an empty row takes its most probable one."""
-    empty = pred.sum(axis=1) == 0
-    pred[empty, np.argmax(probs[empty], axis=1)] = 1
-    return pred
+class _Oof:
+    """What fitting and scoring need from the OOF rows, computed once for every fold (see the module doc)."""
+
+    def __init__(self, y, probs, folds, groups: Dict[str, np.ndarray], grid, min_labels: int, max_labels: int):
+        self.y, self.probs, self.groups = y, probs, groups
+        self.grid = np.asarray(grid, dtype=np.float64)
+        self.rank, self.bounds = ascending_ranks(self.grid), (min_labels, max_labels)
+        self.fold_ids, self.fold_of = np.unique(folds, return_inverse=True)
+        depth = min(probs.shape[1], max(_choices(min_labels, max_labels)[1]))
+        tables = {g: TopTable.build(y, probs, idx, depth) for g, idx in groups.items()}
+        every = np.sort(np.concatenate([np.asarray(i) for i in groups.values()])) if groups else []
+        self.merged = None  # per row, the groups' tables merged by probability: (group, rank in group, true)
+        if np.array_equal(every, np.arange(probs.shape[1])):
+            tables[ALL], self.merged = self._merge(list(tables.values()), depth)
+        else:
+            tables[ALL] = TopTable.build(y, probs, np.arange(probs.shape[1]), depth)
+        for t in tables.values():
+            t.pos, t.cols, t.ys = threshold_positions(t.vals, self.grid), None, None
+        self.tables, self._hist = tables, None
+
+    @staticmethod
+    def _merge(tables: Sequence[TopTable], depth: int) -> tuple:
+        """The table over disjoint groups covering every class: the top of all is within the groups' tops."""
+        vals, cols, ys = (np.concatenate([getattr(t, a) for t in tables], axis=1) for a in ("vals", "cols", "ys"))
+        group = np.concatenate([np.full(t.vals.shape, i, np.int16) for i, t in enumerate(tables)], axis=1)
+        rank = np.concatenate([np.broadcast_to(np.arange(t.vals.shape[1], dtype=np.int16), t.vals.shape)
+                               for t in tables], axis=1)
+        order = np.lexsort((cols, -vals), axis=-1)
+        vals, cols, ys, group, rank = (np.take_along_axis(a, order, 1) for a in (vals, cols, ys, group, rank))
+        whole = TopTable(vals[:, :depth], cols[:, :depth], ys[:, :depth], sum(t.n_true for t in tables))
+        return whole, (group, rank, ys)
+
+    def class_hist(self, held: Optional[int]) -> tuple:
+        """(classes, bins) histograms of all rows' probabilities and of the positives', less fold ``held``."""
+        if self._hist is None:
+            self._hist = grid_histograms(self.y, self.probs, self.fold_of, len(self.fold_ids), self.grid)
+        return tuple(h.sum(axis=0) - (0 if held is None else h[held]) for h in self._hist)
+
+    def fitter(self, held: Optional[int] = None) -> "_Fitter":
+        """Fits on all rows, or on all but fold index ``held``."""
+        rows = None if held is None else np.flatnonzero(self.fold_of != held)
+        tables = self.tables if rows is None else {g: t.subset(rows) for g, t in self.tables.items()}
+        return _Fitter(tables, lambda: self.class_hist(held), self.groups, self.grid, self.rank, self.bounds)
+
+    def table_f2(self, params: dict, rows: np.ndarray) -> Optional[np.ndarray]:
+        """Each row's F2 under a threshold rule, from the tables (= apply_rule's labels); None for the others."""
+        rule, (lo, hi), whole = params["rule"], _total_bounds(params), self.tables[ALL]
+        if rule in ("global", "relative"):  # a prefix of the row's top labels, before and after the bounds
+            vals = whole.vals[rows]
+            t = params["threshold"] if rule == "global" else vals[:, :1].astype(np.float64) * params["factor"]
+            kept = np.minimum(np.clip(whole.kept(t, params["min_labels"], params["max_labels"], rows), lo, hi),
+                              vals.shape[1])
+            return _f2(whole.cumtrue[rows, kept], kept, whole.n_true[rows])
+        if rule != "per_group" or self.merged is None:
+            return None
+        group, rank, ys = (a[rows] for a in self.merged)
+        kept = np.stack([self.tables[g].kept(rows=rows, **params["groups"][g]) for g in self.groups], axis=1)
+        sel = rank < np.take_along_axis(kept, group.astype(np.intp), axis=1)
+        short = lo - np.count_nonzero(sel, axis=1)
+        sel |= ~sel & (np.cumsum(~sel, axis=1) <= short[:, None])  # the most probable others
+        sel &= np.cumsum(sel, axis=1) <= hi
+        return _f2(np.count_nonzero(sel & ys, axis=1), np.count_nonzero(sel, axis=1), whole.n_true[rows])
 
 
-def _apply_per_group(params: dict, probs: np.ndarray, groups: Dict[str, np.ndarray]) -> np.ndarray:
-    pred = np.zeros(probs.shape, dtype=np.uint8)
-    for g, idx in groups.items():
-        pred[:, idx] = binarize(probs[:, idx], **params[g])
-    return _at_least_one(pred, probs)
+class _Fitter:
+    """Fits the rules on one set of rows; the global and per-group fits are shared by the rules built on them."""
+
+    def __init__(self, tables: Dict[str, TopTable], hist: Callable[[], tuple], groups, grid, rank, bounds):
+        self.tables, self.hist, self.groups, self.grid, self.rank = tables, hist, groups, grid, rank
+        self.lo, self.hi = bounds
+        self._cache: dict = {}
+
+    def _global(self) -> dict:
+        if "global" not in self._cache:
+            t = self.tables[ALL]
+            self._cache["gain"] = f2_gains(t, t.n_true)
+            j, mn, mx = best_counts(t.pos, self._cache["gain"], *_choices(self.lo, self.hi), self.rank)
+            self._cache["global"] = {"threshold": float(self.grid[j]), "min_labels": mn, "max_labels": mx}
+        return self._cache["global"]
+
+    def _per_group(self, passes: int = 2) -> dict:
+        """Coordinate ascent from the global threshold: each group's (threshold, min, max) in turn, the other
+        groups' counts held fixed, scored before the total bounds (a group's minimum may be 0: apply_rule still
+        gives every image its ``min_labels_total``)."""
+        if "groups" in self._cache:
+            return self._cache["groups"]
+        names = list(self.groups)
+        mins, maxs = _choices(self.lo if len(names) == 1 else 0, self.hi)
+        params = {g: {"threshold": self._global()["threshold"], "min_labels": mins[0], "max_labels": maxs[-1]}
+                  for g in names}
+        kept = {g: self.tables[g].kept(**params[g]) for g in names}
+        n_true = sum(self.tables[g].n_true for g in names).astype(np.int64)
+        for _ in range(passes if len(names) > 1 else 1):
+            for g in names:
+                rest = [h for h in names if h != g]
+                rest_tp = sum((self.tables[h].cumtrue[np.arange(len(n_true)), kept[h]] for h in rest), 0)
+                gain = f2_gains(self.tables[g], n_true, rest_tp, sum((kept[h] for h in rest), 0))
+                j, mn, mx = best_counts(self.tables[g].pos, gain, mins, maxs, self.rank)
+                params[g] = {"threshold": float(self.grid[j]), "min_labels": mn, "max_labels": mx}
+                kept[g] = self.tables[g].kept(**params[g])
+        self._cache["groups"] = params
+        return params
+
+    def fit(self, rule: str) -> dict:
+        bounds = {"min_labels_total": self.lo, "max_labels_total": self.hi}
+        if rule == "global":
+            return {"rule": rule, **self._global(), **bounds}
+        if rule == "per_group":
+            return {"rule": rule, "groups": self._per_group(), **bounds}
+        if rule == "per_class":
+            base = self._per_group()
+            h_all, h_pos = self.hist()
+            own = column_thresholds(h_all, h_pos, self.grid)
+            pos = h_pos.sum(axis=1).astype(float)
+            group_t = np.full(len(own), self._global()["threshold"])
+            for g, idx in self.groups.items():
+                group_t[idx] = base[g]["threshold"]
+            weight = pos / (pos + SHRINK_POSITIVES)
+            return {"rule": rule, "groups": base,
+                    "thresholds": np.round(weight * own + (1 - weight) * group_t, 4).tolist(), **bounds}
+        if rule == "relative":
+            t, factors = self.tables[ALL], np.asarray(RELATIVE_FACTORS, dtype=np.float64)
+            self._global()  # the same gains
+            pos = threshold_positions(t.vals, t.vals[:, :1].astype(np.float64) * factors[None, :])
+            j, mn, mx = best_counts(pos, self._cache["gain"], (self.lo,), _choices(self.lo, self.hi)[1],
+                                    ascending_ranks(factors))
+            return {"rule": rule, "factor": float(factors[j]), "min_labels": mn, "max_labels": mx, **bounds}
+        raise ValueError(f"unknown decision rule {rule!r}; known: {list(RULES)}")
 
 
-def _class_thresholds(y, probs, grid) -> np.ndarray:
-    """Each class's threshold maximising its own column F2 (a per-class search, vectorised over classes)."""
-    best_t = np.full(y.shape[1], float(np.median(grid)))
-    best_f = np.full(y.shape[1], -1.0)
-    pos = y.sum(axis=0)
-    for t in grid:
-        pred = probs > t
-        tp = (pred & (y > 0)).sum(axis=0)
-        fp = pred.sum(axis=0) - tp
-        fn = pos - tp
-        denom = 5 * tp + 4 * fn + fp
-        f = np.divide(5 * tp, denom, out=np.zeros(len(tp)), where=denom > 0)
-        better = f > best_f
-        best_t[better], best_f[better] = t, f[better]
-    return best_t
+def fit_rule(rule: str, y: np.ndarray, probs: np.ndarray, groups: Dict[str, np.ndarray], grid: np.ndarray, *,
+             min_labels: int = SEED_MIN_LABELS, max_labels: int = SEED_MAX_LABELS) -> dict:
+    """Fits one rule's parameters on (y, probs).
+
+    Args:
+        min_labels: every image gets at least this many labels (>= 1); the search stays within.
+        max_labels: and at most this many.
+
+    Returns:
+        ``{"rule": name, ...params, "min_labels_total": min_labels, "max_labels_total": max_labels}``.
+    """
+    _check_bounds(min_labels, max_labels)
+    if rule not in RULES:
+        raise ValueError(f"unknown decision rule {rule!r}; known: {list(RULES)}")
+    return _Oof(y, probs, np.zeros(len(y), int), groups, grid, min_labels, max_labels).fitter().fit(rule)
 
 
-def fit_rule(rule: str, y: np.ndarray, probs: np.ndarray, groups: Dict[str, np.ndarray],
-             grid: np.ndarray) -> dict:
-    """Fits one rule's parameters on (y, probs); returns ``{"rule": name, ...params}``."""
-    if rule == "global":
-        p = _fit_per_group(y, probs, {"all": np.arange(y.shape[1])}, grid)["all"]
-        return {"rule": rule, **p}
-    start = _fit_per_group(y, probs, {"all": np.arange(y.shape[1])}, grid)["all"]["threshold"]
-    if rule == "per_group":
-        return {"rule": rule, "groups": _fit_per_group(y, probs, groups, grid, start=start)}
-    if rule == "per_class":
-        base = _fit_per_group(y, probs, groups, grid, start=start)
-        own = _class_thresholds(y, probs, grid)
-        pos = y.sum(axis=0).astype(float)
-        group_t = np.empty(y.shape[1])
+def _bound_total(sel: np.ndarray, probs: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Adds a short row's most probable unselected classes; keeps a long row's most probable selected ones."""
+    count, lo = np.count_nonzero(sel, axis=1), min(lo, probs.shape[1])
+    few = count < lo
+    if few.any():
+        sel[few] |= top_k_mask(np.where(sel[few], -np.inf, probs[few]), lo - count[few])
+    many = count > hi
+    if many.any():
+        sel[many] = top_k_mask(np.where(sel[many], probs[many], -np.inf), hi)
+    return sel
+
+
+def _select(params: dict, probs: np.ndarray, groups: Dict[str, np.ndarray]) -> np.ndarray:
+    """The boolean labels of a block of rows."""
+    rule = params["rule"]
+    if rule in ("global", "relative"):
+        t = params["threshold"] if rule == "global" else \
+            probs.max(axis=1, keepdims=True).astype(np.float64) * params["factor"]
+        sel = binarize_mask(probs, t, min_labels=params["min_labels"], max_labels=params["max_labels"])
+    elif rule in ("per_group", "per_class"):
+        sel = np.zeros(probs.shape, dtype=bool)
+        t = np.asarray(params["thresholds"], dtype=np.float64) if rule == "per_class" else None
         for g, idx in groups.items():
-            group_t[idx] = base[g]["threshold"]
-        weight = pos / (pos + SHRINK_POSITIVES)
-        return {"rule": rule, "groups": base, "thresholds": np.round(weight * own + (1 - weight) * group_t, 4).tolist()}
-    if rule == "relative":
-        table = _GroupTable(y, probs)
-        top = table.sorted[:, 0]
-        best = (-1.0, None)
-        for f in RELATIVE_FACTORS:
-            above = table.above(top * f)
-            for mx in MAX_LABEL_CHOICES:
-                score = _f2_from_counts(*table.counts_from(above, 1, mx))
-                if score > best[0]:
-                    best = (score, {"rule": rule, "factor": float(f), "min_labels": 1, "max_labels": int(mx)})
-        return best[1]
-    raise ValueError(f"unknown decision rule {rule!r}; known: {list(RULES)}")
+            p, take = params["groups"][g], column_view(idx)
+            sel[:, take] = binarize_mask(probs[:, take], p["threshold"] if t is None else t[take],
+                                         min_labels=p["min_labels"], max_labels=p["max_labels"])
+    else:
+        raise ValueError(f"unknown decision rule {rule!r}; known: {list(RULES)}")
+    return _bound_total(sel, probs, *_total_bounds(params))
 
 
 def apply_rule(params: dict, probs: np.ndarray, groups: Dict[str, np.ndarray]) -> np.ndarray:
-    """Applies fitted parameters (from ``fit_rule`` or decision.json) to probabilities -> 0/1 matrix."""
-    rule = params["rule"]
-    if rule == "global":
-        return binarize(probs, params["threshold"], min_labels=params["min_labels"], max_labels=params["max_labels"])
-    if rule == "per_group":
-        return _apply_per_group(params["groups"], probs, groups)
-    if rule == "per_class":
-        t = np.asarray(params["thresholds"])
-        pred = np.zeros(probs.shape, dtype=np.uint8)
-        for g, idx in groups.items():
-            p = params["groups"][g]
-            pred[:, idx] = binarize(probs[:, idx], t[idx], min_labels=p["min_labels"], max_labels=p["max_labels"])
-        return _at_least_one(pred, probs)
-    if rule == "relative":
-        top = probs.max(axis=1, keepdims=True)
-        return binarize(probs, top * params["factor"], min_labels=params["min_labels"],
-                        max_labels=params["max_labels"])
-    raise ValueError(f"unknown decision rule {rule!r}; known: {list(RULES)}")
+    """Applies fitted parameters (from ``fit_rule`` or decision.json) to probabilities -> 0/1 uint8 matrix.
+
+    Every row gets at least ``max(1, min_labels_total)`` and at most ``max_labels_total`` labels (1 and 10
+    when the parameters predate these keys). Ties in probability go to the lower class id."""
+    probs = np.asarray(probs)
+    out = np.empty(probs.shape, dtype=np.uint8)
+    for b in row_blocks(*probs.shape):
+        out[b] = _select(params, probs[b], groups)
+    return out
+
+
+def _dense_f2(params: dict, y: np.ndarray, probs: np.ndarray, groups, rows: np.ndarray) -> np.ndarray:
+    """F2 of each of ``rows`` under ``params`` (f2_per_sample of apply_rule's rows), a block at a time."""
+    out = np.empty(len(rows))
+    for b in row_blocks(len(rows), probs.shape[1]):
+        sel, truth = _select(params, probs[rows[b]], groups), np.asarray(y[rows[b]]) > 0
+        out[b] = _f2(np.count_nonzero(sel & truth, axis=1), np.count_nonzero(sel, axis=1),
+                     np.count_nonzero(truth, axis=1))
+    return out
 
 
 def choose_rule(y: np.ndarray, probs: np.ndarray, folds: np.ndarray, groups: Dict[str, np.ndarray], *,
-                grid: np.ndarray, rules: Sequence[str] = RULES,
-                log: Callable[[str], None] = lambda s: None) -> dict:
-    """Scores every rule by cross-fitting over folds, picks the best, refits it on all OOF.
+                grid: np.ndarray, rules: Sequence[str] = RULES, min_labels: int = SEED_MIN_LABELS,
+                max_labels: int = SEED_MAX_LABELS, log: Callable[[str], None] = lambda s: None) -> dict:
+    """Scores every rule by cross-fitting over folds, picks the best, keeps its fit on all OOF.
 
     Args:
         y: (n, classes) truth of the OOF images.
-        probs: their OOF probabilities.
+        probs: their OOF probabilities (float32 is fine: nothing copies the whole matrix).
         folds: fold of each OOF image.
         groups: group name -> class indices (from labels.csv).
         grid: thresholds to try.
         rules: which rules to compare.
+        min_labels: every image gets at least this many labels under every rule (>= 1).
+        max_labels: and at most this many.
 
     Returns:
-        The content of decision.json: ``chosen``, ``params``, ``oof_f2`` (cross-fitted F2 of every rule),
-        ``oof_f2_in_sample`` (each rule fitted and scored on all OOF, for reference).
+        The content of decision.json: ``chosen``, ``params`` (with ``min_labels_total`` and
+        ``max_labels_total``), ``oof_f2`` (cross-fitted F2 of every rule), ``oof_f2_in_sample`` (each rule
+        fitted and scored on all OOF, for reference).
+
+    Raises:
+        ValueError: min_labels < 1, max_labels < min_labels, or an unknown rule.
     """
-    fold_ids = np.unique(folds)
-    crossfit, in_sample = {}, {}
-    for rule in rules:
-        pred = np.zeros(probs.shape, dtype=np.uint8)
-        if len(fold_ids) > 1:
-            for k in fold_ids:
-                held = folds == k
-                params = fit_rule(rule, y[~held], probs[~held], groups, grid)
-                pred[held] = apply_rule(params, probs[held], groups)
-            crossfit[rule] = f2_score(y, pred)
-        full = fit_rule(rule, y, probs, groups, grid)
-        in_sample[rule] = f2_score(y, apply_rule(full, probs, groups))
-        if len(fold_ids) <= 1:
-            crossfit[rule] = in_sample[rule]
-        log(f"rule {rule}: cross-fitted OOF F2 {crossfit[rule]:.4f} (in-sample {in_sample[rule]:.4f})")
-    chosen = max(rules, key=lambda r: (crossfit[r], -rules.index(r)))
-    return {"chosen": chosen, "params": fit_rule(chosen, y, probs, groups, grid), "oof_f2": crossfit,
-            "oof_f2_in_sample": in_sample}
+    _check_bounds(min_labels, max_labels)
+    unknown = [r for r in rules if r not in RULES]
+    if unknown:
+        raise ValueError(f"unknown decision rule(s) {unknown}; known: {list(RULES)}")
+    oof = _Oof(y, probs, folds, groups, grid, min_labels, max_labels)
 
+    def row_f2(params, rows):
+        f2 = oof.table_f2(params, rows)
+        return _dense_f2(params, y, probs, groups, rows) if f2 is None else f2
 
-def default_grid() -> np.ndarray:
-    return threshold_grid(0.02, 0.6, 0.01)
+    fitted = {r: oof.fitter().fit(r) for r in rules}
+    in_sample = {r: float(row_f2(fitted[r], np.arange(len(y))).mean()) for r in rules}
+    crossfit, f2 = dict(in_sample), {r: np.empty(len(y)) for r in rules}
+    if len(oof.fold_ids) > 1:
+        for k in range(len(oof.fold_ids)):  # one fold's training tables at a time
+            fitter, rows = oof.fitter(k), np.flatnonzero(oof.fold_of == k)
+            for r in rules:
+                f2[r][rows] = row_f2(fitter.fit(r), rows)
+        crossfit = {r: float(f2[r].mean()) for r in rules}
+    for r in rules:
+        log(f"rule {r}: cross-fitted OOF F2 {crossfit[r]:.4f} (in-sample {in_sample[r]:.4f})")
+    chosen = max(rules, key=lambda r: (crossfit[r], -list(rules).index(r)))
+    return {"chosen": chosen, "params": fitted[chosen], "oof_f2": crossfit, "oof_f2_in_sample": in_sample}

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import fbeta_score
 
-from imet_utils.metrics import best_constant_f2, binarize, f2_score, search_threshold, threshold_grid
+from imet_utils.metrics import (best_constant_f2, binarize, f2_by_group, f2_score, search_threshold,
+                                threshold_grid, top_k)
 
 
 def _seed_binarize(probs, threshold, min_labels=1, max_labels=10):
@@ -39,9 +40,11 @@ def test_f2_hand_computed(true, pred, expected):
 
 @pytest.mark.parametrize("threshold", [0.05, 0.2, 0.5, 0.9])
 @pytest.mark.parametrize("min_labels,max_labels", [(1, 10), (0, 3), (2, 5)])
-def test_binarize_equals_the_seed_rule(threshold, min_labels, max_labels):
+@pytest.mark.parametrize("decimals", [None, 1])  # 1: many tied probabilities
+def test_binarize_equals_the_seed_rule(threshold, min_labels, max_labels, decimals):
     rng = np.random.default_rng(3)
     probs = rng.random((300, 40)) ** 3
+    probs = probs if decimals is None else np.round(probs, decimals)
     ours = binarize(probs, threshold, min_labels=min_labels, max_labels=max_labels)
     assert np.array_equal(ours, _seed_binarize(probs, threshold, min_labels, max_labels))
     counts = ours.sum(1)
@@ -83,10 +86,44 @@ def test_constant_floor_is_below_a_useful_model():
 
 
 def test_f2_by_group_uses_each_groups_labels_only():
-    from imet_utils.metrics import f2_by_group
-
     y = np.array([[1, 0, 1, 0], [0, 1, 0, 0]])
     p = np.array([[1, 0, 0, 1], [0, 1, 1, 0]])
     got = f2_by_group(y, p, {"culture": np.array([0, 1]), "tag": np.array([2, 3])})
     assert got["culture"] == pytest.approx(1.0)
     assert got["tag"] == pytest.approx(0.0)  # row 2 has no true tag and is skipped
+
+
+def test_f2_by_group_is_none_for_a_group_without_labels():
+    y = np.array([[1, 0, 0, 0], [0, 1, 0, 0]])
+    p = np.array([[1, 0, 1, 0], [1, 1, 0, 0]])
+    got = f2_by_group(y, p, {"culture": np.array([0, 1]), "dimension": np.array([2, 3])})
+    assert got["dimension"] is None  # nothing to score: not nan, which prints as a score
+    assert got["culture"] == pytest.approx(f2_score(y[:, :2], p[:, :2]))
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 10, 40, 50])
+@pytest.mark.parametrize("kind", ["continuous", "ties", "zeros", "float32", "sparse"])
+def test_top_k_equals_a_stable_descending_sort(k, kind):
+    rng = np.random.default_rng(4)
+    probs = {"continuous": rng.random((500, 45)) ** 6, "ties": np.round(rng.random((500, 45)), 1),
+             "zeros": np.zeros((20, 45)), "float32": (rng.random((500, 45)) ** 6).astype(np.float32),
+             "sparse": np.where(rng.random((500, 45)) < 0.9, 0.0, rng.random((500, 45)))}[kind]
+    assert np.array_equal(top_k(probs, k), np.argsort(-probs, axis=1, kind="stable")[:, :k])
+
+
+@pytest.mark.parametrize("min_labels,max_labels", [(0, 3), (2, 5), (1, 1)])
+def test_threshold_search_with_label_counts_equals_the_seed_rule(min_labels, max_labels):
+    rng = np.random.default_rng(5)
+    y = (rng.random((150, 20)) < 0.15).astype(int)
+    probs = np.round(np.clip(y * 0.35 + rng.random(y.shape) * 0.5, 0, 1), 2)
+    grid = threshold_grid(0.05, 0.5, 0.01)
+    _, _, scores = search_threshold(y, probs, grid, min_labels=min_labels, max_labels=max_labels)
+    ref = [f2_score(y, _seed_binarize(probs, g, min_labels, max_labels)) for g in grid]
+    assert np.allclose(scores, ref, atol=1e-12)
+
+
+def test_float32_probabilities_meet_a_threshold_as_in_float64():
+    probs = np.array([[0.1, 0.3, 0.2]], dtype=np.float32)  # float32(0.1) > 0.1 and float32(0.3) > 0.3 in float64
+    assert binarize(probs, 0.1, min_labels=0).tolist() == [[1, 1, 1]]
+    assert binarize(probs, 0.3, min_labels=0).tolist() == [[0, 1, 0]]
+    assert binarize(probs, np.float32(0.3), min_labels=0).tolist() == [[0, 0, 0]]
