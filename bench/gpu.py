@@ -1,9 +1,11 @@
-"""GPU throughput for a lent GPU (under 5 minutes): the seed's training setup against ours, and TTA inference.
+"""GPU throughput (under 5 minutes): training fed by the seed's input pipeline against ours; TTA inference.
 
     python bench/gpu.py [--model efficientnet-b3] [--size 288] [--batch 32] [--steps 40] [--smoke]
 
-- seed: fp32, the seed's Python generator (keras PyDataset: cv2 + albumentations per image, float64 batches).
-- ours: the tf.data pipeline from the JPEG cache, mixed precision (float16), device-side augmentation.
+- seed: fp32, the seed's input pipeline (``bench/pipeline.py``'s ``seed_sequence``: a Python keras Sequence,
+  cv2 + the seed's albumentations transforms per image, efficientnet's preprocess_input per batch), from PNG,
+  into the same backbone and head taking the preprocessed float input.
+- ours: the tf.data pipeline from the JPEG cache, mixed precision (float16), our augmentation on the device.
 - inference: our exported SavedModel, 2 TTA views (original + flip), batch 64.
 
 Both training setups use weights=None and the same generated iMet-like images. Each runs in its own process
@@ -54,28 +56,14 @@ def _train_worker(args) -> dict:
         data = train_dataset(paths, y, size=args.size, batch_size=args.batch, seed=0, repeat=True)
         model = create_model(args.model, n_classes, image_size=args.size, device_augment=True)
     else:
-        import albumentations as A
-        import cv2
+        from pipeline import seed_sequence  # bench/pipeline.py
 
-        aug = A.Compose([A.HorizontalFlip(), A.Affine(translate_percent=(-0.1, 0.1), rotate=(-15, 15), p=0.3),
-                         A.RandomBrightnessContrast(0.2, 0.0, p=0.3), A.GaussNoise(p=0.2),
-                         A.RandomCrop(args.size, args.size)])
-
-        class SeedSequence(keras.utils.PyDataset):
-            def __len__(self):
-                return 10 ** 6
-
-            def __getitem__(self, i):
-                idx = [(i * args.batch + k) % len(paths) for k in range(args.batch)]
-                imgs = [aug(image=cv2.cvtColor(cv2.imread(paths[j]), cv2.COLOR_BGR2RGB))["image"] for j in idx]
-                return np.array(imgs, np.float64) / 255.0, y[idx].astype(np.float64)
-
-        data = SeedSequence()
-        # The seed's model took float input scaled to 0..1: same backbone and head, float32 input.
+        data = seed_sequence(paths, y, size=args.size, batch=args.batch, steps=10 ** 6)
+        # The seed's model took preprocess_input's output: the same backbone and head, on float32 input.
         base = create_model(args.model, n_classes, image_size=args.size)
-        inputs = keras.Input((args.size, args.size, 3))
-        x = base.get_layer("normalize")(inputs)
-        for layer in base.layers[3:]:
+        names = [layer.name for layer in base.layers]
+        x = inputs = keras.Input((args.size, args.size, 3))
+        for layer in base.layers[names.index("normalize") + 1:]:
             x = layer(x)
         model = keras.Model(inputs, x)
     model.compile(keras.optimizers.Adam(3e-4), "binary_crossentropy")
@@ -90,8 +78,8 @@ def _infer_worker(args) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from imet_utils.models import create_model, export_for_inference, load_for_inference
-    from imet_utils.training import predict_views
+    from imet_utils.models import create_model, export_for_inference
+    from imet_utils.prediction import load_for_inference, predict_views
 
     paths = json.loads(Path(args.paths).read_text())
     if tf.config.list_logical_devices("GPU"):

@@ -1,9 +1,10 @@
 """Input pipeline throughput, the same images, in this order:
 
   (a) raw PNG decode (cv2) on one core
-  (b) the seed's generator (keras PyDataset, cv2 + albumentations per image, float64 batches) on one core
-  (c) our tf.data pipeline from PNG on one core (default augment="device": crop + flip here; the
-      seed's affine, brightness and noise run batched on the accelerator, inside the model)
+  (b) the seed's input pipeline on one core: its keras Sequence (cv2 per image, the seed's albumentations
+      transforms, efficientnet's preprocess_input on the batch); see ``seed_sequence``
+  (c) our tf.data pipeline from PNG on one core (default augment="device": crop + flip here; our affine,
+      brightness and noise run batched on the accelerator, inside the model)
   (d) our tf.data pipeline from the JPEG cache on one core
   (e) our tf.data pipeline from PNG on all cores
 
@@ -14,7 +15,9 @@ after one warm-up pass over the images (so the OS page cache holds the files in 
 thread for "one core": a single Python thread for (a) and (b); for ours, a tf.data private thread pool of one
 thread, one TF op thread and cv2.setNumThreads(1). --pin also pins each process to its cores with
 sched_setaffinity; on our 2-core VM that caps every tf.data pipeline at about 405 img/s, whatever the decoder
-(TF's runtime threads then share the one core), so both figures are recorded in bench/RESULTS.md. The last line is the summary:
+(TF's runtime threads then share the one core), so both figures are recorded in bench/RESULTS.md. Two lines
+for reference follow: our pipeline with augment="albumentations" from the cache, one core, with each preset.
+The last line is the summary:
 png_vs_decode=(c)/(a) cached_vs_seed=(d)/(b) cores_speedup=(e)/(c)
 """
 from __future__ import annotations
@@ -73,42 +76,72 @@ def _decode(paths, size, batch):
     return len(paths) / (time.perf_counter() - start)
 
 
-def _seed_generator(paths, size, batch):
-    """The seed's Sequence ported to Keras 3 / albumentations 2: per-image cv2 + albumentations, float64."""
-    import albumentations as A
+def seed_sequence(paths, targets, *, size: int, batch: int, steps=None):
+    """The seed notebook's input pipeline, for the benches' baseline.
+
+    A Python ``keras.utils.Sequence``: per batch, each image is read with ``cv2.imread`` (then BGR to RGB),
+    augmented with the seed's albumentations transforms (``train_transforms(size, "seed")``: flip,
+    shift-scale-rotate, crop; no brightness, no noise), and the stacked uint8 batch goes through efficientnet's
+    ``preprocess_input`` (``efficientnet.tfkeras``; the same for B0-B7: float32, /255, then ImageNet mean and
+    std, its 'torch' mode). One process: called directly it runs in the caller's thread; in ``model.fit``
+    (workers=1) Keras runs it in one producer thread, as Keras 2's ``fit_generator`` did by default.
+
+    Args:
+        paths: image files.
+        targets: (n, classes) 0/1 matrix; batches carry it as float32.
+        size: crop size.
+        batch: images per batch.
+        steps: batches per epoch, wrapping around ``paths`` (for ``model.fit``); None: one pass over ``paths``.
+    """
     import cv2
     import keras
     import numpy as np
+    from efficientnet.tfkeras import preprocess_input
 
-    cv2.setNumThreads(1)
-    aug = A.Compose([
-        A.HorizontalFlip(p=0.5),
-        A.Affine(translate_percent=(-0.1, 0.1), rotate=(-15, 15), p=0.3),
-        A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.0, p=0.3),
-        A.GaussNoise(p=0.2),
-        A.RandomCrop(size, size),
-    ])
+    sys.path.insert(0, str(ROOT))
+    from imet_utils.augment import train_transforms
 
-    class SeedSequence(keras.utils.PyDataset):
+    aug = train_transforms(size, "seed")
+    targets = np.asarray(targets, np.float32)
+
+    class SeedSequence(keras.utils.Sequence):
+        def __init__(self):
+            super().__init__()  # workers=1, no multiprocessing: one process, as the seed's
+
         def __len__(self):
-            return (len(paths) + batch - 1) // batch
+            return steps or (len(paths) + batch - 1) // batch
 
         def __getitem__(self, i):
-            imgs = []
-            for p in paths[i * batch:(i + 1) * batch]:
-                img = cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB)
-                imgs.append(aug(image=img)["image"])
-            return np.array(imgs, np.float64) / 255.0, np.zeros((len(imgs), 1103))
+            if steps is None:
+                idx = list(range(i * batch, min((i + 1) * batch, len(paths))))
+            else:
+                idx = [(i * batch + k) % len(paths) for k in range(batch)]
+            imgs = [aug(image=cv2.cvtColor(cv2.imread(paths[k]), cv2.COLOR_BGR2RGB))["image"] for k in idx]
+            return preprocess_input(np.array(imgs)), targets[idx]
 
-    seq = SeedSequence()
+    return SeedSequence()
+
+
+def _seed_generator(paths, size, batch):
+    """(b): one pass over ``seed_sequence`` in this thread."""
+    import cv2
+    import numpy as np
+
+    cv2.setNumThreads(1)
+    seq = seed_sequence(paths, np.zeros((len(paths), 1103), np.uint8), size=size, batch=batch)
     for i in range(len(seq)):
         seq[i]
     start = time.perf_counter()
-    n = sum(len(seq[i][0]) for i in range(len(seq)))
-    return n / (time.perf_counter() - start)
+    n = 0
+    for i in range(len(seq)):
+        x, _ = seq[i]
+        n += len(x)
+    rate = n / (time.perf_counter() - start)
+    assert x.dtype == np.float32 and x.shape[1:] == (size, size, 3)
+    return rate
 
 
-def _ours(paths, size, batch, threads, mode="device"):
+def _ours(paths, size, batch, threads, mode="device", preset="ours"):
     import numpy as np
     import tensorflow as tf
 
@@ -120,7 +153,7 @@ def _ours(paths, size, batch, threads, mode="device"):
 
     transform = None  # the default "device" mode: crop + flip here, the rest batched on the accelerator
     if mode == "albumentations":
-        aug = train_transforms(size)
+        aug = train_transforms(size, preset)
         transform = lambda img: augment_image(aug, img, size)  # noqa: E731
     ds = train_dataset(paths, np.zeros((len(paths), 1103), np.uint8), size=size, batch_size=batch, seed=0,
                        transform=transform, workers=threads)
@@ -141,8 +174,9 @@ def _worker(args) -> None:
         rate = _decode(paths, args.size, args.batch)
     elif args.what == "seed":
         rate = _seed_generator(paths, args.size, args.batch)
-    elif args.what == "ours-alb":
-        rate = _ours(paths, args.size, args.batch, threads, mode="albumentations")
+    elif args.what in ("ours-alb", "ours-alb-seed"):
+        preset = "seed" if args.what == "ours-alb-seed" else "ours"
+        rate = _ours(paths, args.size, args.batch, threads, mode="albumentations", preset=preset)
     else:
         rate = _ours(paths, args.size, args.batch, threads)
     print(json.dumps({"rate": rate}))
@@ -200,15 +234,17 @@ def main() -> int:
     rates = {}
     for key, what, files, cores, label in [
         ("a", "decode", png_file, "one", "raw PNG decode, 1 core"),
-        ("b", "seed", png_file, "one", "seed generator, 1 core"),
+        ("b", "seed", png_file, "one", "the seed's input pipeline, 1 core"),
         ("c", "ours", png_file, "one", "our pipeline from PNG, 1 core"),
         ("d", "ours", jpg_file, "one", "our pipeline from cache, 1 core"),
         ("e", "ours", png_file, "all", f"our pipeline from PNG, {os.cpu_count()} cores"),
     ]:
         rates[key] = _run(what, files, cores, args.size, args.batch, args.pin)
         print(f"({key}) {label}: {rates[key]:.0f} img/s", flush=True)
-    alb = _run("ours-alb", jpg_file, "one", args.size, args.batch, args.pin)
-    print(f"(for reference) augment='albumentations' mode from cache, 1 core: {alb:.0f} img/s")
+    for what, preset in (("ours-alb", "ours"), ("ours-alb-seed", "seed")):
+        alb = _run(what, jpg_file, "one", args.size, args.batch, args.pin)
+        print(f"(for reference) augment='albumentations', augment_preset={preset!r}, from cache, 1 core: "
+              f"{alb:.0f} img/s", flush=True)
     print(f"png_vs_decode={rates['c'] / rates['a']:.2f} cached_vs_seed={rates['d'] / rates['b']:.2f} "
           f"cores_speedup={rates['e'] / rates['c']:.2f}")
     return 0

@@ -77,6 +77,15 @@ def to_rgb8(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2RGB)
 
 
+def scale_up_to(img: np.ndarray, size: int) -> np.ndarray:
+    """Scales an image whose short side is below ``size`` up to it (aspect kept), so a ``size`` crop never fails."""
+    h, w = img.shape[:2]
+    if min(h, w) >= size:
+        return img
+    s = size / min(h, w)
+    return cv2.resize(img, (max(size, round(w * s)), max(size, round(h * s))), interpolation=cv2.INTER_LINEAR)
+
+
 def resize_short_side(img: np.ndarray, short_side: int, *, max_aspect: float) -> np.ndarray:
     """Scales so the short side is ``short_side``; caps the long side at ``max_aspect`` times it."""
     h, w = img.shape[:2]
@@ -169,3 +178,12 @@ def build_cache(ids: Sequence[str], src_dir: Path, cache_root: Path, *, split: s
                     errors[k] = err
     paths = [None if k in errors else str(d) for k, d in enumerate(dsts)]
     return CachedSplit(ids=ids, paths=paths, bad={ids[k]: e for k, e in errors.items()})
+
+
+def cache_for_model(ids: Sequence[str], src_dir: Path, *, split: str, model_config, root: Path,
+                    workers: int = 0) -> CachedSplit:
+    """The kernels' one way to cache a split for a trained model's input: its ``image_size``, ``cache_scale`` and
+    ``max_aspect`` (a TrainConfig) decide the cached size, under ``root`` (a scratch folder, or ``cache_dir``)."""
+    return build_cache(ids, src_dir, Path(root), split=split,
+                       short_side=cache_short_side(model_config.image_size, model_config.cache_scale),
+                       max_aspect=model_config.max_aspect, workers=workers)

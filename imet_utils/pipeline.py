@@ -13,12 +13,10 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from imet_utils.augment import scale_up_to
 from imet_utils.config import TTA_VIEWS
-from imet_utils.images import BadImage, to_rgb8
+from imet_utils.images import BadImage, scale_up_to, to_rgb8
 
 AUTOTUNE = tf.data.AUTOTUNE
-
 
 
 def read_image(path: tf.Tensor) -> tf.Tensor:

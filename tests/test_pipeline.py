@@ -36,3 +36,19 @@ def test_views_keep_the_order_of_ids_and_flip_is_a_mirror(tmp_path):
     assert widths == sorted(widths)  # in the order given
     with pytest.raises(ValueError, match="unknown TTA view"):
         views_dataset(paths, size=40, batch_size=2, views=("zoom",))
+
+
+@pytest.mark.parametrize("preset", ["seed", "ours"])
+def test_albumentations_presets_in_the_pipeline_give_uint8_crops_even_from_small_images(tmp_path, preset):
+    from imet_utils.augment import augment_image, train_transforms
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, shape in enumerate([(20, 30), (300, 8), (60, 90)]):
+        path = tmp_path / f"{i}.png"
+        cv2.imwrite(str(path), rng.integers(0, 255, shape + (3,), dtype=np.uint8))
+        paths.append(str(path))
+    aug = train_transforms(48, preset)
+    x, _ = next(iter(train_dataset(paths, np.eye(3, dtype=np.uint8), size=48, batch_size=3, seed=0,
+                                   transform=lambda img: augment_image(aug, img, 48))))
+    assert x.dtype.name == "uint8" and tuple(x.shape) == (3, 48, 48, 3)
