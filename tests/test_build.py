@@ -1,6 +1,7 @@
 """The builder: inlined kernels that parse, carry no package import, and metadata the kaggle CLI accepts."""
 import ast
 import json
+import re
 import shutil
 import subprocess
 import warnings
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import build_kernel
+import kernel_build
+from kernel_build.inline import check_names, strip_main_block
+from kernel_build.toplevel import set_json_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,6 +48,13 @@ def built(tmp_path_factory):
                          text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     return out
+
+
+def built_config(code):
+    """The literal CONFIG = dict(...) of a built kernel, as a dict."""
+    call = next(n.value for n in ast.parse(code).body if isinstance(n, ast.Assign)
+                and getattr(n.targets[0], "id", "") == "CONFIG")
+    return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
 
 
 def _kernels(out):
@@ -89,13 +99,14 @@ def test_metadata_derived_from_the_base_file(built):
     assert train["machine_shape"] and submit["machine_shape"]
     # the submit kernel is told where the train output is
     code = (built / "imet-2019-submit" / "imet-2019-submit.py").read_text()
-    assert f"CONFIG['train_kernels'] = [{base['id']!r}]" in code
+    assert built_config(code)["train_kernels"] == [base["id"]]
     # a plain `kaggle kernels push` in the repo root pushes the built train kernel
     assert base["code_file"] == "build/imet-2019-train/imet-2019-train.py"
 
 
 def test_builder_imports_neither_tensorflow_nor_kaggle():
-    code = ("import sys, build_kernel, tempfile; build_kernel.build(tempfile.mkdtemp()); "
+    code = ("import sys, build_kernel, kernel_build, tempfile; kernel_build.build(tempfile.mkdtemp()); "
+            "assert build_kernel.main(['--out', tempfile.mkdtemp(), '--check']) == 0; "
             "bad = [m for m in ('tensorflow', 'kaggle', 'keras') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
 
@@ -105,7 +116,9 @@ def test_overrides_are_type_checked_and_inlined(tmp_path):
                           "--set", "folds=[0,1]", "--set", "weights=null"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     code = (tmp_path / "imet-2019-train" / "imet-2019-train.py").read_text()
-    assert "CONFIG['epochs'] = 3" in code and "CONFIG['folds'] = [0, 1]" in code and "CONFIG['weights'] = None" in code
+    config = built_config(code)
+    assert (config["epochs"], config["folds"], config["weights"]) == (3, [0, 1], None)
+    assert re.search(r"\n    epochs=3,  # .*\[default 8\]\n", code)  # a changed value names its default
     bad = subprocess.run([sys.executable, "build_kernel.py", "--out", str(tmp_path), "--set", "epoch=3"], cwd=ROOT,
                          capture_output=True, text=True)
     assert bad.returncode == 2
@@ -117,16 +130,16 @@ def test_overrides_are_type_checked_and_inlined(tmp_path):
 
 def test_name_clash_between_modules_fails_the_build():
     seen = {}
-    build_kernel._check_names(seen, {"helper": "def"}, "imet_utils/a.py")
-    with pytest.raises(build_kernel.BuildError, match="name clash when inlining: 'helper'"):
-        build_kernel._check_names(seen, {"helper": "def"}, "imet_utils/b.py")
-    build_kernel._check_names(seen, {"np": "import :numpy"}, "imet_utils/a.py")
-    build_kernel._check_names(seen, {"np": "import :numpy"}, "imet_utils/b.py")  # the same import twice is fine
+    check_names(seen, {"helper": "def"}, "imet_utils/a.py")
+    with pytest.raises(kernel_build.BuildError, match="name clash when inlining: 'helper'"):
+        check_names(seen, {"helper": "def"}, "imet_utils/b.py")
+    check_names(seen, {"np": "import :numpy"}, "imet_utils/a.py")
+    check_names(seen, {"np": "import :numpy"}, "imet_utils/b.py")  # the same import twice is fine
 
 
 def test_module_cli_blocks_are_stripped():
     src = "def f():\n    return 1\n\n\nif __name__ == '__main__':\n    f()\n"
-    assert "__main__" not in build_kernel._strip_main_block(src)
+    assert "__main__" not in strip_main_block(src)
 
 
 @pytest.fixture
@@ -205,7 +218,7 @@ def test_ensemble_train_kernels_become_the_submit_kernels_sources(tmp_path):
     meta = json.loads((tmp_path / "imet-2019-submit" / "kernel-metadata.json").read_text())
     assert {"me/imet-b3-folds", "me/imet-convnext"} <= set(meta["kernel_sources"])
     code = (tmp_path / "imet-2019-submit" / "imet-2019-submit.py").read_text()
-    assert "CONFIG['train_kernels'] = ['me/imet-b3-folds', 'me/imet-convnext']" in code
+    assert built_config(code)["train_kernels"] == ["me/imet-b3-folds", "me/imet-convnext"]
 
 
 def _validate_strictly(nb_path):
@@ -233,16 +246,16 @@ def test_notebooks_are_valid_nbformat_4_5_with_cell_ids(tmp_path, flags):
 
 
 def test_a_notebook_without_cell_ids_is_refused():
-    nb = build_kernel.inline_kernel(build_kernel.KERNELS["submit"]).notebook()
-    build_kernel.validate_notebook(nb, "kernel x")
+    nb = kernel_build.inline_kernel("submit", {}).notebook()
+    kernel_build.validate_notebook(nb, "kernel x")
     for cell in nb["cells"]:
         del cell["id"]
-    with pytest.raises(build_kernel.BuildError, match=r"kernel x: not a valid nbformat 4\.5 notebook: .*missing an id"):
-        build_kernel.validate_notebook(nb, "kernel x")
+    with pytest.raises(kernel_build.BuildError, match=r"kernel x: not a valid nbformat 4\.5 notebook: .*missing an id"):
+        kernel_build.validate_notebook(nb, "kernel x")
     for i, cell in enumerate(nb["cells"]):
         cell["id"] = "not valid!" if i == 2 else f"c{i}"
-    with pytest.raises(build_kernel.BuildError, match="does not match"):
-        build_kernel.validate_notebook(nb, "kernel x")
+    with pytest.raises(kernel_build.BuildError, match="does not match"):
+        kernel_build.validate_notebook(nb, "kernel x")
 
 
 def test_a_plain_kaggle_push_at_top_level_pushes_the_built_kernel_after_a_slug_change(user_repo, kaggle_api):
@@ -303,10 +316,11 @@ def test_a_build_folder_outside_the_metadata_folder_leaves_it_alone(user_repo, t
     '{"id": "me/abcde", "code_file": null, "kernel_type": "script", "s": ["a", "b"]}',
 ])
 def test_set_json_keys_changes_only_those_values(text):
-    new = build_kernel._set_json_keys(text, {"code_file": "build/a b/\"q\".ipynb", "kernel_type": "notebook"})
+    new = set_json_keys(text, {"code_file": "build/a b/\"q\".ipynb", "kernel_type": "notebook"})
     assert json.loads(new) == {"id": "me/abcde", "code_file": 'build/a b/"q".ipynb', "kernel_type": "notebook",
                                "s": ["a", "b"]}
     assert new.replace('"build/a b/\\"q\\".ipynb"', '"x.py"' if "x.py" in text else "null").replace(
         '"notebook"', '"script"') == text
     # a key it can't find is added, the file rewritten with indent 2
-    assert json.loads(build_kernel._set_json_keys('{"id": "me/abcde"}', {"code_file": "a.py"}))["code_file"] == "a.py"
+    assert json.loads(set_json_keys('{"id": "me/abcde"}', {"code_file": "a.py"}))["code_file"] == "a.py"
+

@@ -86,7 +86,7 @@ def test_submit_kernel_blends_two_model_families(local_run, tmp_path):
     import os
     import shutil
 
-    import build_kernel
+    import kernel_build
 
     data, work, _ = local_run
     first = work / "imet-2019-train/kaggle/working"
@@ -95,14 +95,13 @@ def test_submit_kernel_blends_two_model_families(local_run, tmp_path):
     config = json.loads((second / "config.json").read_text())
     config["dropout"] = 0.3  # another model family as far as the submit kernel can tell
     (second / "config.json").write_text(json.dumps(config))
-    folders = build_kernel.build(tmp_path / "build", train_overrides=build_kernel.LOCAL_TRAIN,
-                                 submit_overrides={"train_kernels": ["me/imet-2019-train", "me/other-model"]})
-    root = build_kernel._kaggle_dir(tmp_path, "submit", {"imet-2019-fgvc6": data, "imet-2019-train": first,
-                                                        "other-model": second}, fresh=True)
+    built = kernel_build.build(tmp_path / "build", train_overrides=kernel_build.LOCAL_TRAIN,
+                               submit_overrides={"train_kernels": ["me/imet-2019-train", "me/other-model"]})
+    root = kernel_build.kaggle_dir(tmp_path, "submit", {"imet-2019-fgvc6": data, "imet-2019-train": first,
+                                                       "other-model": second}, fresh=True)
     env = dict(os.environ, IMET_KAGGLE_ROOT=str(root), TF_CPP_MIN_LOG_LEVEL="2")
-    script = folders["submit"] / f"{folders['submit'].name}.py"
-    res = subprocess.run([sys.executable, str(script)], cwd=root / "working", env=env, capture_output=True,
-                         text=True, timeout=600)
+    res = subprocess.run([sys.executable, *kernel_build.runnable(built.submit)], cwd=root / "working", env=env,
+                         capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     decision = json.loads((root / "working/decision.json").read_text())
     weights = [m["weight"] for m in decision["ensemble"]]

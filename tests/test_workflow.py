@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import kernel_build
 from imet_utils.generate import IMET_2020_GROUPS, generate_competition
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,6 +114,17 @@ def test_push_pushes_train_then_submit_and_prints_next_steps(tmp_path, fake_kagg
     assert st.returncode == 0 and "imet-2019-train has status" in st.stdout
 
 
+def test_push_names_the_configured_competition(tmp_path, fake_kaggle):
+    env, log = fake_kaggle
+    res = _build("--out", tmp_path / "b", "--push", "submit", "--set", "competition=imet-2020-fgvc7", env=env)
+    assert res.returncode == 0, res.stderr
+    assert log.read_text().splitlines() == [f"kernels push -p {tmp_path / 'b' / 'imet-2019-submit'}"]
+    assert "kaggle competitions submit imet-2020-fgvc7 -k your-kaggle-username/imet-2019-submit" in res.stdout
+    assert "imet-2019-fgvc6" not in res.stdout
+    meta = json.loads((tmp_path / "b" / "imet-2019-submit" / "kernel-metadata.json").read_text())
+    assert meta["competition_sources"] == ["imet-2020-fgvc7"]
+
+
 def test_push_error_is_not_mistaken_for_success(tmp_path, fake_kaggle):
     env, log = fake_kaggle
     res = _build("--out", tmp_path / "b", "--push", env={**env, "FAKE_KAGGLE_ERROR": "1"})
@@ -158,17 +170,15 @@ def test_split_folds_and_notebooks_run_locally(tmp_path):
 def _notebook_with(tmp_path, cells):
     """The built submit notebook with ``cells`` (id -> source) after its config cell, ready to run as --run-local
     runs it."""
-    import build_kernel
-
-    out = tmp_path / "build"
-    folders = build_kernel.build(out, notebook=True)
-    path = folders["submit"] / "imet-2019-submit.ipynb"
+    submit = kernel_build.build(tmp_path / "build", notebook=True).submit
+    path = submit.code_path()
+    assert path.name == "imet-2019-submit.ipynb"
     nb = json.loads(path.read_text())
     nb["cells"][2:2] = [{"cell_type": "code", "id": cid, "metadata": {}, "execution_count": None, "outputs": [],
                          "source": src} for cid, src in cells.items()]
     path.write_text(json.dumps(nb))
-    root = build_kernel._kaggle_dir(tmp_path, "submit", {}, fresh=True)
-    return build_kernel, folders["submit"], root
+    root = kernel_build.kaggle_dir(tmp_path, "submit", {}, fresh=True)
+    return submit, root
 
 
 def test_a_notebook_runs_in_a_jupyter_kernel_with_the_scripts_environment(tmp_path, capfd):
@@ -180,10 +190,10 @@ def test_a_notebook_runs_in_a_jupyter_kernel_with_the_scripts_environment(tmp_pa
              "try:\n    import efficientnet\nexcept ImportError as e:\n    print('blocked', e)\n"
              "print('no package', 'imet_utils' not in sys.modules and not any("
              "os.path.isdir(os.path.join(p, 'imet_utils')) for p in sys.path if p))")
-    build_kernel, folder, root = _notebook_with(tmp_path, {"probe": probe, "stop": "raise SystemExit('probe done')"})
-    with pytest.raises(build_kernel.BuildError):
-        build_kernel._run_kernel(build_kernel._runnable(folder, tmp_path), root,
-                                 extra_pythonpath=build_kernel._blocker_dir(tmp_path))
+    submit, root = _notebook_with(tmp_path, {"probe": probe, "stop": "raise SystemExit('probe done')"})
+    with pytest.raises(kernel_build.BuildError):
+        kernel_build.run_kernel(kernel_build.runnable(submit), root,
+                                extra_pythonpath=kernel_build.blocker_dir(tmp_path))
     out = capfd.readouterr().out
     assert f"cwd {root / 'working'}" in out and f"root {root}" in out and f"python {sys.executable}" in out
     assert "kernel ZMQInteractiveShell" in out  # a real IPython kernel, not exec()
@@ -193,9 +203,10 @@ def test_a_notebook_runs_in_a_jupyter_kernel_with_the_scripts_environment(tmp_pa
 
 def test_a_failing_notebook_cell_fails_the_run_with_its_traceback(tmp_path, capfd):
     failing = "def explode():\n    raise RuntimeError('injected failure 1234')\n\nexplode()"
-    build_kernel, folder, root = _notebook_with(tmp_path, {"fine": "print('before the failure')", "boom": failing})
-    with pytest.raises(build_kernel.BuildError) as e:
-        build_kernel._run_kernel(build_kernel._runnable(folder, tmp_path), root)
+    submit, root = _notebook_with(tmp_path, {"fine": "print('before the failure')", "boom": failing})
+    folder = submit.folder
+    with pytest.raises(kernel_build.BuildError) as e:
+        kernel_build.run_kernel(kernel_build.runnable(submit), root)
     message = str(e.value)
     assert message.startswith("imet-2019-submit.ipynb failed in cell 4 of ")
     heading = "".join(json.loads((folder / "imet-2019-submit.ipynb").read_text())["cells"][0]["source"]).splitlines()[0]

@@ -1,0 +1,126 @@
+"""The local run: the built kernels as separate processes, each in a simulated /kaggle, on generated data."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from kernel_build.build import build
+from kernel_build.kernel import CLI, BuildError, Kernel
+from kernel_build.notebook import notebook_failure
+from kernel_build.settings import effective_config
+
+EXECUTE_NOTEBOOK = "--execute-notebook"  # build_kernel.py's option that runs one notebook as Kaggle does
+BLOCKED_PACKAGES = ("efficientnet", "albumentations")  # not in Kaggle's offline image
+# The local run: a small backbone and image size on CPU, no downloads. BatchNorm
+# momentum 0.9, because with the default 0.99 the moving statistics lag far behind
+# after the few dozen steps a local run makes, and inference-mode outputs are garbage.
+LOCAL_TRAIN = {"model": "tiny-cnn", "weights": None, "image_size": 64, "batch_size": 32, "epochs": 8,
+               "lr": 2e-3, "bn_momentum": 0.9, "mixed_precision": False, "time_budget_hours": 1.0}
+LOCAL_SUBMIT = {"batch_size": 64}
+
+
+def blocker_dir(work: Path) -> Path:
+    """A folder that, first on PYTHONPATH, makes the packages Kaggle's offline image lacks unimportable."""
+    d = work / "offline_image"
+    d.mkdir(parents=True, exist_ok=True)
+    for name in BLOCKED_PACKAGES:
+        (d / f"{name}.py").write_text(
+            f"raise ImportError('{name} is not available in the offline submit kernel (simulated)')\n")
+    return d
+
+
+def kaggle_dir(work: Path, name: str, inputs: Dict[str, Path], fresh: bool) -> Path:
+    """``work/<name>/kaggle``: an empty ``working`` (unless not ``fresh``) and ``input/<slug>`` linked to each
+    of ``inputs``, as Kaggle mounts a kernel's sources."""
+    root = work / name / "kaggle"
+    if fresh and root.exists():
+        shutil.rmtree(root)
+    (root / "working").mkdir(parents=True, exist_ok=True)
+    for slug, target in inputs.items():
+        link = root / "input" / slug
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(Path(target).resolve(), target_is_directory=True)
+    return root
+
+
+def runnable(kernel: Kernel) -> List[str]:
+    """The command line (run with sys.executable) for a built kernel: its script, or, for a notebook,
+    ``build_kernel.py --execute-notebook``, which runs it through a Jupyter kernel as Kaggle's papermill does."""
+    code = kernel.code_path()
+    if code.suffix != ".ipynb":
+        return [str(code)]
+    return [str(CLI), EXECUTE_NOTEBOOK, str(code)]
+
+
+def run_kernel(command: List[str], root: Path, *, extra_pythonpath: Optional[Path] = None) -> None:
+    """Runs a ``runnable`` command as its own process, in ``root``/working with IMET_KAGGLE_ROOT=``root``."""
+    env = dict(os.environ)
+    env["IMET_KAGGLE_ROOT"] = str(root)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONPATH"] = str(extra_pythonpath) if extra_pythonpath else ""
+    name = Path(command[-1]).name
+    print(f"\n$ python {' '.join(command)}  (kaggle root {root})", flush=True)
+    start = time.time()
+    proc = subprocess.run([sys.executable, *command], cwd=root / "working", env=env)
+    if proc.returncode != 0:
+        failed = notebook_failure(Path(command[-1])) if EXECUTE_NOTEBOOK in command else None
+        raise BuildError(failed or f"{name} failed with exit code {proc.returncode} (see its log above)")
+    print(f"{name} finished in {time.time() - start:.0f}s", flush=True)
+
+
+def _score_local(data_dir: Path, submission: Path) -> None:
+    """If the data holds solution.csv (generated data does), prints the submission's F2 and the constant floor."""
+    solution = data_dir / "solution.csv"
+    if not solution.is_file():
+        return
+    import pandas as pd
+    from imet_utils.data import multi_hot, read_labels, read_train
+    from imet_utils.metrics import best_constant_f2, f2_score
+
+    n = read_labels(data_dir / "labels.csv").n_classes
+    truth = read_train(solution, n)
+    sub = pd.read_csv(submission, dtype=str, keep_default_na=False)
+    pred = [[int(t) for t in s.split()] for s in sub.set_index("id").loc[truth["id"], "attribute_ids"]]
+    y = multi_hot(list(truth["labels"]), n)
+    print(f"test F2 of submission.csv: {f2_score(y, multi_hot(pred, n)):.4f} "
+          f"(best constant prediction: {best_constant_f2(y):.4f})")
+
+
+def run_local(*, data_dir: Optional[Path], work: Path, train_overrides: Dict, submit_overrides: Dict,
+              resume: bool, split_folds: bool = False, notebook: bool = False) -> Path:
+    """Builds with the local config, then runs the built train kernel(s) and submit kernel as separate
+    processes, each in its own simulated /kaggle; the train outputs are the submit kernel's inputs."""
+    start = time.time()
+    work = Path(work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    if data_dir is None:
+        data_dir = work / "data"
+        if not (data_dir / "sample_submission.csv").is_file():
+            from imet_utils.generate import generate_competition
+
+            print(f"generating a small iMet-format competition in {data_dir}", flush=True)
+            generate_competition(data_dir)
+    data_dir = Path(data_dir).resolve()
+    train_overrides = {**LOCAL_TRAIN, **train_overrides}
+    built = build(work / "build", train_overrides=train_overrides,
+                  submit_overrides={**LOCAL_SUBMIT, **submit_overrides}, split_folds=split_folds, notebook=notebook)
+    competition = effective_config("train", train_overrides)["competition"]
+    submit_inputs = {competition: data_dir}
+    for kernel in built.train:
+        root = kaggle_dir(work, kernel.slug, {competition: data_dir}, fresh=not resume)
+        run_kernel(runnable(kernel), root)
+        submit_inputs[kernel.slug] = root / "working"
+    submit_root = kaggle_dir(work, "submit", submit_inputs, fresh=True)
+    run_kernel(runnable(built.submit), submit_root, extra_pythonpath=blocker_dir(work))
+    submission = submit_root / "working" / "submission.csv"
+    print(f"\nsubmission: {submission}")
+    _score_local(data_dir, submission)
+    print(f"local run took {time.time() - start:.0f}s")
+    return submission
