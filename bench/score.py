@@ -23,11 +23,11 @@ sys.path.insert(0, str(ROOT))
 from imet_utils.config import TTA_VIEWS  # noqa: E402
 from imet_utils.data import read_competition  # noqa: E402
 from imet_utils.decision import choose_rule  # noqa: E402
-from imet_utils.images import build_cache, cache_short_side  # noqa: E402
+from imet_utils.images import cache_for_model  # noqa: E402
 from imet_utils.inference import load_train_output, model_families, oof_predictions  # noqa: E402
 from imet_utils.metrics import search_threshold, threshold_grid  # noqa: E402
-from imet_utils.models import load_for_inference  # noqa: E402
-from imet_utils.training import MODEL_DIR, OOF_FILE, fold_dir, predict_views  # noqa: E402
+from imet_utils.layout import MODEL_DIR, OOF_FILE, fold_dir  # noqa: E402
+from imet_utils.prediction import load_for_inference, predict_views  # noqa: E402
 
 GRID = threshold_grid(0.05, 0.5, 0.01)
 
@@ -81,8 +81,8 @@ def main() -> int:
         parts_ids, parts = [], []
         for out in outputs:
             c = out.config
-            cache = build_cache(comp.train["id"], comp.train_dir, args.work / "score_cache", split="train",
-                                short_side=cache_short_side(c.image_size, c.cache_scale), max_aspect=c.max_aspect)
+            cache = cache_for_model(comp.train["id"], comp.train_dir, split="train", model_config=c,
+                                    root=args.work / "score_cache")
             path_of = dict(zip(cache.ids, cache.paths))
             for k in out.folds:
                 fold_ids = np.load(fold_dir(out.root, k) / OOF_FILE)["ids"].astype(str)

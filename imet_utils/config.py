@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any, Optional, Tuple
 
 # Names for the seed's magic numbers, in one place.
-SEED_THRESHOLD_GRID = (0.05, 0.5, 0.01)  # start, stop (inclusive), step
+DEFAULT_THRESHOLD_GRID = (0.05, 0.5, 0.01)  # start, stop (inclusive), step: the seed's range, finer (it stepped 0.05)
 SEED_MIN_LABELS = 1
 SEED_MAX_LABELS = 10
 KAGGLE_SESSION_HOURS = 12.0
 KAGGLE_INFERENCE_HOURS = 9.0
 AUGMENT_MODES = ("device", "albumentations", "none")
+AUGMENT_PRESETS = ("ours", "seed")  # see imet_utils.augment
 # Deterministic test-time views, in the order a TTA count takes them (made in pipeline.view).
 TTA_VIEWS = ("center", "center_flip", "top_left", "bottom_right", "top_right_flip", "bottom_left_flip",
              "top_right", "bottom_left")
@@ -31,45 +32,67 @@ class ConfigError(ValueError):
     """A config key or value is not valid."""
 
 
+def setting(default: Any, help: str, *, resume: bool = False, run_only: bool = False) -> Any:
+    """A config field that documents itself once: its help feeds the kernel's ``CONFIG`` block, ``--set`` and
+    the README table.
+
+    Args:
+        default: the default value.
+        help: one line for a user.
+        resume: the field must match for a train output to be resumed (it changes what the folds are).
+        run_only: the field describes one run, not the model it trains (which folds, time, threads...): train
+            outputs that differ only in these are one model family to the submit kernel.
+    """
+    return dataclasses.field(default=default, metadata={"help": help, "resume": resume, "run_only": run_only})
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Settings of the train kernel. Defaults are the seed notebook's."""
+    """Settings of the train kernel. The model, optimiser and epochs are the seed notebook's; see the README for
+    where the defaults differ from the seed (folds, augmentation placement, threshold grid)."""
 
-    competition: str = "imet-2019-fgvc6"
-    model: str = "efficientnet-b3"
-    weights: Optional[str] = "imagenet"
-    image_size: int = 288
-    batch_size: int = 32
-    epochs: int = 8
-    lr: float = 3e-4
-    loss: str = "bce"  # or "focal"
-    focal_gamma: float = 2.0
-    focal_alpha: Optional[float] = None  # set (e.g. 0.25) to weight positives by alpha, negatives by 1 - alpha
-    lr_schedule: str = "constant"  # or "cosine" (to 0 over the epochs), "plateau" (halve when loss stalls)
-    warmup_epochs: int = 0  # epochs that train the head only, the backbone frozen (Lopuhin: 1)
-    mixup_alpha: float = 0.0  # > 0: mixup with Beta(alpha, alpha) per batch
-    dense_units: int = 512
-    dropout: float = 0.5
-    bn_momentum: Optional[float] = None  # None keeps the backbone's own (0.99)
-    n_folds: int = 5
-    folds: Tuple[int, ...] = (0, 1, 2, 3, 4)
-    fold_method: str = "balanced"
-    seed: int = 42
-    augment: str = "device"  # see AUGMENT_MODES and imet_utils.augment
-    cache_scale: float = 1.1  # cached short side = image_size * cache_scale
-    max_aspect: float = 4.0  # longer sides are squashed to this aspect in the cache
-    threshold_grid: Tuple[float, float, float] = SEED_THRESHOLD_GRID
-    min_labels: int = SEED_MIN_LABELS
-    max_labels: int = SEED_MAX_LABELS
-    mixed_precision: bool = True
-    jit_compile: bool = False
-    bad_image_share: float = 0.01
-    time_budget_hours: float = KAGGLE_SESSION_HOURS - 0.5
-    max_images: Optional[int] = None  # train on a subset (quick experiments)
-    resume_from: Optional[str] = None  # this kernel's slug: its previous output, attached as input, is resumed
-    workers: int = 0  # 0: all cores
-    cache_dir: Optional[str] = None  # None: a scratch dir that is not saved as output
-    verbose: int = 0  # Keras fit verbosity; our own callback logs one line per epoch
+    competition: str = setting("imet-2019-fgvc6", "competition slug (its data folder name)", resume=True)
+    model: str = setting("efficientnet-b3", "backbone: see MODELS in imet_utils.models", resume=True)
+    weights: Optional[str] = setting("imagenet", "pretrained weights; None trains from scratch (no download)")
+    image_size: int = setting(288, "square crop size in pixels", resume=True)
+    batch_size: int = setting(32, "per replica; the global batch scales with the GPUs")
+    epochs: int = setting(8, "epochs per fold")
+    lr: float = setting(3e-4, "Adam learning rate")
+    loss: str = setting("bce", "'bce' or 'focal' (Keras' binary focal loss)")
+    focal_gamma: float = setting(2.0, "focal loss gamma")
+    focal_alpha: Optional[float] = setting(None, "focal loss: weight positives by alpha, negatives by 1 - alpha")
+    lr_schedule: str = setting("constant", "'constant', 'cosine' (to 0 over the epochs), 'plateau' (halve on a stall)")
+    warmup_epochs: int = setting(0, "epochs that train the head only, the backbone frozen (Lopuhin: 1)")
+    mixup_alpha: float = setting(0.0, "> 0: mixup within each batch with weight ~ Beta(alpha, alpha)")
+    dense_units: int = setting(512, "the head's hidden layer: GAP -> Dense -> Dropout -> sigmoid")
+    dropout: float = setting(0.5, "dropout before the output layer")
+    bn_momentum: Optional[float] = setting(None, "BatchNorm momentum; None keeps the backbone's (0.99)")
+    n_folds: int = setting(5, "K: the number of folds", resume=True)
+    folds: Tuple[int, ...] = setting((0, 1, 2, 3, 4), "the folds this kernel trains", run_only=True)
+    fold_method: str = setting("balanced", "'balanced' (ours), 'greedy' (the seed's exact split), 'iterstrat'",
+                               resume=True)
+    seed: int = setting(42, "seed of the folds and the shuffling", resume=True)
+    augment: str = setting("device", "where augmentation runs: 'device' (GPU), 'albumentations' (CPU), 'none'")
+    augment_preset: str = setting("ours", "'ours' (see the README) or 'seed' (the seed's transforms exactly; "
+                                          "needs augment='albumentations')")
+    cache_scale: float = setting(1.1, "cached JPEG short side = image_size * cache_scale")
+    max_aspect: float = setting(4.0, "longer sides are squashed to this aspect in the cache")
+    threshold_grid: Tuple[float, float, float] = setting(
+        DEFAULT_THRESHOLD_GRID, "validation F2 threshold search: start, stop (inclusive), step")
+    min_labels: int = setting(SEED_MIN_LABELS, "at least this many labels per image (>= 1)")
+    max_labels: int = setting(SEED_MAX_LABELS, "at most this many labels per image")
+    mixed_precision: bool = setting(True, "float16 on GPU, bfloat16 on TPU")
+    jit_compile: bool = setting(False, "XLA (turned off with more than one replica)")
+    bad_image_share: float = setting(0.01, "fail if a larger share of train images is unreadable")
+    time_budget_hours: float = setting(KAGGLE_SESSION_HOURS - 0.5, "never start an epoch that can't finish by then",
+                                       run_only=True)
+    max_images: Optional[int] = setting(None, "train on a random subset of this many images (quick tries)")
+    resume_from: Optional[str] = setting(None, "this kernel's owner/slug: resume its previous output, attached "
+                                               "as input", run_only=True)
+    workers: int = setting(0, "threads for decoding; 0: all cores", run_only=True)
+    cache_dir: Optional[str] = setting(None, "image cache folder; None: a scratch folder not saved as output",
+                                       run_only=True)
+    verbose: int = setting(0, "Keras fit verbosity; our callback logs one line per epoch", run_only=True)
 
     def validate(self) -> "TrainConfig":
         if self.image_size < 32:
@@ -81,10 +104,16 @@ class TrainConfig:
             raise ConfigError(f"folds must be a non-empty subset of 0..{self.n_folds - 1}, got {self.folds}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.min_labels < 0 or self.max_labels < max(1, self.min_labels):
-            raise ConfigError(f"need 0 <= min_labels <= max_labels, got {self.min_labels}, {self.max_labels}")
+        if self.min_labels < 1 or self.max_labels < self.min_labels:
+            raise ConfigError(f"need 1 <= min_labels <= max_labels (every image needs a label), "
+                              f"got {self.min_labels}, {self.max_labels}")
         if self.augment not in AUGMENT_MODES:
             raise ConfigError(f"unknown augment {self.augment!r}; known: {list(AUGMENT_MODES)}")
+        if self.augment_preset not in AUGMENT_PRESETS:
+            raise ConfigError(f"unknown augment_preset {self.augment_preset!r}; known: {list(AUGMENT_PRESETS)}")
+        if self.augment_preset == "seed" and self.augment != "albumentations":
+            raise ConfigError("augment_preset='seed' is the seed's albumentations pipeline on the CPU: "
+                              f"set augment='albumentations' (got augment={self.augment!r})")
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r}; known: {list(LOSSES)}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -101,24 +130,35 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SubmitConfig:
-    """Settings of the offline submit kernel. Model facts come from the train output."""
+    """Settings of the offline submit kernel. Model facts (size, classes) come from the train outputs."""
 
-    competition: str = "imet-2019-fgvc6"
-    train_kernels: Tuple[str, ...] = ("imet-2019-train",)  # slugs of the train kernels' outputs
-    tta: int = 2  # views per image: original, hflip, then corner crops (see TTA_VIEWS)
-    tta_views: Optional[Tuple[str, ...]] = None  # an explicit list of views instead of the first `tta`
-    ensemble_weights: Optional[Tuple[float, ...]] = None  # one per model family; None: fitted on OOF
-    decision_rules: Tuple[str, ...] = DECISION_RULES
-    batch_size: int = 64
-    threshold_grid: Tuple[float, float, float] = SEED_THRESHOLD_GRID
-    min_labels: int = SEED_MIN_LABELS
-    max_labels: int = SEED_MAX_LABELS
-    fallback_top_k: int = 3  # labels given to a test image that can't be read
-    time_budget_hours: float = KAGGLE_INFERENCE_HOURS - 0.5
-    workers: int = 0
-    cache_dir: Optional[str] = None
+    competition: str = setting("imet-2019-fgvc6", "competition slug (its data folder name)")
+    train_kernels: Tuple[str, ...] = setting(("imet-2019-train",), "the train kernels whose outputs are ensembled "
+                                                                  "(the build sets them from the metadata)")
+    tta: int = setting(2, "views per image: original, hflip, then corner crops (see TTA_VIEWS)")
+    tta_views: Optional[Tuple[str, ...]] = setting(None, "an explicit list of views instead of the first `tta`")
+    ensemble_weights: Optional[Tuple[float, ...]] = setting(None, "one per model family; None: fitted on OOF")
+    decision_rules: Tuple[str, ...] = setting(DECISION_RULES, "the rules that compete on OOF (imet_utils.decision)")
+    batch_size: int = setting(64, "images per prediction batch")
+    threshold_grid: Tuple[float, float, float] = setting(DEFAULT_THRESHOLD_GRID, "thresholds the rules try: "
+                                                                                 "start, stop (inclusive), step")
+    min_labels: int = setting(SEED_MIN_LABELS, "every rule gives at least this many labels per image (>= 1)")
+    max_labels: int = setting(SEED_MAX_LABELS, "every rule gives at most this many labels per image")
+    fallback_top_k: int = setting(3, "labels given to a test image that can't be read (the most frequent)")
+    time_budget_hours: float = setting(KAGGLE_INFERENCE_HOURS - 0.5, "TTA, then models, are cut to fit",
+                                       run_only=True)
+    workers: int = setting(0, "threads for decoding; 0: all cores", run_only=True)
+    cache_dir: Optional[str] = setting(None, "image cache folder; None: a scratch folder", run_only=True)
+    reuse_predictions: Optional[str] = setting(None, "re-decide from a previous run's test_probs.npz without "
+                                                     "predicting: this kernel's owner/slug (attached) or a path",
+                                               run_only=True)
 
     def validate(self) -> "SubmitConfig":
+        if self.min_labels < 1 or self.max_labels < self.min_labels:
+            raise ConfigError(f"need 1 <= min_labels <= max_labels (every image needs a label), "
+                              f"got {self.min_labels}, {self.max_labels}")
+        if not 1 <= self.fallback_top_k <= self.max_labels:
+            raise ConfigError(f"fallback_top_k must be in 1..max_labels, got {self.fallback_top_k}")
         if not 1 <= self.tta <= len(TTA_VIEWS):
             raise ConfigError(f"tta must be in 1..{len(TTA_VIEWS)}, got {self.tta}")
         bad = [v for v in self.tta_views or () if v not in TTA_VIEWS]
@@ -223,3 +263,32 @@ def save_config(config: Any, path: Path) -> None:
 
 def load_train_config(path: Path) -> TrainConfig:
     return from_dict(TrainConfig, json.loads(Path(path).read_text()))
+
+
+def keys_where(cls: type, flag: str) -> Tuple[str, ...]:
+    """The fields of ``cls`` whose metadata sets ``flag`` (``"resume"`` or ``"run_only"``)."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get(flag))
+
+
+CONFIG_START = "# ==== CONFIG"
+CONFIG_END = "# ==== END CONFIG ===="
+
+
+def render_config_block(cls: type, values: dict, *, how_to_change: str) -> str:
+    """The ``CONFIG = dict(...)`` block of a built kernel: every field of ``cls`` with its value (``values`` over
+    the defaults) and its help; a value that differs from the default says so.
+
+    Args:
+        cls: ``TrainConfig`` or ``SubmitConfig``.
+        values: the overrides (the kernel source's and the build's).
+        how_to_change: the comment line over the block.
+    """
+    defaults = to_dict(cls())
+    chosen = to_dict(from_dict(cls, values))
+    lines = [f"{CONFIG_START}: {how_to_change} ====", "CONFIG = dict("]
+    for f in dataclasses.fields(cls):
+        value, default = chosen[f.name], defaults[f.name]
+        note = "" if value == default else f" [default {default!r}]"
+        lines.append(f"    {f.name}={value!r},  # {f.metadata.get('help', '')}{note}")
+    lines += [")", CONFIG_END]
+    return "\n".join(lines) + "\n"

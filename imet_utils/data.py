@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -144,6 +144,18 @@ class Competition:
 
     def targets(self) -> np.ndarray:
         return multi_hot(list(self.train["labels"]), self.labels.n_classes)
+
+    def targets_for(self, ids: Sequence[str]) -> np.ndarray:
+        """The 0/1 targets of these train ids, in their order.
+
+        Raises:
+            KeyError: naming ids that are not in train.csv.
+        """
+        rows = pd.Index(self.train["id"]).get_indexer(list(ids))
+        if (rows < 0).any():
+            missing = [i for i, r in zip(ids, rows) if r < 0]
+            raise KeyError(f"{len(missing)} id(s) not in {self.root / 'train.csv'}, e.g. {missing[:5]}")
+        return multi_hot([self.train["labels"].iat[r] for r in rows], self.labels.n_classes)
 
 
 def read_competition(root: Path) -> Competition:

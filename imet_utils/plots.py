@@ -14,14 +14,17 @@ def _figure(w: float = 10, h: float = 4):
 
 
 def plot_history(histories: Dict[int, List[dict]], path: Path) -> Path:
-    """Loss and validation F2 per epoch, one line per fold."""
+    """Train loss and validation loss (solid and dashed) and validation F2 per epoch, one colour per fold."""
     fig = _figure()
     ax_loss, ax_f2 = fig.subplots(1, 2)
     for fold, rows in sorted(histories.items()):
         epochs = [r["epoch"] for r in rows]
-        ax_loss.plot(epochs, [r["loss"] for r in rows], marker="o", label=f"fold {fold}")
+        line, = ax_loss.plot(epochs, [r["loss"] for r in rows], marker="o", label=f"fold {fold} loss")
+        if all("val_loss" in r for r in rows):  # histories written before val_loss was kept have none
+            ax_loss.plot(epochs, [r["val_loss"] for r in rows], marker="x", linestyle="--", color=line.get_color(),
+                         label=f"fold {fold} val_loss")
         ax_f2.plot(epochs, [r["val_f2"] for r in rows], marker="o", label=f"fold {fold}")
-    ax_loss.set(title="train loss", xlabel="epoch")
+    ax_loss.set(title="loss (solid) and val_loss (dashed)", xlabel="epoch")
     ax_f2.set(title="validation F2 (best threshold)", xlabel="epoch")
     for ax in (ax_loss, ax_f2):
         ax.grid(alpha=0.3)

@@ -1,11 +1,6 @@
-"""Training one fold at a time, with per-epoch validation F2, checkpoints and a time budget.
+"""Training one fold at a time, with per-epoch validation loss and F2, checkpoints and a time budget.
 
-Each fold writes to ``<out>/fold<k>/``:
-- ``model/``: the best-F2 model as a TF SavedModel (loads without the efficientnet package);
-- ``oof.npz``: the best epoch's validation probabilities, indexed by id;
-- ``history.csv``: loss, val F2 and threshold per epoch;
-- ``state.json``: progress, so a restarted kernel resumes from the last finished epoch;
-- while unfinished, ``last.keras`` (weights + optimizer state) and ``best.weights.h5``.
+What each fold writes is described in ``imet_utils.layout``.
 """
 from __future__ import annotations
 
@@ -14,62 +9,27 @@ import importlib
 import json
 import math
 import os
-import shutil
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List
 
 import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from imet_utils.budget import Budget
 from imet_utils.config import TrainConfig
-from imet_utils.console import log, progress, warn
+from imet_utils.console import log, warn
+from imet_utils.devices import without_multi_replica_jit
+from imet_utils.layout import (BEST_WEIGHTS, HISTORY_FILE, LAST_CHECKPOINT, MODEL_DIR, OOF_FILE, STATE_FILE,
+                               fold_dir)
 from imet_utils.metrics import search_threshold, threshold_grid
 from imet_utils.models import backbone_layer, create_model, export_for_inference, get_backbone
-from imet_utils.pipeline import train_dataset, views_dataset
+from imet_utils.pipeline import train_dataset
+from imet_utils.prediction import predict_views
 
-STATE_FILE = "state.json"
-OOF_FILE = "oof.npz"
-MODEL_DIR = "model"
-EXPORT_SECONDS_GUESS = 120.0  # time kept in hand for exporting a fold's model
 PAUSE_REASON = "time budget"
-
-
-def fold_dir(out: Path, fold: int) -> Path:
-    return Path(out) / f"fold{fold}"
-
-
-def setup_strategy(config: TrainConfig, devices: Optional[Sequence[str]] = None) -> tf.distribute.Strategy:
-    """Picks the distribution strategy and the mixed-precision policy.
-
-    TPU -> TPUStrategy with bfloat16; several GPUs (Kaggle's T4 x2) -> MirroredStrategy with float16;
-    one GPU -> float16; CPU -> float32. The sigmoid output stays float32 in every case (see models).
-
-    Args:
-        config: ``mixed_precision`` switches the 16-bit policies.
-        devices: explicit devices to mirror over (tests split the CPU into logical devices).
-    """
-    if devices:
-        return tf.distribute.MirroredStrategy(list(devices))
-    try:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        if config.mixed_precision:
-            keras.mixed_precision.set_global_policy("mixed_bfloat16")
-        log("TPU found: TPUStrategy, bfloat16")
-        return tf.distribute.TPUStrategy(resolver)
-    except (ValueError, tf.errors.NotFoundError):
-        pass
-    gpus = tf.config.list_logical_devices("GPU")
-    if gpus and config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    log(f"{len(gpus)} GPU(s); policy {keras.mixed_precision.global_policy().name}")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
 
 
 @dataclasses.dataclass
@@ -105,34 +65,6 @@ class FoldState:
         os.replace(tmp, Path(d) / STATE_FILE)
 
 
-class Budget:
-    """The session's time budget: decides whether another epoch or fold can still finish."""
-
-    def __init__(self, hours: float, start: Optional[float] = None):
-        self.deadline = (start or time.time()) + hours * 3600.0
-
-    def left(self) -> float:
-        return self.deadline - time.time()
-
-    def fits(self, seconds: float) -> bool:
-        return self.left() > seconds + EXPORT_SECONDS_GUESS
-
-
-def predict_views(model, paths: Sequence[str], *, size: int, batch_size: int, views: Sequence[str] = ("center",),
-                  workers: int = 0, desc: Optional[str] = None) -> np.ndarray:
-    """Mean probability over ``views`` for each path, in order (float32); ``desc`` shows a progress bar."""
-    out = []
-    batches = views_dataset(paths, size=size, batch_size=batch_size, views=views, workers=workers)
-    if desc:
-        batches = progress(batches, total=-(-len(paths) // batch_size), desc=desc)
-    for batch in batches:
-        b, v = int(batch.shape[0]), int(batch.shape[1])
-        flat = tf.reshape(batch, (b * v, size, size, 3))
-        probs = model(flat, training=False) if isinstance(model, keras.Model) else model(flat)
-        out.append(tf.reduce_mean(tf.reshape(tf.cast(probs, tf.float32), (b, v, -1)), axis=1).numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
 class _EpochEnd(keras.callbacks.Callback):
     """Validation F2 (seed's threshold search), best-weights keeping, checkpoint and time budget."""
 
@@ -160,21 +92,24 @@ class _EpochEnd(keras.callbacks.Callback):
                               batch_size=self.config.batch_size * 2, workers=self.config.workers)
         t, f2, _ = search_threshold(self.valid_y, probs, self.grid, min_labels=self.config.min_labels,
                                     max_labels=self.config.max_labels)
+        val_loss = validation_loss(self.config, self.valid_y, probs)
         seconds = time.time() - self.t0
-        row = {"epoch": epoch + 1, "loss": loss, "val_f2": f2, "threshold": t, "seconds": round(seconds, 1)}
+        row = {"epoch": epoch + 1, "loss": loss, "val_loss": val_loss, "val_f2": f2, "threshold": t,
+               "seconds": round(seconds, 1)}
         self.state.history.append(row)
         if f2 > self.state.best_f2:
             self.state.best_f2, self.state.best_epoch, self.state.best_threshold = f2, epoch + 1, t
-            self.model.save_weights(self.d / "best.weights.h5")
+            self.model.save_weights(self.d / BEST_WEIGHTS)
             np.savez_compressed(self.d / OOF_FILE, ids=np.asarray(self.valid_ids, dtype=str),
                                 probs=probs.astype(np.float32))
-        self.model.save(self.d / "last.keras")
+        self.model.save(self.d / LAST_CHECKPOINT)
         self.state.epochs_done = epoch + 1
         self.state.save(self.d)
         left_epochs = self.config.epochs - epoch - 1
         eta = seconds * left_epochs
         total = eta + seconds * self.config.epochs * self.folds_after
-        log(f"fold {self.fold} epoch {epoch + 1}/{self.config.epochs}: loss {loss:.4f} val F2 {f2:.4f} "
+        log(f"fold {self.fold} epoch {epoch + 1}/{self.config.epochs}: loss {loss:.4f} val_loss {val_loss:.4f} "
+            f"val F2 {f2:.4f} "
             f"@ {t:.2f} (best {self.state.best_f2:.4f}) {seconds:.0f}s; left: fold {eta / 60:.1f} min, "
             f"all folds {total / 60:.1f} min")
         if left_epochs and not self.budget.fits(seconds * 1.1):
@@ -189,6 +124,17 @@ def make_loss(config: TrainConfig) -> keras.losses.Loss:
         return keras.losses.BinaryFocalCrossentropy(gamma=config.focal_gamma, alpha=config.focal_alpha or 0.25,
                                                     apply_class_balancing=config.focal_alpha is not None)
     return keras.losses.BinaryCrossentropy()
+
+
+def validation_loss(config: TrainConfig, y: np.ndarray, probs: np.ndarray, *, rows: int = 4096) -> float:
+    """The training loss on the validation predictions the epoch already made (no second pass over the
+    images), as the seed's val_loss; computed in chunks of ``rows`` to keep memory flat."""
+    loss = make_loss(config)
+    total = 0.0
+    for i in range(0, len(y), rows):
+        chunk = slice(i, i + rows)
+        total += float(loss(y[chunk].astype(np.float32), probs[chunk])) * len(y[chunk])
+    return total / max(1, len(y))
 
 
 def lr_callbacks(config: TrainConfig) -> list:
@@ -230,13 +176,14 @@ def train_fold(config: TrainConfig, fold: int, *, ids: np.ndarray, paths: np.nda
         return state
     tr, va = folds != fold, folds == fold
     replicas = strategy.num_replicas_in_sync
+    config = without_multi_replica_jit(config, replicas)
     batch = config.batch_size * replicas
     with strategy.scope():
-        if state.epochs_done and (d / "last.keras").is_file():
+        if state.epochs_done and (d / LAST_CHECKPOINT).is_file():
             log(f"fold {fold}: resuming after epoch {state.epochs_done}")
             if get_backbone(config.model).needs_package:  # registers its custom layers for loading
                 importlib.import_module(get_backbone(config.model).needs_package + ".tfkeras")
-            model = keras.models.load_model(d / "last.keras")
+            model = keras.models.load_model(d / LAST_CHECKPOINT)
         else:
             state = FoldState()
             model = create_model(config.model, targets.shape[1], image_size=config.image_size,
@@ -276,68 +223,14 @@ def train_fold(config: TrainConfig, fold: int, *, ids: np.ndarray, paths: np.nda
         state.failed = True
         state.save(d)
         return state
-    model.load_weights(d / "best.weights.h5")
+    model.load_weights(d / BEST_WEIGHTS)
     export_for_inference(model, d / MODEL_DIR)
-    pd.DataFrame(state.history).to_csv(d / "history.csv", index=False)
+    pd.DataFrame(state.history).to_csv(d / HISTORY_FILE, index=False)
     state.finished = True
     state.save(d)
-    for name in ("last.keras", "best.weights.h5"):
+    for name in (LAST_CHECKPOINT, BEST_WEIGHTS):
         (d / name).unlink(missing_ok=True)
     log(f"fold {fold}: done, best val F2 {state.best_f2:.4f} at epoch {state.best_epoch}")
     return state
 
 
-def read_oof(out: Path, n_folds: int) -> pd.DataFrame:
-    """All finished folds' OOF probabilities of one train output: columns id, fold, probs (row arrays)."""
-    frames = []
-    for k in range(n_folds):
-        p = fold_dir(out, k) / OOF_FILE
-        if (fold_dir(out, k) / MODEL_DIR).is_dir() and p.is_file():
-            z = np.load(p)
-            frames.append(pd.DataFrame({"id": z["ids"].astype(str), "fold": k, "row": list(z["probs"])}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["id", "fold", "row"])
-
-
-RESUME_KEYS = ("model", "image_size", "n_folds", "fold_method", "seed", "competition")
-
-
-def _changed_keys(config_json: Path, config: TrainConfig) -> List[str]:
-    before = json.loads(Path(config_json).read_text())
-    now = dataclasses.asdict(config)
-    return [k for k in RESUME_KEYS if before.get(k) != now[k]]
-
-
-def check_resumable(out: Path, config: TrainConfig) -> None:
-    """Refuses to carry on in an output folder whose folds were trained with other settings.
-
-    Raises:
-        RuntimeError: naming the settings that differ; nothing is deleted.
-    """
-    path = Path(out) / "config.json"
-    if path.is_file() and any(Path(out).glob("fold*/state.json")):
-        changed = _changed_keys(path, config)
-        if changed:
-            raise RuntimeError(f"{out} holds folds trained with other {changed}; resuming them would mix models. "
-                               f"Use an empty output folder (locally: drop --resume or use another --work-dir).")
-
-
-def copy_previous_output(previous: Optional[Path], out: Path, config: TrainConfig) -> None:
-    """Copies an earlier run's folds and fold folders (attached read-only as input on Kaggle) so training
-    resumes from them; only if that run trained the same model on the same folds."""
-    if previous is None or Path(previous).resolve() == Path(out).resolve():
-        return
-    try:
-        changed = _changed_keys(Path(previous) / "config.json", config)
-    except (OSError, ValueError) as e:
-        warn(f"resume: {previous} has no readable config.json ({e}); starting afresh")
-        return
-    if changed:
-        warn(f"resume: {previous} was trained with other {changed}; starting afresh")
-        return
-    for name in ("folds.csv",):
-        if (Path(previous) / name).is_file() and not (Path(out) / name).exists():
-            shutil.copy2(Path(previous) / name, Path(out) / name)
-    for d in sorted(Path(previous).glob("fold*")):
-        if d.is_dir() and not (Path(out) / d.name).exists():
-            shutil.copytree(d, Path(out) / d.name)
-            log(f"resume: copied {d.name} from {previous}")

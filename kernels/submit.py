@@ -3,15 +3,13 @@
 Loads every fold of the train kernel(s) attached as input, chooses the decision
 rule on their out-of-fold predictions, predicts the test images with TTA and
 writes /kaggle/working/submission.csv (plus decision.json and threshold_curve.png).
+The blended test probabilities are saved (test_probs.npz) before any label is decided: if a later step
+fails, a rerun with reuse_predictions set re-decides from them in seconds, without predicting again.
 Runs with internet off and without the efficientnet or albumentations packages.
 """
-# ==== CONFIG: edit here, or override with: python build_kernel.py --set-submit key=value ====
-CONFIG = dict(
-    competition="imet-2019-fgvc6",
-    train_kernels=["imet-2019-train"],  # set by build_kernel.py from kernel-metadata.json
-    tta=2,  # views per image: original, hflip, then corner crops (up to 8)
-    batch_size=64,
-)
+# ==== CONFIG: only what this kernel changes from SubmitConfig's defaults. The build writes every field, with its
+# help, into the built kernel; override at build time with: python build_kernel.py --set-submit key=value ====
+CONFIG = dict()
 # ==== END CONFIG ====
 
 # %% [markdown]
@@ -24,19 +22,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from imet_utils.config import TTA_VIEWS, SubmitConfig, from_dict
+from imet_utils.budget import Budget
+from imet_utils.config import TTA_VIEWS, SubmitConfig
 from imet_utils.console import log, warn
 from imet_utils.data import Competition, read_competition
-from imet_utils.images import build_cache, cache_short_side
 from imet_utils.decision import apply_rule, choose_rule
-from imet_utils.inference import (CONFIG_FILE, blend, fallback_labels, fit_weights, label_prior, load_train_output,
-                                  model_families, oof_predictions, predict_ensemble)
+from imet_utils.images import cache_for_model
+from imet_utils.inference import (TestPredictions, blend, fallback_labels, fit_weights, label_prior,
+                                  load_test_predictions, load_train_output, model_families, oof_predictions,
+                                  predict_ensemble)
+from imet_utils.layout import CONFIG_FILE, DECISION_FILE, SUBMISSION_FILE, TEST_PROBS_FILE
 from imet_utils.metrics import f2_by_group, search_threshold, threshold_grid
-
-from imet_utils.paths import find_competition_dir, find_kernel_outputs, kaggle_paths
+from imet_utils.paths import KagglePaths, find_competition_dir, find_kernel_output, find_kernel_outputs
 from imet_utils.plots import plot_sample_predictions, plot_threshold_curve, show
+from imet_utils.session import start_kernel
 from imet_utils.submission import format_labels, write_submission
-from imet_utils.training import Budget
 
 
 def load_models(config: SubmitConfig, paths) -> list:
@@ -51,56 +51,89 @@ def load_models(config: SubmitConfig, paths) -> list:
     return families
 
 
-def choose_decision(config: SubmitConfig, comp: Competition, families: list, out: Path) -> dict:
-    """Blend weights and the decision rule, both chosen on out-of-fold predictions; never hard-coded."""
+def reused_predictions(config: SubmitConfig, paths: KagglePaths, comp: Competition):
+    """The test probabilities of an earlier run named by ``reuse_predictions`` (None if unset)."""
+    if not config.reuse_predictions:
+        return None
+    where = Path(config.reuse_predictions)
+    if not where.exists():  # not a path: a kernel's output attached as input
+        where = find_kernel_output(paths, config.reuse_predictions, TEST_PROBS_FILE)
+    saved = load_test_predictions(where, comp.test_ids["id"], comp.labels.n_classes)
+    log(f"reusing test predictions from {where} ({int(saved.good.sum())} images, models {saved.models}); "
+        f"no image is predicted again")
+    return saved
+
+
+def blend_oof(config: SubmitConfig, comp: Competition, families: list, saved) -> tuple:
+    """OOF truth and blended probabilities; blend weights from config, the reused run, or fitted on OOF."""
     ids, stacks, folds = oof_predictions(families, list(comp.train["id"]))
-    y = comp.targets()[pd.Index(comp.train["id"]).get_indexer(ids)]
-    weights = np.asarray(config.ensemble_weights or fit_weights(y, stacks), dtype=float)
-    weights = weights / weights.sum()
-    probs = blend(stacks, weights)
+    y = comp.targets_for(ids)
+    if config.ensemble_weights:
+        weights = config.ensemble_weights
+    elif saved is not None:
+        weights = saved.weights  # the reused probabilities were blended with these
+    else:
+        weights = fit_weights(y, stacks)
+    weights = np.asarray(weights, dtype=float) / np.sum(weights)
+    log(f"OOF of {len(ids)} images from {len(families)} model famil(ies); weights {np.round(weights, 3).tolist()}")
+    return ids, y, blend(stacks, weights), folds, weights
+
+
+def choose_decision(config: SubmitConfig, comp: Competition, families: list, oof: tuple, out: Path) -> dict:
+    """The decision rule, chosen on out-of-fold predictions by cross-fitting; never hard-coded."""
+    ids, y, probs, folds, weights = oof
     groups = comp.labels.group_index()
     grid = threshold_grid(*config.threshold_grid)
-    decision = choose_rule(y, probs, folds, groups, grid=grid, rules=config.decision_rules, log=log)
+    decision = choose_rule(y, probs, folds, groups, grid=grid, rules=config.decision_rules,
+                           min_labels=config.min_labels, max_labels=config.max_labels, log=log)
     decision["ensemble"] = [{"model": f[0].config.model, "kernels": [o.root.name for o in f], "weight": float(w)}
                             for f, w in zip(families, weights)]
     pred = apply_rule(decision["params"], probs, groups)
     decision["oof_f2_by_group"] = f2_by_group(y, pred, groups)
     log(f"decision on {len(ids)} OOF images: {decision['chosen']} (cross-fitted OOF F2 "
-        f"{decision['oof_f2'][decision['chosen']]:.4f}); weights {np.round(weights, 3).tolist()}")
-    log("OOF F2 by group: " + ", ".join(f"{g} {f:.4f}" for g, f in decision["oof_f2_by_group"].items()))
+        f"{decision['oof_f2'][decision['chosen']]:.4f})")
+    log("OOF F2 by group: " + ", ".join(f"{g} {'no labels' if f is None else f'{f:.4f}'}"
+                                        for g, f in decision["oof_f2_by_group"].items()))
     _, _, scores = search_threshold(y, probs, grid, min_labels=config.min_labels, max_labels=config.max_labels)
     plot_threshold_curve(grid, scores, out / "threshold_curve.png", title=f"OOF F2 ({len(ids)} images)")
     plot_sample_predictions(comp, ids, y, pred, out / "sample_predictions.png")
-    (out / "decision.json").write_text(json.dumps(decision, indent=2) + "\n")
+    (out / DECISION_FILE).write_text(json.dumps(decision, indent=2) + "\n")
     return decision
 
 
-def predict_test(config: SubmitConfig, comp: Competition, families: list, weights, scratch: Path, budget: Budget):
-    """Blended probabilities for the readable test images, and the mask of those images."""
+def cache_test_images(config: SubmitConfig, comp: Competition, families: list, scratch: Path) -> tuple:
+    """Each family's cached test images (one cache per image size), and the mask of readable images."""
+    caches = []
+    for family in families:
+        caches.append(cache_for_model(comp.test_ids["id"], comp.test_dir, split="test", model_config=family[0].config,
+                                      root=Path(config.cache_dir or scratch), workers=config.workers))
+    good = caches[0].good_mask()  # the same for every size: a bad file is bad at any size
+    for img_id, reason in caches[0].bad.items():
+        warn(f"test image {img_id} unreadable, it gets the fallback labels: {reason}")
+    return caches, good
+
+
+def predict_test(config: SubmitConfig, comp: Competition, families: list, caches: list, good, weights,
+                 budget: Budget) -> TestPredictions:
+    """Blended probabilities of the readable test images: every fold of every family, with TTA."""
     views = config.tta_views or TTA_VIEWS[: config.tta]
     n_models = sum(len(o.folds) for f in families for o in f)
-    stacks, good = [], None
-    for family in families:
-        c = family[0].config
-        cached = build_cache(comp.test_ids["id"], comp.test_dir, Path(config.cache_dir or scratch), split="test",
-                             short_side=cache_short_side(c.image_size, c.cache_scale), max_aspect=c.max_aspect,
-                             workers=config.workers)
-        if good is None:  # the same for every size: a bad file is bad at any size
-            good = cached.good_mask()
-            for img_id, reason in cached.bad.items():
-                warn(f"test image {img_id} unreadable, it gets the fallback labels: {reason}")
+    stacks = []
+    for family, cached in zip(families, caches):
         share = sum(len(o.folds) for o in family) / n_models  # each family's share of the time left
         stacks.append(predict_ensemble(family, [p for p in cached.paths if p], views=views,
                                        batch_size=config.batch_size, workers=config.workers,
                                        seconds_left=budget.left() * share))
-    return blend(stacks, weights), good
+    return TestPredictions(ids=comp.test_ids["id"].to_numpy(dtype=str), probs=blend(stacks, weights), good=good,
+                           weights=np.asarray(weights), models=[f[0].config.model for f in families])
 
 
-def make_submission(config: SubmitConfig, comp: Competition, decision: dict, probs, good, out: Path) -> Path:
+def make_submission(config: SubmitConfig, comp: Competition, decision: dict, test: TestPredictions,
+                    out: Path) -> Path:
     pred = np.tile(fallback_labels(label_prior(comp.targets()), config.fallback_top_k), (len(comp.test_ids), 1))
-    pred[good] = apply_rule(decision["params"], probs, comp.labels.group_index())
+    pred[test.good] = apply_rule(decision["params"], test.probs, comp.labels.group_index())
     sub = pd.DataFrame({"id": comp.test_ids["id"], "attribute_ids": format_labels(pred)})
-    path = write_submission(sub, out / "submission.csv", sample_ids=comp.test_ids["id"],
+    path = write_submission(sub, out / SUBMISSION_FILE, sample_ids=comp.test_ids["id"],
                             n_classes=comp.labels.n_classes)
     log(f"wrote {path}: {len(sub)} rows, {pred.sum(1).mean():.2f} labels per image")
     return path
@@ -110,31 +143,42 @@ def make_submission(config: SubmitConfig, comp: Competition, decision: dict, pro
 # ## Competition data and the train kernels' output
 
 # %%
-config = from_dict(SubmitConfig, CONFIG)
-budget = Budget(config.time_budget_hours)
-paths = kaggle_paths()
+config, budget, stages, paths = start_kernel(SubmitConfig, CONFIG)  # the budget counts from the process start
 out = paths.working
-out.mkdir(parents=True, exist_ok=True)
+stages.done("setup")
 comp = read_competition(find_competition_dir(paths, config.competition))
 families = load_models(config, paths)
+saved = reused_predictions(config, paths, comp)
+stages.done("csv")
 
 # %% [markdown]
 # ## Blend weights and decision rule, chosen on out-of-fold predictions
 
 # %%
-decision = choose_decision(config, comp, families, out)
+oof = blend_oof(config, comp, families, saved)
+stages.done("oof")
+decision = choose_decision(config, comp, families, oof, out)
+stages.done("decision")
 show(out / "threshold_curve.png")
 show(out / "sample_predictions.png")
 
 # %% [markdown]
-# ## Test predictions: every fold, with TTA
+# ## Test predictions: every fold, with TTA, saved before any label is decided
 
 # %%
-weights = [member["weight"] for member in decision["ensemble"]]
-probs, good = predict_test(config, comp, families, weights, paths.scratch, budget)
+if saved is None:
+    caches, good = cache_test_images(config, comp, families, paths.scratch)
+    stages.done("test_cache")
+    test = predict_test(config, comp, families, caches, good, oof[-1], budget)
+    log(f"saved the test probabilities: {test.save(out / TEST_PROBS_FILE)} "
+        f"(rerun with reuse_predictions to re-decide without predicting)")
+else:
+    test = saved
+stages.done("predict")
 
 # %% [markdown]
 # ## submission.csv
 
 # %%
-make_submission(config, comp, decision, probs, good, out)
+make_submission(config, comp, decision, test, out)
+stages.done("submission")

@@ -34,7 +34,7 @@ def assert_loads_offline(model, tmp_path: Path, x) -> None:
     for pkg in ("efficientnet", "albumentations"):
         (blocker / f"{pkg}.py").write_text("raise ImportError('blocked')\n")
     code = (f"import sys, numpy as np; sys.path.insert(0, {str(ROOT)!r})\n"
-            f"from imet_utils.models import load_for_inference\n"
+            f"from imet_utils.prediction import load_for_inference\n"
             f"np.save({str(tmp_path / 'y.npy')!r}, load_for_inference({str(tmp_path / 'model')!r})"
             f"(np.load({str(tmp_path / 'x.npy')!r})).numpy())\n")
     env = {"PYTHONPATH": str(blocker), "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"}

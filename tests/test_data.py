@@ -76,3 +76,16 @@ def test_generated_competition_reads_back(tiny_competition):
     assert len(comp.train) == 120 and len(comp.test_ids) == 30
     assert comp.targets().shape == (120, comp.labels.n_classes)
     assert all((tiny_competition / "train" / f"{i}.png").is_file() for i in comp.train["id"])
+
+
+def test_targets_for_follows_the_given_ids_and_names_unknown_ones(tiny_competition):
+    import numpy as np
+
+    from imet_utils.data import read_competition
+
+    comp = read_competition(tiny_competition)
+    ids = list(comp.train["id"])
+    picked = [ids[5], ids[0], ids[5]]
+    np.testing.assert_array_equal(comp.targets_for(picked), comp.targets()[[5, 0, 5]])
+    with pytest.raises(KeyError, match=r"1 id\(s\) not in .*train.csv, e.g. \['nope'\]"):
+        comp.targets_for([ids[0], "nope"])

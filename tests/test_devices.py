@@ -14,7 +14,8 @@ def test_mixed_precision_keeps_the_output_float32(policy, tmp_path):
 import sys; sys.path.insert(0, {str(ROOT)!r})
 import keras, numpy as np
 keras.mixed_precision.set_global_policy({policy!r})
-from imet_utils.models import create_model, export_for_inference, load_for_inference
+from imet_utils.models import create_model, export_for_inference
+from imet_utils.prediction import load_for_inference
 m = create_model("tiny-cnn", 6, image_size=32, device_augment=True)
 assert m.get_layer("head_dense").compute_dtype != "float32"
 assert m.output.dtype == "float32"
@@ -42,7 +43,9 @@ from pathlib import Path
 from imet_utils.config import TrainConfig
 from imet_utils.data import read_competition
 from imet_utils.images import build_cache
-from imet_utils.training import Budget, setup_strategy, train_fold
+from imet_utils.budget import Budget
+from imet_utils.devices import setup_strategy
+from imet_utils.training import train_fold
 comp = read_competition(Path({str(tiny_competition)!r}))
 cached = build_cache(comp.train["id"], comp.train_dir, Path({str(tmp_path)!r}) / "cache", split="train",
                      short_side=40, max_aspect=4.0)

@@ -14,9 +14,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import build_kernel
+import kernel_build
 from imet_utils.config import TrainConfig
 from imet_utils.data import read_competition
+from imet_utils.budget import Budget
+from imet_utils.devices import setup_strategy
 from imet_utils.generate import generate_competition
 from imet_utils.images import build_cache
 
@@ -101,9 +103,10 @@ def test_bad_csvs_stop_the_run_before_training(tmp_path, tiny_competition, csv, 
 
 
 def _layout(tmp_path, data, **overrides):
-    folders = build_kernel.build(tmp_path / "build", train_overrides={**build_kernel.LOCAL_TRAIN, **SMALL, **overrides})
-    root = build_kernel._kaggle_dir(tmp_path, "train", {"imet-2019-fgvc6": data}, fresh=True)
-    script = folders["train"] / f"{folders['train'].name}.py"
+    built = kernel_build.build(tmp_path / "build", train_overrides={**kernel_build.LOCAL_TRAIN, **SMALL, **overrides})
+    train = built.train[0]
+    root = kernel_build.kaggle_dir(tmp_path, "train", {"imet-2019-fgvc6": data}, fresh=True)
+    script = train.code_path()
     env = dict(os.environ, IMET_KAGGLE_ROOT=str(root), TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     return script, root, env
 
@@ -166,11 +169,11 @@ def test_nan_loss_stops_the_fold_keeps_its_last_good_state_and_goes_on(tmp_path,
     config = TrainConfig(model="tiny-cnn", weights=None, image_size=32, batch_size=16, epochs=2, n_folds=2,
                          bn_momentum=0.9, mixed_precision=False)
     inputs = _fold_inputs(tmp_path, tiny_competition)
-    strategy = training.setup_strategy(config)
-    s0 = training.train_fold(config, 0, **inputs, out=tmp_path / "out", strategy=strategy, budget=training.Budget(1))
+    strategy = setup_strategy(config)
+    s0 = training.train_fold(config, 0, **inputs, out=tmp_path / "out", strategy=strategy, budget=Budget(1))
     assert s0.failed and not s0.finished and "loss became nan in epoch 1" in s0.stopped_reason
     assert not (tmp_path / "out/fold0/last.keras").exists()  # no NaN weights saved as a checkpoint
-    s1 = training.train_fold(config, 1, **inputs, out=tmp_path / "out", strategy=strategy, budget=training.Budget(1))
+    s1 = training.train_fold(config, 1, **inputs, out=tmp_path / "out", strategy=strategy, budget=Budget(1))
     assert s1.finished and s1.epochs_done == 2
 
 
@@ -180,13 +183,13 @@ def test_time_budget_pauses_after_an_epoch_and_a_rerun_finishes(tmp_path, tiny_c
     config = TrainConfig(model="tiny-cnn", weights=None, image_size=32, batch_size=16, epochs=3, n_folds=2,
                          bn_momentum=0.9, mixed_precision=False)
     inputs = _fold_inputs(tmp_path, tiny_competition)
-    strategy = training.setup_strategy(config)
-    short = training.Budget(60 / 3600)  # a minute: less than an epoch plus the export margin
+    strategy = setup_strategy(config)
+    short = Budget(60 / 3600)  # a minute: less than an epoch plus the export margin
     state = training.train_fold(config, 0, **inputs, out=tmp_path / "out", strategy=strategy, budget=short)
     assert state.paused and state.epochs_done == 1 and not state.finished
     assert not (tmp_path / "out/fold0/model").exists()
     state = training.train_fold(config, 0, **inputs, out=tmp_path / "out", strategy=strategy,
-                                budget=training.Budget(1))
+                                budget=Budget(1))
     assert state.finished and [r["epoch"] for r in state.history] == [1, 2, 3]
 
 
@@ -201,19 +204,20 @@ def test_build_refuses_to_inline_a_kaggle_key(tmp_path, monkeypatch):
     repo = tmp_path / "repo"
     shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(".venv", ".git", "build", "local_run", "__pycache__"))
     src = repo / "kernels" / "train.py"
-    src.write_text(src.read_text().replace('    seed=42,\n', f'    seed=42,\n    # KAGGLE_KEY {key}\n'))
+    src.write_text(src.read_text().replace("CONFIG = dict(", f"CONFIG = dict(  # KAGGLE_KEY {key}\n", 1))
     res = subprocess.run([sys.executable, "build_kernel.py"], cwd=repo, capture_output=True, text=True,
                          env=dict(os.environ, KAGGLE_CONFIG_DIR=str(config_dir)))
     assert res.returncode == 2
     assert "would carry your Kaggle API key" in res.stderr
     assert not (repo / "build" / "imet-2019-train" / "imet-2019-train.py").exists()
     # kaggle.json content pasted anywhere is refused even when no key is configured here
-    with pytest.raises(build_kernel.BuildError, match="looks like kaggle.json content"):
-        build_kernel.check_no_secrets('x = {"username": "me", "key": "%s"}' % key[::-1], "kernel x")
+    with pytest.raises(kernel_build.BuildError, match="looks like kaggle.json content"):
+        kernel_build.check_no_secrets('x = {"username": "me", "key": "%s"}' % key[::-1], "kernel x")
 
 
 def test_resume_refuses_an_output_trained_with_other_settings(tmp_path):
-    from imet_utils.training import FoldState, check_resumable
+    from imet_utils.layout import check_resumable
+    from imet_utils.training import FoldState
 
     out = tmp_path / "out"
     (out / "fold0").mkdir(parents=True)

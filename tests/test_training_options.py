@@ -7,6 +7,8 @@ import pytest
 from conftest import assert_loads_offline
 from imet_utils.config import ConfigError, TrainConfig, from_dict
 from imet_utils.inference import blend, fit_weights
+from imet_utils.budget import Budget
+from imet_utils.devices import setup_strategy
 from imet_utils.models import MODELS, create_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,10 +77,28 @@ def test_warmup_cosine_mixup_and_focal_train_a_fold(tmp_path, tiny_competition):
                          mixup_alpha=0.4, loss="focal", dropout=0.3)
     state = training.train_fold(config, 0, ids=comp.train["id"].to_numpy(), paths=np.asarray(cached.paths),
                                 targets=comp.targets(), folds=np.arange(len(comp.train)) % 2,
-                                out=tmp_path / "out", strategy=training.setup_strategy(config),
-                                budget=training.Budget(1))
+                                out=tmp_path / "out", strategy=setup_strategy(config),
+                                budget=Budget(1))
     assert state.finished and [r["epoch"] for r in state.history] == [1, 2, 3]
-    assert all(np.isfinite(r["loss"]) for r in state.history)
+    assert all(np.isfinite(r["loss"]) and np.isfinite(r["val_loss"]) for r in state.history)
+    assert "val_loss" in (tmp_path / "out/fold0/history.csv").read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize("loss", ["bce", "focal"])
+def test_val_loss_is_the_training_loss_on_the_validation_predictions(loss):
+    import keras
+
+    from imet_utils.training import make_loss, validation_loss
+
+    rng = np.random.default_rng(2)
+    y = (rng.random((5000, 12)) < 0.2).astype(np.uint8)
+    p = rng.random((5000, 12)).astype(np.float32)
+    config = TrainConfig(loss=loss)
+    whole = float(make_loss(config)(y.astype(np.float32), p))  # one call over all rows, no chunks
+    assert validation_loss(config, y, p, rows=777) == pytest.approx(whole, rel=1e-5)
+    if loss == "bce":
+        assert whole == pytest.approx(float(np.mean(keras.losses.binary_crossentropy(y.astype(np.float32), p))),
+                                      rel=1e-5)
 
 
 def test_mixup_mixes_images_and_targets_with_one_weight():

@@ -1,0 +1,51 @@
+"""Devices: the distribution strategy and mixed-precision policy, and what XLA can run on."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from imet_utils.config import TrainConfig
+from imet_utils.console import log, warn
+
+
+def setup_strategy(config: TrainConfig, devices: Optional[Sequence[str]] = None) -> tf.distribute.Strategy:
+    """Picks the distribution strategy and the mixed-precision policy.
+
+    TPU -> TPUStrategy with bfloat16; several GPUs (Kaggle's T4 x2) -> MirroredStrategy with float16;
+    one GPU -> float16; CPU -> float32. The sigmoid output stays float32 in every case (see models).
+
+    Args:
+        config: ``mixed_precision`` switches the 16-bit policies.
+        devices: explicit devices to mirror over (tests split the CPU into logical devices).
+    """
+    if devices:
+        return tf.distribute.MirroredStrategy(list(devices))
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        if config.mixed_precision:
+            keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        log("TPU found: TPUStrategy, bfloat16")
+        return tf.distribute.TPUStrategy(resolver)
+    except (ValueError, tf.errors.NotFoundError):
+        pass
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus and config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    log(f"{len(gpus)} GPU(s); policy {keras.mixed_precision.global_policy().name}")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def without_multi_replica_jit(config: TrainConfig, replicas: int) -> TrainConfig:
+    """XLA with more than one replica crashes (LossScaleOptimizer + MirroredStrategy, keras-team/keras#21366),
+    so ``jit_compile`` is turned off there, with a warning."""
+    if config.jit_compile and replicas > 1:
+        warn(f"jit_compile=True crashes with {replicas} replicas (keras-team/keras#21366); training without XLA")
+        return dataclasses.replace(config, jit_compile=False)
+    return config

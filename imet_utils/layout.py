@@ -1,0 +1,103 @@
+"""The train and submit kernels' output layout: file names in one place, fold folders, OOF, resuming.
+
+A train output holds ``config.json``, ``folds.csv`` and, per fold, ``fold<k>/``:
+- ``model/``: the best-F2 model as a TF SavedModel (loads without the efficientnet package);
+- ``oof.npz``: the best epoch's validation probabilities, indexed by id;
+- ``history.csv``: loss, val_loss, val F2 and threshold per epoch;
+- ``state.json``: progress, so a restarted kernel resumes from the last finished epoch;
+- while unfinished, ``last.keras`` (weights + optimizer state) and ``best.weights.h5``.
+
+A submit output holds ``decision.json``, ``test_probs.npz`` and ``submission.csv``.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import List
+
+import numpy as np
+import pandas as pd
+
+from imet_utils.config import TrainConfig, keys_where, to_dict
+from imet_utils.console import log
+
+CONFIG_FILE = "config.json"
+FOLDS_FILE = "folds.csv"
+STATE_FILE = "state.json"
+OOF_FILE = "oof.npz"
+MODEL_DIR = "model"
+SAVED_MODEL_FILE = "saved_model.pb"
+HISTORY_FILE = "history.csv"
+LAST_CHECKPOINT = "last.keras"
+BEST_WEIGHTS = "best.weights.h5"
+DECISION_FILE = "decision.json"
+TEST_PROBS_FILE = "test_probs.npz"  # the submit kernel's blended test probabilities, saved before deciding
+SUBMISSION_FILE = "submission.csv"
+
+
+def fold_dir(out: Path, fold: int) -> Path:
+    return Path(out) / f"fold{fold}"
+
+
+def read_oof(out: Path, n_folds: int) -> pd.DataFrame:
+    """All finished folds' OOF probabilities of one train output: columns id, fold, probs (row arrays)."""
+    frames = []
+    for k in range(n_folds):
+        p = fold_dir(out, k) / OOF_FILE
+        if (fold_dir(out, k) / MODEL_DIR).is_dir() and p.is_file():
+            z = np.load(p)
+            frames.append(pd.DataFrame({"id": z["ids"].astype(str), "fold": k, "row": list(z["probs"])}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["id", "fold", "row"])
+
+
+RESUME_KEYS = keys_where(TrainConfig, "resume")  # what must match to resume an output
+
+
+def _changed_keys(config_json: Path, config: TrainConfig) -> List[str]:
+    before = json.loads(Path(config_json).read_text())
+    now = to_dict(config)
+    return [k for k in RESUME_KEYS if before.get(k) != now[k]]
+
+
+def check_resumable(out: Path, config: TrainConfig) -> None:
+    """Refuses to carry on in an output folder whose folds were trained with other settings.
+
+    Raises:
+        RuntimeError: naming the settings that differ; nothing is deleted.
+    """
+    path = Path(out) / CONFIG_FILE
+    if path.is_file() and any(Path(out).glob(f"fold*/{STATE_FILE}")):
+        changed = _changed_keys(path, config)
+        if changed:
+            raise RuntimeError(f"{out} holds folds trained with other {changed}; resuming them would mix models. "
+                               f"Use an empty output folder (locally: drop --resume or use another --work-dir).")
+
+
+def copy_previous_output(previous: Path, out: Path, config: TrainConfig) -> None:
+    """Copies an earlier run's folds and fold folders (attached read-only as input on Kaggle) so training
+    resumes from them.
+
+    Raises:
+        RuntimeError: if that run's config can't be read or it trained other settings: training afresh
+            would spend the hours the user meant to save, so it stops at once instead.
+    """
+    previous = Path(previous)
+    if previous.resolve() == Path(out).resolve():
+        return
+    try:
+        changed = _changed_keys(previous / CONFIG_FILE, config)
+    except (OSError, ValueError) as e:
+        raise RuntimeError(f"resume_from={config.resume_from!r}: {previous}/config.json can't be read ({e})") from None
+    if changed:
+        raise RuntimeError(f"resume_from={config.resume_from!r}: {previous} was trained with other {changed} "
+                           f"than this config; restore them to resume, or set resume_from=None to train afresh")
+    for name in (FOLDS_FILE,):
+        if (previous / name).is_file() and not (Path(out) / name).exists():
+            shutil.copy2(previous / name, Path(out) / name)
+    copied = []
+    for d in sorted(previous.glob("fold*")):
+        if d.is_dir() and not (Path(out) / d.name).exists():
+            shutil.copytree(d, Path(out) / d.name)
+            copied.append(d.name)
+    log(f"resume: copied {copied or 'nothing new'} from {previous}")
