@@ -1,7 +1,7 @@
 """Decision rules that turn probabilities into label sets, fitted and chosen on out-of-fold predictions.
 
 Rules:
-- ``global``: one threshold and one min/max label count (the seed's rule).
+- ``global``: one threshold and one min/max label count (the seed's form; it fixed 1 and 10).
 - ``per_group``: a threshold and min/max label count per label group (1st place 2019: culture 0.28 with
   0-3 labels, tags 0.1 with 1-8).
 - ``per_class``: per-class thresholds, each shrunk toward its group's threshold by its number of positives,

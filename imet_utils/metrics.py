@@ -138,7 +138,7 @@ def binarize(probs: np.ndarray, threshold, *, min_labels: int = SEED_MIN_LABELS,
         max_labels: rows with more labels keep their top ``max_labels`` of those above the threshold.
 
     Returns:
-        (n, classes) uint8 matrix. Ties in probability go to the lower class id (the seed's stable sort).
+        (n, classes) uint8 matrix. Ties in probability go to the lower class id.
     """
     probs = np.asarray(probs)
     return binarize_mask(probs, threshold, min_labels=min_labels, max_labels=max_labels).view(np.uint8)

@@ -100,7 +100,7 @@ def _names(labels, idx) -> str:
 
 
 def plot_sample_images(comp, path: Path, *, n: int = 8, seed: int = 0) -> Path:
-    """A grid of train images with their label names, as the seed notebook shows them."""
+    """A grid of train images with their label names."""
     rng = np.random.default_rng(seed)
     rows = rng.choice(len(comp.train), size=min(n, len(comp.train)), replace=False)
     ids = comp.train["id"].to_numpy()[rows]

@@ -66,7 +66,7 @@ class FoldState:
 
 
 class _EpochEnd(keras.callbacks.Callback):
-    """Validation F2 (seed's threshold search), best-weights keeping, checkpoint and time budget."""
+    """Validation loss and F2 (a threshold search, as the seed's callback did), best-weights keeping, checkpoint and time budget."""
 
     def __init__(self, *, config, fold, d, state, valid_ids, valid_paths, valid_y, budget, folds_after=0):
         super().__init__()
