@@ -1,4 +1,5 @@
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -9,6 +10,32 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from imet_utils.generate import generate_competition  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def real_metadata_untouched():
+    """Builds rewrite the top-level kernel-metadata.json: tests work on copies and must leave the repo's alone."""
+    before = (ROOT / "kernel-metadata.json").read_bytes()
+    yield
+    assert (ROOT / "kernel-metadata.json").read_bytes() == before, "a test changed the repo's kernel-metadata.json"
+
+
+@pytest.fixture
+def user_repo(tmp_path):
+    """A copy of the repo's top-level kernel-metadata.json in a folder of its own, to build into its build/."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(ROOT / "kernel-metadata.json", repo / "kernel-metadata.json")
+    return repo
+
+
+def built_config(code: str) -> dict:
+    """The literal CONFIG = dict(...) of a built kernel, as a dict."""
+    import ast
+
+    call = next(n.value for n in ast.parse(code).body if isinstance(n, ast.Assign)
+                and getattr(n.targets[0], "id", "") == "CONFIG")
+    return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 import ast
 import json
 import re
-import shutil
 import subprocess
 import warnings
 import sys
@@ -11,27 +10,11 @@ from pathlib import Path
 import pytest
 
 import kernel_build
+from conftest import built_config
 from kernel_build.inline import check_names, strip_main_block
 from kernel_build.toplevel import set_json_keys
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def real_metadata_untouched():
-    """Builds rewrite the top-level kernel-metadata.json: tests work on copies and must leave the repo's alone."""
-    before = (ROOT / "kernel-metadata.json").read_bytes()
-    yield
-    assert (ROOT / "kernel-metadata.json").read_bytes() == before, "a test changed the repo's kernel-metadata.json"
-
-
-@pytest.fixture
-def user_repo(tmp_path):
-    """A copy of the repo's top-level kernel-metadata.json in a folder of its own, built into its build/."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    shutil.copy(ROOT / "kernel-metadata.json", repo / "kernel-metadata.json")
-    return repo
 
 
 def _build_in(repo, *flags):
@@ -48,13 +31,6 @@ def built(tmp_path_factory):
                          text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     return out
-
-
-def built_config(code):
-    """The literal CONFIG = dict(...) of a built kernel, as a dict."""
-    call = next(n.value for n in ast.parse(code).body if isinstance(n, ast.Assign)
-                and getattr(n.targets[0], "id", "") == "CONFIG")
-    return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
 
 
 def _kernels(out):

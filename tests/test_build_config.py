@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import kernel_build
+from conftest import built_config
 from imet_utils.config import SubmitConfig, TrainConfig, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,13 +23,6 @@ def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("build")
     kernel_build.build(out)
     return out
-
-
-def built_config(code):
-    """The literal CONFIG = dict(...) of a built kernel, as a dict."""
-    call = next(n.value for n in ast.parse(code).body if isinstance(n, ast.Assign)
-                and getattr(n.targets[0], "id", "") == "CONFIG")
-    return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
 
 
 def _first_heading_lines(source):

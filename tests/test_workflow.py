@@ -2,7 +2,6 @@
 and iMet 2020-style data."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,21 +20,10 @@ def _build(*args, env=None):
                           text=True, timeout=900, env=env)
 
 
-@pytest.fixture(autouse=True)
-def real_metadata_untouched():
-    """Builds rewrite the top-level kernel-metadata.json: tests work on copies and must leave the repo's alone."""
-    before = (ROOT / "kernel-metadata.json").read_bytes()
-    yield
-    assert (ROOT / "kernel-metadata.json").read_bytes() == before, "a test changed the repo's kernel-metadata.json"
-
-
 @pytest.fixture
-def user_repo(tmp_path):
-    """A copy of the top-level kernel-metadata.json in a folder of its own; returns the --metadata/--out flags."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    shutil.copy(ROOT / "kernel-metadata.json", repo / "kernel-metadata.json")
-    return repo, ["--metadata", repo / "kernel-metadata.json", "--out", repo / "build"]
+def repo_flags(user_repo):
+    """The user_repo copy and the --metadata/--out flags that build into it."""
+    return user_repo, ["--metadata", user_repo / "kernel-metadata.json", "--out", user_repo / "build"]
 
 
 @pytest.mark.parametrize("flags", [[], ["--split-folds"], ["--notebook"], ["--split-folds", "--notebook"]])
@@ -237,8 +225,8 @@ def test_imet_2020_style_competition(tmp_path):
         assert meta["competition_sources"] == ["imet-2020-fgvc7"]  # follows the config
 
 
-def test_check_passes_after_a_slug_change_and_a_build(user_repo):
-    repo, where = user_repo
+def test_check_passes_after_a_slug_change_and_a_build(repo_flags):
+    repo, where = repo_flags
     meta_path = repo / "kernel-metadata.json"
     meta_path.write_text(meta_path.read_text().replace("your-kaggle-username/imet-2019-train", "me/imet-b3-model")
                          .replace('"title": "imet-2019-train"', '"title": "imet-b3-model"'))
@@ -257,8 +245,8 @@ def test_check_passes_after_a_slug_change_and_a_build(user_repo):
     assert meta["code_file"] == "build/imet-b4-model/imet-b4-model.py" and (repo / meta["code_file"]).is_file()
 
 
-def test_check_passes_on_a_notebook_build_whose_top_level_file_names_the_notebook(user_repo):
-    repo, where = user_repo
+def test_check_passes_on_a_notebook_build_whose_top_level_file_names_the_notebook(repo_flags):
+    repo, where = repo_flags
     res = _build(*where, "--notebook", "--check")
     assert res.returncode == 0 and "0 problem(s)" in res.stdout, res.stdout
     meta = json.loads((repo / "kernel-metadata.json").read_text())
@@ -268,8 +256,8 @@ def test_check_passes_on_a_notebook_build_whose_top_level_file_names_the_noteboo
     assert res.returncode == 0 and "0 problem(s)" in res.stdout, res.stdout
 
 
-def test_check_says_a_split_folds_build_is_pushed_with_push(user_repo):
-    repo, where = user_repo
+def test_check_says_a_split_folds_build_is_pushed_with_push(repo_flags):
+    repo, where = repo_flags
     res = _build(*where, "--split-folds", "--check")
     assert res.returncode == 0, res.stdout
     assert "note: kernel-metadata.json: a --split-folds build has no kernel your-kaggle-username/imet-2019-train" \
@@ -277,8 +265,8 @@ def test_check_says_a_split_folds_build_is_pushed_with_push(user_repo):
     assert "push the per-fold kernels and the submit kernel with: python build_kernel.py --push" in res.stdout
 
 
-def test_check_reports_a_hand_broken_top_level_file(user_repo):
-    repo, where = user_repo
+def test_check_reports_a_hand_broken_top_level_file(repo_flags):
+    repo, where = repo_flags
     assert _build(*where).returncode == 0
     meta_path = repo / "kernel-metadata.json"
     meta_path.write_text(meta_path.read_text().replace('"build/imet-2019-train/imet-2019-train.py"',
