@@ -34,6 +34,12 @@ BEST_WEIGHTS = "best.weights.h5"
 DECISION_FILE = "decision.json"
 TEST_PROBS_FILE = "test_probs.npz"  # the submit kernel's blended test probabilities, saved before deciding
 SUBMISSION_FILE = "submission.csv"
+# Plots, saved as output and shown inline in the notebook form.
+SAMPLE_IMAGES_PLOT = "sample_images.png"
+FOLD_COUNTS_PLOT = "fold_label_counts.png"
+CURVES_PLOT = "training_curves.png"
+THRESHOLD_PLOT = "threshold_curve.png"
+SAMPLE_PREDICTIONS_PLOT = "sample_predictions.png"
 
 
 def fold_dir(out: Path, fold: int) -> Path:

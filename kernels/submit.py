@@ -31,7 +31,8 @@ from imet_utils.images import cache_for_model
 from imet_utils.inference import (TestPredictions, blend, fallback_labels, fit_weights, label_prior,
                                   load_test_predictions, load_train_output, model_families, oof_predictions,
                                   predict_ensemble)
-from imet_utils.layout import CONFIG_FILE, DECISION_FILE, SUBMISSION_FILE, TEST_PROBS_FILE
+from imet_utils.layout import (CONFIG_FILE, DECISION_FILE, SAMPLE_PREDICTIONS_PLOT, SUBMISSION_FILE, TEST_PROBS_FILE,
+                               THRESHOLD_PLOT)
 from imet_utils.metrics import f2_by_group, search_threshold, threshold_grid
 from imet_utils.paths import KagglePaths, find_competition_dir, find_kernel_output, find_kernel_outputs
 from imet_utils.plots import plot_sample_predictions, plot_threshold_curve, show
@@ -95,8 +96,8 @@ def choose_decision(config: SubmitConfig, comp: Competition, families: list, oof
     log("OOF F2 by group: " + ", ".join(f"{g} {'no labels' if f is None else f'{f:.4f}'}"
                                         for g, f in decision["oof_f2_by_group"].items()))
     _, _, scores = search_threshold(y, probs, grid, min_labels=config.min_labels, max_labels=config.max_labels)
-    plot_threshold_curve(grid, scores, out / "threshold_curve.png", title=f"OOF F2 ({len(ids)} images)")
-    plot_sample_predictions(comp, ids, y, pred, out / "sample_predictions.png")
+    plot_threshold_curve(grid, scores, out / THRESHOLD_PLOT, title=f"OOF F2 ({len(ids)} images)")
+    plot_sample_predictions(comp, ids, y, pred, out / SAMPLE_PREDICTIONS_PLOT)
     (out / DECISION_FILE).write_text(json.dumps(decision, indent=2) + "\n")
     return decision
 
@@ -159,8 +160,8 @@ oof = blend_oof(config, comp, families, saved)
 stages.done("oof")
 decision = choose_decision(config, comp, families, oof, out)
 stages.done("decision")
-show(out / "threshold_curve.png")
-show(out / "sample_predictions.png")
+show(out / THRESHOLD_PLOT)
+show(out / SAMPLE_PREDICTIONS_PLOT)
 
 # %% [markdown]
 # ## Test predictions: every fold, with TTA, saved before any label is decided

@@ -24,14 +24,15 @@ from imet_utils.budget import Budget
 from imet_utils.config import TrainConfig, save_config
 from imet_utils.console import log, warn
 from imet_utils.data import Competition, read_competition
+from imet_utils.devices import setup_strategy
 from imet_utils.folds import fold_counts, fold_report, make_folds, read_attribute_tokens
 from imet_utils.images import cache_for_model
+from imet_utils.layout import (CONFIG_FILE, CURVES_PLOT, FOLD_COUNTS_PLOT, FOLDS_FILE, SAMPLE_IMAGES_PLOT,
+                               check_resumable, copy_previous_output, read_oof)
 from imet_utils.metrics import search_threshold, threshold_grid
 from imet_utils.models import ensure_backbone_package, fetch_backbone
 from imet_utils.paths import find_competition_dir, previous_output
 from imet_utils.plots import plot_fold_label_counts, plot_history, plot_sample_images, show
-from imet_utils.devices import setup_strategy
-from imet_utils.layout import CONFIG_FILE, FOLDS_FILE, check_resumable, copy_previous_output, read_oof
 from imet_utils.session import start_kernel
 from imet_utils.training import train_fold
 
@@ -52,7 +53,7 @@ def load_folds(config: TrainConfig, comp: Competition, out: Path) -> np.ndarray:
     report = fold_report(label_lists, folds, comp.labels.n_classes, config.n_folds, seconds=0.0)
     log(f"folds ({config.fold_method}): " + "; ".join(report.lines()[:3]))
     plot_fold_label_counts(fold_counts(label_lists, folds, comp.labels.n_classes, config.n_folds),
-                           out / "fold_label_counts.png")
+                           out / FOLD_COUNTS_PLOT)
     return folds
 
 
@@ -101,7 +102,7 @@ def train_all_folds(config: TrainConfig, comp: Competition, folds: np.ndarray, c
 
 
 def report_oof(config: TrainConfig, comp: Competition, states: dict, out: Path) -> None:
-    plot_history({k: s.history for k, s in states.items() if s.history}, out / "training_curves.png")
+    plot_history({k: s.history for k, s in states.items() if s.history}, out / CURVES_PLOT)
     oof = read_oof(out, config.n_folds)
     if oof.empty:
         warn("no finished fold")
@@ -128,7 +129,7 @@ if previous is not None:
     copy_previous_output(previous, out, config)  # raises if it was trained with other settings
 check_resumable(out, config)
 save_config(config, out / CONFIG_FILE)
-show(plot_sample_images(comp, out / "sample_images.png"))
+show(plot_sample_images(comp, out / SAMPLE_IMAGES_PLOT))
 stages.done("csv")
 
 # %% [markdown]
@@ -136,7 +137,7 @@ stages.done("csv")
 
 # %%
 folds = load_folds(config, comp, out)
-show(out / "fold_label_counts.png")
+show(out / FOLD_COUNTS_PLOT)
 stages.done("folds")
 
 # %% [markdown]
@@ -158,5 +159,5 @@ stages.done("training")
 
 # %%
 report_oof(config, comp, states, out)
-show(out / "training_curves.png")
+show(out / CURVES_PLOT)
 stages.done("oof")
