@@ -1,4 +1,4 @@
-"""Offline inference: load every fold of every train output, TTA, ensemble, decide.
+"""Offline inference: every fold of every train output, TTA, ensembling, and the saved test probabilities.
 
 Runs with TensorFlow, numpy and pandas alone: models are TF SavedModels, views
 are TF ops. Image size and classes come from each train output's config.json.
