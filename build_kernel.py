@@ -5,6 +5,7 @@
     python build_kernel.py --set epochs=4       # override a train config field (repeatable)
     python build_kernel.py --run-local          # build, then run both built kernels locally on generated data
     python build_kernel.py --run-local --data-dir DIR --work-dir W
+    python build_kernel.py --probe | --plan | --push [all] --wait | --submit | --pull | --report   (Kaggle)
 
 Every build also points the top-level metadata file's code_file (and kernel_type) at the built train kernel of
 its id, so `kaggle kernels push` in the repo root pushes what was built. The work is done by the kernel_build
@@ -21,8 +22,11 @@ from typing import Dict, List, Optional
 import kernel_build
 from kernel_build import (BASE_METADATA, EXECUTE_NOTEBOOK, BuildError, built_kernels, check_build,
                           check_top_level, config_table, effective_config, execute_notebook, load_base_metadata,
-                          parse_overrides, point_top_level, push, replace_config_tables, run_local, set_help, status)
+                          parse_overrides, point_top_level, replace_config_tables, run_local, set_help, status)
+from kernel_build import steps
 from kernel_build.kernel import ROOT
+from kernel_build.orchestrate import placeholder_problems
+from kernel_build.runs import pull, report
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,8 +39,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split-folds", action="store_true", help="one train kernel per fold: <slug>-f0, -f1, ...")
     p.add_argument("--notebook", action="store_true", help="build .ipynb notebooks instead of scripts")
     p.add_argument("--check", action="store_true", help="check the built metadata; exit 1 with one line per problem")
-    p.add_argument("--push", nargs="?", const="all", choices=["all", "train", "submit"],
-                   help="build, check, then kaggle kernels push the train kernel(s) and the submit kernel")
+    p.add_argument("--push", nargs="?", const="train", choices=["train", "submit", "all"],
+                   help="build, check, print the plan, then push: the train kernel(s) (default); 'submit' only once "
+                        "every train kernel it sources is complete on its latest version; 'all' (with --wait): "
+                        "train, wait, submit")
+    p.add_argument("--wait", action="store_true", help="poll kaggle kernels status until the pushed kernels end")
+    p.add_argument("--force", action="store_true", help="push although a run is on or the sources are not complete")
+    p.add_argument("--poll", type=float, default=60.0, metavar="SECONDS", help="first status poll interval "
+                   "(backs off to 5x while nothing changes; default 60)")
+    p.add_argument("--max-parallel", type=int, default=2, help="GPU kernels at a time (Kaggle allows 2)")
+    p.add_argument("--submit", action="store_true", help="submit the submit kernel's output, wait for its scores")
+    p.add_argument("--probe", action="store_true", help="push a tiny CPU kernel and submit its sample_submission "
+                   "copy: does the competition take a late kernel submission?")
+    p.add_argument("--plan", action="store_true", help="estimated GPU hours of each kernel and of the plan")
+    p.add_argument("--pull", action="store_true", help="download each built kernel's output to runs/<slug>/v<N>/")
+    p.add_argument("--version", type=int, help="--pull/--submit this version instead of the latest pushed")
+    p.add_argument("--pull-models", action="store_true", help="--pull the models too")
+    p.add_argument("--report", action="store_true", help="one row per pulled run; writes runs/report.md")
+    p.add_argument("--runs", type=Path, default=ROOT / "runs", help="pulled outputs and push records (runs/)")
     p.add_argument("--status", action="store_true", help="kaggle kernels status for each built kernel")
     p.add_argument("--run-local", action="store_true", help="build, then run the built kernels locally")
     p.add_argument("--data-dir", type=Path, help="an iMet-format competition folder (default: generate one)")
@@ -87,8 +107,28 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 0
         train_overrides = parse_overrides(args.sets, "train")
         submit_overrides = parse_overrides(args.submit_sets, "submit")
-        if args.status:
-            status(built_kernels(args.out))
+        train_config = effective_config("train", train_overrides)
+        competition = train_config["competition"]
+        if args.report:
+            report(args.runs)
+            return 0
+        if args.probe:
+            owner = load_base_metadata(args.metadata)["id"].split("/")[0]
+            return steps.run_probe(args, owner=owner, competition=competition)
+        if args.status or args.wait and not args.push or args.submit or args.pull:
+            built = built_kernels(args.out)  # what was built (and pushed) from here
+            if not built:
+                raise BuildError(f"nothing built in {args.out}: python build_kernel.py first")
+            if "competition" not in train_overrides:  # the competition these kernels were built for
+                competition = (built.kernels[0].metadata().get("competition_sources") or [competition])[0]
+            if args.status:
+                status(built)
+            if args.wait and not args.push:
+                steps.wait(built, args, competition=competition)
+            if args.submit:
+                steps.submit(built, args, competition=competition)
+            if args.pull:
+                pull(built, args.runs, version=args.version, models=args.pull_models)
             return 0
         if args.run_local:
             run_local(data_dir=args.data_dir, work=args.work_dir, train_overrides=train_overrides,
@@ -96,8 +136,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                       notebook=args.notebook)
             return 0
         built = _build(args, train_overrides, submit_overrides)
-        competition = effective_config("train", train_overrides)["competition"]
-        problems = check_build(built, competition=competition)
+        submit_config = effective_config("submit", submit_overrides)
+        if args.plan:
+            steps.print_plan(built, train_config=train_config, submit_config=submit_config)
+            return 0
+        problems = check_build(built, competition=competition) + placeholder_problems(built)
         top_problems, notes = check_top_level(args.metadata, args.out, competition=competition)
         if args.check:
             for line in problems + top_problems:
@@ -109,7 +152,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         for line in top_problems:
             print(f"warning: {line}")
         if args.push:
-            push(built, args.push, competition=competition)
+            steps.push(built, args, competition=competition, train_config=train_config,
+                       submit_config=submit_config)
         else:
             print(f"next: python build_kernel.py --push   (or kaggle kernels push -p {built.kernels[0].folder})")
     except BuildError as e:

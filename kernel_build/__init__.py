@@ -8,13 +8,17 @@
     toplevel    the user's top-level metadata file, pointed at the build and checked
     build       writes every kernel and its metadata
     notebook    nbformat validation and running a notebook as Kaggle's papermill does
-    kaggle_cli  credentials (kept out of kernels), push and status
+    kaggle_cli  credentials (kept out of kernels) and status
+    orchestrate push in an order that can't go stale, wait, submit, probe, through the real kaggle CLI
+    plan        estimated GPU hours of each kernel (--plan)
+    runs        pulled outputs in runs/<slug>/v<N>/ and the report (--pull, --report)
+    steps       the Kaggle steps build_kernel.py runs
     local       the local run in a simulated /kaggle
 
 Nothing here imports TensorFlow or kaggle.
 """
 from kernel_build.build import build
-from kernel_build.kaggle_cli import check_no_secrets, push, status
+from kernel_build.kaggle_cli import check_no_secrets, status
 from kernel_build.kernel import BASE_METADATA, METADATA_FILE, SOURCES, Build, BuildError, Kernel, built_kernels
 from kernel_build.local import (EXECUTE_NOTEBOOK, LOCAL_SUBMIT, LOCAL_TRAIN, blocker_dir, kaggle_dir, run_kernel,
                                 run_local, runnable)
@@ -28,6 +32,6 @@ from kernel_build.toplevel import check_top_level, point_top_level
 __all__ = ["BASE_METADATA", "EXECUTE_NOTEBOOK", "LOCAL_SUBMIT", "LOCAL_TRAIN", "METADATA_FILE", "SOURCES", "Build",
            "BuildError", "Kernel", "blocker_dir", "build", "built_kernels", "check_build", "check_metadata",
            "check_no_secrets", "check_top_level", "config_table", "effective_config", "execute_notebook",
-           "inline_kernel", "kaggle_dir", "load_base_metadata", "parse_overrides", "point_top_level", "push",
+           "inline_kernel", "kaggle_dir", "load_base_metadata", "parse_overrides", "point_top_level",
            "replace_config_tables", "run_kernel", "run_local", "runnable", "set_help", "status",
            "validate_notebook"]

@@ -1,4 +1,5 @@
-"""The user's Kaggle credentials (never built into a kernel) and the kaggle CLI: push and status."""
+"""The user's Kaggle credentials (never built into a kernel) and ``kaggle kernels status`` (pushing, waiting and
+submitting: orchestrate.py)."""
 from __future__ import annotations
 
 import json
@@ -57,33 +58,6 @@ def _kaggle(args: List[str]) -> Tuple[bool, str]:
     if re.search(r"could not find kaggle\.json|unauthorized|401", output, re.I):
         raise BuildError(CREDENTIALS_HINT)
     return proc.returncode == 0 and "error" not in output.lower(), output
-
-
-def push(build: Build, which: str = "all", *, competition: str) -> None:
-    """Pushes the train kernel(s), then the submit kernel (``which``: "all", "train" or "submit"), stopping at
-    the first failure; then prints the next steps, the submission to ``competition`` last."""
-    if not _has_credentials():
-        raise BuildError(CREDENTIALS_HINT)
-    pushed = []
-    for kernel in build:
-        if which not in ("all", kernel.role):
-            continue
-        kid = kernel.metadata()["id"]
-        ok, output = _kaggle(["kernels", "push", "-p", str(kernel.folder)])
-        print(output)
-        if not ok:
-            raise BuildError(f"kaggle kernels push -p {kernel.folder} failed: "
-                             f"{output.splitlines()[-1] if output else ''}")
-        print(f"pushed {kid}: https://www.kaggle.com/code/{kid}")
-        pushed.append((kernel.role, kid))
-    print("\nnext:")
-    if any(role == "train" for role, _ in pushed):
-        print("  1. wait for the train kernel(s) to finish: python build_kernel.py --status")
-    print("  2. run the submit kernel once they have: python build_kernel.py --push submit "
-          "(or 'Save version' on its page)")
-    sub = next((kid for role, kid in pushed if role == "submit"), build.submit.id if build.submit else "<submit>")
-    print(f"  3. submit: kaggle competitions submit {competition} -k {sub} -f submission.csv -v <version> "
-          f"-m 'message'")
 
 
 def status(build: Build) -> None:

@@ -69,7 +69,7 @@ def point_top_level(meta_path: Path, out_dir: Path, *, notebook: bool, split_fol
 def _split_note(meta_path: Path, kid: str) -> str:
     return (f"{meta_path.name}: a --split-folds build has no kernel {kid} (its train kernels are {kid}-f<k>), so a "
             f"plain `kaggle kernels push` in {meta_path.parent} stops with 'Source file not found' and pushes "
-            f"nothing; push the per-fold kernels and the submit kernel with: python build_kernel.py --push")
+            f"nothing; push the per-fold kernels and the submit kernel with: python build_kernel.py --push all --wait")
 
 
 def check_top_level(meta_path: Path, out_dir: Path, *,

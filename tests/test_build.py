@@ -80,9 +80,11 @@ def test_metadata_derived_from_the_base_file(built):
     assert base["code_file"] == "build/imet-2019-train/imet-2019-train.py"
 
 
-def test_builder_imports_neither_tensorflow_nor_kaggle():
+def test_builder_imports_neither_tensorflow_nor_kaggle(tmp_path):
+    meta = tmp_path / "kernel-metadata.json"  # the user's own owner: --check refuses the template's placeholder
+    meta.write_text((ROOT / "kernel-metadata.json").read_text().replace('"your-kaggle-username/', '"me/'))
     code = ("import sys, build_kernel, kernel_build, tempfile; kernel_build.build(tempfile.mkdtemp()); "
-            "assert build_kernel.main(['--out', tempfile.mkdtemp(), '--check']) == 0; "
+            f"assert build_kernel.main(['--out', tempfile.mkdtemp(), '--metadata', {str(meta)!r}, '--check']) == 0; "
             "bad = [m for m in ('tensorflow', 'kaggle', 'keras') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
 

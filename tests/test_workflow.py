@@ -1,7 +1,6 @@
-"""The Kaggle workflow: --check, --push and --status against a fake kaggle CLI, per-fold kernels, notebooks,
-and iMet 2020-style data."""
+"""The Kaggle workflow: --check, per-fold kernels, notebooks, and iMet 2020-style data (pushing, waiting and
+submitting: tests/test_orchestrate.py)."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,11 +25,25 @@ def repo_flags(user_repo):
     return user_repo, ["--metadata", user_repo / "kernel-metadata.json", "--out", user_repo / "build"]
 
 
+def _own(meta_path):
+    """The metadata made the user's: the template's placeholder owner replaced (--check refuses it)."""
+    meta_path.write_text(meta_path.read_text().replace('"your-kaggle-username/', '"me/'))
+
+
 @pytest.mark.parametrize("flags", [[], ["--split-folds"], ["--notebook"], ["--split-folds", "--notebook"]])
-def test_check_passes_on_every_build_form(tmp_path, flags):
-    res = _build("--out", tmp_path, "--check", *flags)
+def test_check_passes_on_every_build_form(repo_flags, flags):
+    repo, where = repo_flags
+    _own(repo / "kernel-metadata.json")
+    res = _build(*where, "--check", *flags)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "0 problem(s)" in res.stdout
+
+
+def test_check_refuses_the_placeholder_owner_but_a_plain_build_works(tmp_path):
+    assert _build("--out", tmp_path).returncode == 0
+    res = _build("--out", tmp_path, "--check")
+    assert res.returncode == 1
+    assert "id 'your-kaggle-username/imet-2019-train' still has the placeholder owner" in res.stdout
 
 
 def test_check_lists_every_problem_of_a_broken_metadata(tmp_path):
@@ -63,72 +76,6 @@ def test_check_catches_a_hand_edited_built_file(tmp_path):
     assert "kernel_sources lacks the train kernel(s) ['your-kaggle-username/imet-2019-train']" in res.stdout
     assert "enable_gpu without machine_shape" in res.stdout
     assert "competition_sources is empty" in res.stdout
-
-
-@pytest.fixture
-def fake_kaggle(tmp_path):
-    """A kaggle executable first on PATH that records its arguments and can answer with an error."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log = tmp_path / "calls.txt"
-    script = bin_dir / "kaggle"
-    script.write_text(f"""#!{sys.executable}
-import os, sys
-open({str(log)!r}, "a").write(" ".join(sys.argv[1:]) + "\\n")
-if os.environ.get("FAKE_KAGGLE_ERROR") and "push" in sys.argv:
-    print("Kernel push error: Notebook not found")  # the real CLI exits 0 here
-    sys.exit(0)
-if "status" in sys.argv:
-    print(f"{{sys.argv[-1]}} has status \\"KernelWorkerStatus.COMPLETE\\"")
-else:
-    print("Kernel version 1 successfully pushed.")
-""")
-    script.chmod(0o755)
-    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", KAGGLE_USERNAME="me",
-               KAGGLE_KEY="dummy-key-for-tests", KAGGLE_CONFIG_DIR=str(tmp_path / "cfg"))
-    return env, log
-
-
-def test_push_pushes_train_then_submit_and_prints_next_steps(tmp_path, fake_kaggle):
-    env, log = fake_kaggle
-    res = _build("--out", tmp_path / "b", "--push", env=env)
-    assert res.returncode == 0, res.stderr
-    calls = log.read_text().splitlines()
-    assert calls == [f"kernels push -p {tmp_path / 'b' / 'imet-2019-train'}",
-                     f"kernels push -p {tmp_path / 'b' / 'imet-2019-submit'}"]
-    assert "https://www.kaggle.com/code/your-kaggle-username/imet-2019-train" in res.stdout
-    assert "kaggle competitions submit imet-2019-fgvc6 -k your-kaggle-username/imet-2019-submit" in res.stdout
-    st = _build("--out", tmp_path / "b", "--status", env=env)
-    assert st.returncode == 0 and "imet-2019-train has status" in st.stdout
-
-
-def test_push_names_the_configured_competition(tmp_path, fake_kaggle):
-    env, log = fake_kaggle
-    res = _build("--out", tmp_path / "b", "--push", "submit", "--set", "competition=imet-2020-fgvc7", env=env)
-    assert res.returncode == 0, res.stderr
-    assert log.read_text().splitlines() == [f"kernels push -p {tmp_path / 'b' / 'imet-2019-submit'}"]
-    assert "kaggle competitions submit imet-2020-fgvc7 -k your-kaggle-username/imet-2019-submit" in res.stdout
-    assert "imet-2019-fgvc6" not in res.stdout
-    meta = json.loads((tmp_path / "b" / "imet-2019-submit" / "kernel-metadata.json").read_text())
-    assert meta["competition_sources"] == ["imet-2020-fgvc7"]
-
-
-def test_push_error_is_not_mistaken_for_success(tmp_path, fake_kaggle):
-    env, log = fake_kaggle
-    res = _build("--out", tmp_path / "b", "--push", env={**env, "FAKE_KAGGLE_ERROR": "1"})
-    assert res.returncode == 2
-    assert "failed: Kernel push error: Notebook not found" in res.stderr
-    assert len(log.read_text().splitlines()) == 1  # stopped before pushing the submit kernel
-
-
-def test_push_without_credentials_gives_a_one_line_hint(tmp_path, fake_kaggle):
-    env, log = fake_kaggle
-    env = {k: v for k, v in env.items() if k not in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN")}
-    env["HOME"] = str(tmp_path / "home")
-    res = _build("--out", tmp_path / "b", "--push", env=env)
-    assert res.returncode == 2
-    assert res.stderr.strip().count("\n") == 0 and "KAGGLE_USERNAME and KAGGLE_KEY" in res.stderr
-    assert "Traceback" not in res.stderr and not log.exists()
 
 
 def test_split_folds_and_notebooks_run_locally(tmp_path):
@@ -247,6 +194,7 @@ def test_check_passes_after_a_slug_change_and_a_build(repo_flags):
 
 def test_check_passes_on_a_notebook_build_whose_top_level_file_names_the_notebook(repo_flags):
     repo, where = repo_flags
+    _own(repo / "kernel-metadata.json")
     res = _build(*where, "--notebook", "--check")
     assert res.returncode == 0 and "0 problem(s)" in res.stdout, res.stdout
     meta = json.loads((repo / "kernel-metadata.json").read_text())
@@ -258,9 +206,10 @@ def test_check_passes_on_a_notebook_build_whose_top_level_file_names_the_noteboo
 
 def test_check_says_a_split_folds_build_is_pushed_with_push(repo_flags):
     repo, where = repo_flags
+    _own(repo / "kernel-metadata.json")
     res = _build(*where, "--split-folds", "--check")
     assert res.returncode == 0, res.stdout
-    assert "note: kernel-metadata.json: a --split-folds build has no kernel your-kaggle-username/imet-2019-train" \
+    assert "note: kernel-metadata.json: a --split-folds build has no kernel me/imet-2019-train" \
         in res.stdout
     assert "push the per-fold kernels and the submit kernel with: python build_kernel.py --push" in res.stdout
 

@@ -1,0 +1,319 @@
+"""A fake Kaggle for the workflow tests: the real kaggle CLI (2.2.5), with only its HTTP answered here.
+
+How it works: ``install(tmp_path)`` writes an executable ``kaggle`` into a bin folder (put it first on PATH).
+Each run of it is a new process that replaces ``requests.adapters.HTTPAdapter.send`` (the one place every
+request of ``requests`` goes out, whether the kagglesdk client's session or the CLI's own ``requests.get`` of
+an output file) with ``_send`` below, then calls ``kaggle.cli.main()``. So the CLI parses its arguments,
+checks the metadata, builds its kagglesdk request objects, serialises them, parses our JSON answers and prints
+exactly what it prints against Kaggle, with its own exit codes. The server's state lives in
+``<tmp>/fake-kaggle/state.json`` (one CLI run at a time: the orchestrator waits for each).
+
+The simulated server, driven by calls rather than by the clock, so tests run in seconds:
+
+- a push makes a new version; each ``kernels status`` call of a kernel moves its runs on one step: queued for
+  ``queued_polls`` calls, running for ``running_polls``, then complete, or error for slugs in ``errors``
+  (their log ends in that traceback). For ``stale_polls`` calls after a push, status still reports the
+  previous version's final status, as Kaggle can.
+- at most ``gpu_limit`` GPU runs queued or running: the next GPU push gets "Maximum batch GPU session count
+  of 2 reached." (the CLI prints ``Kernel push error: ...`` and exits 0).
+- a competition source not in ``competitions``, or a kernel source never pushed, comes back as not valid
+  (the CLI prints the warning and exits 0); slugs in ``push_errors`` get that push error.
+- a complete version's output lists files the kernel would write (config.json from the pushed CONFIG,
+  folds.csv, per fold oof.npz, history.csv, state.json and model/, plots; decision.json, submission.csv) and
+  its log, a JSON array of {stream_name, time, data} whose last time is the run's length.
+- ``competitions submit -k``: refused (HTTP 400, stderr, exit 1) for competitions in ``late_refused``;
+  a submission's scores appear after ``score_polls`` listings of ``competitions submissions``.
+"""
+from __future__ import annotations
+
+import ast
+import datetime
+import email.utils
+import fcntl
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+STATE_ENV = "FAKE_KAGGLE_DIR"
+DEFAULTS = dict(stale_polls=0, queued_polls=1, running_polls=2, gpu_limit=2, errors={}, push_errors={},
+                competitions=["imet-2019-fgvc6", "imet-2020-fgvc7", "imet-2021-fgvc8"], late_refused={},
+                score_polls=2, scores={"public": "0.61234", "private": "0.60871"}, probe_scores=
+                {"public": "0.00412", "private": "0.00398"})
+TITLES = {"imet-2019-fgvc6": "iMet Collection 2019 - FGVC6", "imet-2020-fgvc7": "iMet Collection 2020 - FGVC7",
+          "imet-2021-fgvc8": "iMet Collection 2021 x AIC - FGVC8"}
+BLOB = "https://storage.fake-kaggle.invalid/"
+
+
+def install(tmp_path: Path, **config) -> dict:
+    """Writes the fake ``kaggle`` and its server state; returns the environment to run the CLI in."""
+    bin_dir, state_dir = tmp_path / "bin", tmp_path / "fake-kaggle"
+    bin_dir.mkdir(exist_ok=True)
+    state_dir.mkdir(exist_ok=True)
+    (state_dir / "state.json").write_text(json.dumps({"config": {**DEFAULTS, **config}, "kernels": {},
+                                                      "submissions": []}))
+    exe = bin_dir / "kaggle"
+    exe.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+                   f"import fake_kaggle\nfake_kaggle.run_cli()\n")
+    exe.chmod(0o755)
+    (tmp_path / "kaggle-config").mkdir(exist_ok=True)
+    return dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", KAGGLE_USERNAME="me",
+                KAGGLE_KEY="0123456789abcdef-test", KAGGLE_CONFIG_DIR=str(tmp_path / "kaggle-config"),
+                **{STATE_ENV: str(state_dir)})
+
+
+def configure(env: dict, **config) -> None:
+    """Changes the running server's settings (e.g. ``stale_polls``) between two steps of a test."""
+    path = Path(env[STATE_ENV]) / "state.json"
+    state = json.loads(path.read_text())
+    state["config"].update(config)
+    path.write_text(json.dumps(state))
+
+
+def calls(env: dict) -> list:
+    """Every CLI command line the fake answered, in order."""
+    log = Path(env[STATE_ENV]) / "calls.txt"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def run_cli() -> None:
+    import requests.adapters
+
+    state_dir = Path(os.environ[STATE_ENV])
+    with open(state_dir / "calls.txt", "a") as f:
+        f.write(" ".join(sys.argv[1:]) + "\n")
+    requests.adapters.HTTPAdapter.send = lambda self, request, **kw: _send(state_dir, request)
+    from kaggle.cli import main
+
+    sys.argv[0] = "kaggle"
+    sys.exit(main())
+
+
+def _send(state_dir: Path, request):
+    import requests
+
+    with open(state_dir / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = state_dir / "state.json"
+        state = json.loads(path.read_text())
+        server = _Server(state, state_dir)
+        if request.url.startswith(BLOB):
+            status, body, ctype = 200, (state_dir / "blobs" / request.url[len(BLOB):]).read_bytes(), "text/plain"
+        else:
+            method = request.url.rsplit("/", 1)[-1]
+            try:
+                status, body, ctype = 200, getattr(server, method)(json.loads(request.body or b"{}")), \
+                    "application/json"
+            except _HttpError as e:
+                status, ctype = e.code, "application/json"
+                body = json.dumps({"code": e.code, "message": e.message}).encode()
+        path.write_text(json.dumps(state))
+    response = requests.Response()
+    response.status_code, response._content, response.url, response.request = status, body, request.url, request
+    response.raw = io.BytesIO(body)  # what a streamed download reads
+    response.encoding = "utf-8"
+    response.headers["Content-Type"] = ctype
+    response.headers["Content-Length"] = str(len(body))
+    response.headers["Last-Modified"] = email.utils.formatdate(usegmt=True)
+    response.reason = "OK" if status == 200 else "Bad Request"
+    return response
+
+
+class _HttpError(Exception):
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _obj(cls, **fields) -> bytes:
+    o = cls()
+    for k, v in fields.items():
+        setattr(o, k, v)
+    return cls.to_json(o).encode()
+
+
+class _Server:
+    """The endpoints the CLI calls, named as in the URL (``/v1/<service>/<Method>``)."""
+
+    def __init__(self, state: dict, state_dir: Path):
+        self.state, self.config, self.dir = state, state["config"], state_dir
+
+    # -- kernels ---------------------------------------------------------------------------------------------
+    def _phase(self, run: dict) -> str:
+        q, r = self.config["queued_polls"], self.config["running_polls"]
+        if run["polls"] < q:
+            return "QUEUED"
+        if run["polls"] < q + r:
+            return "RUNNING"
+        return run["outcome"]
+
+    def _active_gpu_runs(self) -> int:
+        return sum(1 for k in self.state["kernels"].values() for run in k
+                   if run["gpu"] and self._phase(run) in ("QUEUED", "RUNNING"))
+
+    def SaveKernel(self, body: dict) -> bytes:
+        from kagglesdk.kernels.types.kernels_api_service import ApiSaveKernelRequest, ApiSaveKernelResponse
+
+        req = ApiSaveKernelRequest.from_dict(body)
+        kid = req.slug
+        url = f"https://www.kaggle.com/code/{kid}"
+        slug = kid.split("/")[1]
+        if slug in self.config["push_errors"]:
+            return _obj(ApiSaveKernelResponse, error=self.config["push_errors"][slug])
+        if req.enable_gpu and self._active_gpu_runs() >= self.config["gpu_limit"]:
+            return _obj(ApiSaveKernelResponse,
+                        error=f"Maximum batch GPU session count of {self.config['gpu_limit']} reached.")
+        bad_comps = [c for c in req.competition_data_sources or [] if c not in self.config["competitions"]]
+        bad_kernels = [k for k in req.kernel_data_sources or [] if k not in self.state["kernels"]]
+        runs = self.state["kernels"].setdefault(kid, [])
+        run = {"n": len(runs) + 1, "polls": -1 - self.config["stale_polls"] if runs else -1,
+               "gpu": bool(req.enable_gpu), "outcome": "ERROR" if slug in self.config["errors"] else "COMPLETE"}
+        runs.append(run)
+        self.state["max_gpu_active"] = max(self.state.get("max_gpu_active", 0), self._active_gpu_runs())
+        self._write_outputs(kid, run, req.text or "")
+        return _obj(ApiSaveKernelResponse, ref=f"/code/{kid}", url=url, version_number=run["n"],
+                    invalid_competition_sources=bad_comps, invalid_kernel_sources=bad_kernels)
+
+    def GetKernelSessionStatus(self, body: dict) -> bytes:
+        from kagglesdk.kernels.types.kernels_api_service import ApiGetKernelSessionStatusResponse
+        from kagglesdk.kernels.types.kernels_enums import KernelWorkerStatus
+
+        runs = self._runs(body)
+        for run in runs:
+            run["polls"] += 1
+        latest = runs[-1]
+        shown = runs[-2]["outcome"] if latest["polls"] < 0 else self._phase(latest)
+        return _obj(ApiGetKernelSessionStatusResponse, status=KernelWorkerStatus[shown])
+
+    def _runs(self, body: dict) -> list:
+        kid = f"{body.get('userName')}/{body.get('kernelSlug')}"
+        if kid not in self.state["kernels"]:
+            raise _HttpError(404, f"Notebook not found: {kid}")
+        return self.state["kernels"][kid]
+
+    def ListKernelSessionOutput(self, body: dict) -> bytes:
+        from kagglesdk.kernels.types.kernels_api_service import (ApiKernelSessionOutputFile,
+                                                                 ApiListKernelSessionOutputResponse)
+
+        runs = self._runs(body)
+        label = body.get("versionLabel")
+        run = runs[int(label.lstrip("v")) - 1] if label else runs[-1]
+        kid = f"{body.get('userName')}/{body.get('kernelSlug')}"
+        root = self.dir / "blobs" / kid / f"v{run['n']}"
+        files = []
+        if self._phase(run) == "COMPLETE":
+            for p in sorted(root.rglob("*")):
+                if p.is_file() and p.name != "log.json":
+                    f = ApiKernelSessionOutputFile()
+                    f.file_name, f.url = str(p.relative_to(root)), BLOB + str(p.relative_to(self.dir / "blobs"))
+                    files.append(f)
+        log = (root / "log.json").read_text() if self._phase(run) in ("COMPLETE", "ERROR") else ""
+        return _obj(ApiListKernelSessionOutputResponse, files=files, log=log)
+
+    def _write_outputs(self, kid: str, run: dict, code: str) -> None:
+        root = self.dir / "blobs" / kid / f"v{run['n']}"
+        slug = kid.split("/")[1]
+        config = _pushed_config(code)
+        files, lines = {}, [f"[{slug}] starting"]
+        if "probe" in slug:
+            files["submission.csv"] = "id,attribute_ids\n10023b2cc4ed5f68,0 1 2\n"
+            seconds, lines = 95.0, lines + ["copied sample_submission.csv"]
+        elif slug.endswith("-submit"):
+            files["decision.json"] = json.dumps({"chosen": "per_group", "oof_f2": {"global": 0.6012, "per_group":
+                                                 0.6104, "per_class": 0.6071, "relative": 0.5955},
+                                                 "oof_f2_in_sample": {"global": 0.6031, "per_group": 0.6150}})
+            files["submission.csv"] = "id,attribute_ids\n10023b2cc4ed5f68,13 51 1059\n"
+            files["threshold_curve.png"] = _PNG
+            seconds, lines = 1800.0, lines + ["wrote submission.csv"]
+        else:
+            folds = config.get("folds", [0, 1, 2, 3, 4])
+            epochs = config.get("epochs", 8)
+            files["config.json"] = json.dumps(config, indent=1)
+            files["folds.csv"] = "id,fold\n" + "".join(f"id{i},{i % 5}\n" for i in range(10))
+            files["training_curves.png"] = _PNG
+            for k in folds:
+                hist = "epoch,loss,val_f2,seconds\n" + "".join(
+                    f"{e},{0.02 - e * 0.001:.4f},{0.50 + 0.01 * e + 0.002 * k:.4f},2700\n" for e in range(epochs))
+                files[f"fold{k}/history.csv"] = hist
+                files[f"fold{k}/state.json"] = json.dumps({"epochs_done": epochs, "finished": True,
+                                                           "best_f2": 0.50 + 0.01 * (epochs - 1) + 0.002 * k})
+                files[f"fold{k}/oof.npz"] = "npz"
+                files[f"fold{k}/model/saved_model.pb"] = "model weights"
+                lines.append(f"fold {k}: best val F2 {0.5 + 0.01 * (epochs - 1) + 0.002 * k:.4f}")
+            seconds = 3600.0 * 1.2 * len(folds)
+        if run["outcome"] == "ERROR":
+            lines += ["Traceback (most recent call last):"] + self.config["errors"][slug].splitlines()
+        events = [{"stream_name": "stdout", "time": seconds * i / max(len(lines) - 1, 1), "data": line + "\n"}
+                  for i, line in enumerate(lines)]
+        for name, text in {**files, "log.json": json.dumps(events)}.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(text if isinstance(text, bytes) else text.encode())
+
+    # -- competitions ----------------------------------------------------------------------------------------
+    def CreateCodeSubmission(self, body: dict) -> bytes:
+        from kagglesdk.competitions.types.competition_api_service import ApiCreateCodeSubmissionResponse
+
+        comp = body.get("competitionName")
+        if comp in self.config["late_refused"]:
+            raise _HttpError(400, self.config["late_refused"][comp])
+        kid = f"{body.get('kernelOwner')}/{body.get('kernelSlug')}"
+        runs = self.state["kernels"].get(kid, [])
+        n = int(body.get("kernelVersion") or len(runs))
+        if not 0 < n <= len(runs) or self._phase(runs[n - 1]) != "COMPLETE":
+            raise _HttpError(400, f"Notebook {kid} version {n} has not completed successfully")
+        ref = 40000000 + len(self.state["submissions"]) + 1
+        self.state["submissions"].insert(0, {"ref": ref, "kernel": kid, "description": body.get(
+            "submissionDescription", ""), "file": body.get("fileName"), "polls": 0})
+        return _obj(ApiCreateCodeSubmissionResponse, ref=ref, message=f"Successfully submitted to {TITLES[comp]}")
+
+    def GetSubmissionLimits(self, body: dict) -> bytes:
+        from kagglesdk.competitions.types.competition_api_service import ApiSubmissionLimits
+
+        return _obj(ApiSubmissionLimits, num_allowed_now=5 - len(self.state["submissions"]))
+
+    def ListSubmissions(self, body: dict) -> bytes:
+        from kagglesdk.competitions.types.competition_api_service import ApiListSubmissionsResponse, ApiSubmission
+        from kagglesdk.competitions.types.submission_status import SubmissionStatus
+
+        out = []
+        for sub in self.state["submissions"]:
+            sub["polls"] += 1
+            s = ApiSubmission()
+            s.ref, s.file_name, s.description = sub["ref"], sub["file"], sub["description"]
+            s.date = datetime.datetime(2026, 11, 27, 9, 0)
+            if sub["polls"] > self.config["score_polls"]:
+                scores = self.config["probe_scores" if "probe" in sub["kernel"] else "scores"]
+                s.status, s.public_score, s.private_score = (SubmissionStatus.COMPLETE, scores["public"],
+                                                             scores["private"])
+            else:
+                s.status = SubmissionStatus.PENDING
+            out.append(s)
+        return _obj(ApiListSubmissionsResponse, submissions=out)
+
+
+def _pushed_config(code: str) -> dict:
+    """The CONFIG = dict(...) of a pushed script (or notebook), as the kernel's config.json would hold it."""
+    if code.lstrip().startswith("{"):
+        code = "\n".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+                         for c in json.loads(code)["cells"] if c["cell_type"] == "code")
+    for node in ast.parse(code).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "CONFIG":
+            return {kw.arg: ast.literal_eval(kw.value) for kw in node.value.keywords}
+    return {}
+
+
+def _tiny_png() -> bytes:
+    """A valid 1x1 grey PNG (the report shows the plots; their pixels don't matter here)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\x80")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+_PNG = _tiny_png()
