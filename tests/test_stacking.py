@@ -94,3 +94,45 @@ def test_a_single_fold_skips_the_second_level():
     assert not stack.entry["chosen"] and "skipped" in stack.entry and stack.level is None
     with pytest.raises(ValueError, match="at least 2 folds"):
         crossfit_probs(y, probs, folds, groups)
+
+
+def test_the_built_submit_kernel_records_and_applies_the_second_level_offline(tmp_path):
+    """One local run of the built kernels (decision.json records the second level, chosen or not), then the
+    built submit kernel again with the second level forced to win: its rule is applied to the test images."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    from imet_utils.generate import generate_competition
+
+    root = Path(__file__).resolve().parents[1]
+    data, work = generate_competition(tmp_path / "data", n_train=300, n_test=40, seed=5), tmp_path / "work"
+    args = [sys.executable, "build_kernel.py", "--run-local", "--data-dir", str(data), "--work-dir", str(work),
+            "--set", "n_folds=2", "--set", "folds=[0,1]", "--set", "epochs=2"]
+    res = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    sub_root = work / "submit" / "kaggle"
+    out = sub_root / "working"
+    entry = json.loads((out / "decision.json").read_text())["second_level"]
+    assert entry["features"] == list(FEATURES) and entry["params"]["model"] == "HistGradientBoostingClassifier"
+    assert entry["chosen"] == (entry["oof_f2"] > entry["first_level_oof_f2"])
+
+    built = next((work / "build").glob("*-submit/*-submit.py"))
+    forced = tmp_path / "forced_submit.py"
+    forced.write_text(built.read_text().replace("chosen = bool(f2 > best_first)", "chosen = True"))
+    assert forced.read_text() != built.read_text()
+    for f in out.iterdir():
+        f.unlink()
+    env = dict(os.environ, IMET_KAGGLE_ROOT=str(sub_root), TF_CPP_MIN_LOG_LEVEL="2",
+               PYTHONPATH=str(work / "offline_image"))
+    res = subprocess.run([sys.executable, str(forced)], cwd=out, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    decision = json.loads((out / "decision.json").read_text())
+    assert decision["second_level"]["chosen"] and decision["first_level"]["chosen"] in RULES
+    assert decision["params"]["rule"] == decision["chosen"] == decision["second_level"]["rule"]
+    sub = pd.read_csv(out / "submission.csv", dtype=str, keep_default_na=False)
+    assert len(sub) == 40 and all(1 <= len(s.split()) <= 10 for s in sub["attribute_ids"])
