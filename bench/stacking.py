@@ -5,11 +5,13 @@
 y comes from the real train.csv (real co-occurrence), probabilities from ``bench/decision.py``'s
 ``synthetic_probs``, folds 0..4 at random. Times ``choose_rule`` on the first level, then
 ``choose_second_level`` (cross-fitting over the folds, the rules chosen on its probabilities, the refit on all
-OOF rows), and prints both cross-fitted F2. Last line: ``stacking: seconds=... f2_first=... f2_second=...``.
+OOF rows), and prints both cross-fitted F2. Last line:
+``stacking: seconds=... peak_rss_mb=... f2_first=... f2_second=...`` (peak RSS of the whole process).
 """
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import time
 from pathlib import Path
@@ -52,7 +54,9 @@ def main() -> int:
     t2 = time.perf_counter()
     print(f"first level: choose_rule {t1 - t0:.1f} s, cross-fitted F2 {max(first['oof_f2'].values()):.4f}; "
           f"second level {t2 - t1:.1f} s, cross-fitted F2 by rule {entry['oof_f2_by_rule']}")
-    print(f"stacking: seconds={t2 - t1:.1f} f2_first={entry['first_level_oof_f2']:.4f} f2_second={entry['oof_f2']:.4f}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(f"stacking: seconds={t2 - t1:.1f} peak_rss_mb={peak:.0f} f2_first={entry['first_level_oof_f2']:.4f} "
+          f"f2_second={entry['oof_f2']:.4f}")
     return 0
 
 

@@ -7,10 +7,11 @@ probabilities (what test_probs.npz saves) and from statistics of training labels
 from label co-occurrence, ``sum/max over the image's other candidates c' of P(c | c') * p(c')``.
 
 Cross-fitting: for fold k, the label statistics and the model come from the other folds only (per-fold
-sums, less fold k), and fold k's pairs are predicted; no row sees its own fold's labels. The decision rules
-are then chosen on the cross-fitted matrix (``choose_rule``), and the second level is used only when its
-cross-fitted F2 beats the best first-level rule's. For the test images it is refitted on all OOF rows.
-The model trains on the candidates of at most ``MAX_TRAIN_PAIRS // TOP_CANDIDATES`` sampled images.
+sums, less fold k), and fold k's pairs are predicted; no row sees its own fold's labels. The training rows'
+features likewise come from the folds other than their own (and k): they never count their own labels. The
+decision rules are then chosen on the cross-fitted matrix (``choose_rule``), and the second level is used
+only when its cross-fitted F2 beats the best first-level rule's. For the test images it is refitted on all
+OOF rows. The model trains on the candidates of at most ``MAX_TRAIN_PAIRS // TOP_CANDIDATES`` sampled images.
 """
 from __future__ import annotations
 
@@ -120,13 +121,16 @@ class SecondLevel:
 
 
 def fit_second_level(y: np.ndarray, probs: np.ndarray, groups: Dict[str, np.ndarray], *, stats: LabelStats,
-                     rows: Optional[np.ndarray] = None, k: int = TOP_CANDIDATES, max_pairs: int = MAX_TRAIN_PAIRS,
-                     seed: int = 0) -> SecondLevel:
-    """Fits the second level on the candidates of (a sample of) ``rows``, with features from ``stats``.
+                     rows: Optional[np.ndarray] = None, parts: Optional[tuple] = None, k: int = TOP_CANDIDATES,
+                     max_pairs: int = MAX_TRAIN_PAIRS, seed: int = 0) -> SecondLevel:
+    """Fits the second level on the candidates of (a sample of) ``rows``; it predicts with features from ``stats``.
 
     Args:
         stats: label statistics of the training rows only (``LabelStats.of`` their y and probs).
         rows: the training rows (default: all); at most ``max_pairs // k`` of them are sampled.
+        parts: (part of each row, LabelStats per part): a training row's features use its part's statistics
+            (those of the training rows outside its fold), so that its co-occurrence and prior features never
+            count its own labels, as a predicted row's don't. None: every training row uses ``stats``.
     """
     from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -134,15 +138,19 @@ def fit_second_level(y: np.ndarray, probs: np.ndarray, groups: Dict[str, np.ndar
     k = min(k, probs.shape[1])
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(rows, size=min(len(rows), max(1, max_pairs // k)), replace=False))
-    tables = stats.tables()
+    part, part_stats = (np.zeros(len(y), np.intp), [stats]) if parts is None else parts
     cands = candidates(probs[rows], k)
-    x = pair_features(probs[rows], cands, groups, tables)
+    x = np.empty((len(rows), k, len(FEATURES)), np.float32)
+    for p, p_stats in enumerate(part_stats):
+        sel = np.flatnonzero(part[rows] == p)
+        if len(sel):
+            x[sel] = pair_features(probs[rows[sel]], cands[sel], groups, p_stats.tables()).reshape(len(sel), k, -1)
     target = np.take_along_axis(np.asarray(y[rows]) > 0, cands, axis=1).ravel()
-    model = HistGradientBoostingClassifier(random_state=seed, **MODEL_PARAMS)
     if target.all() or not target.any():
         raise ValueError("the second level needs positive and negative candidates to fit")
-    model.fit(x, target)
-    return SecondLevel(tables=tables, model=model, groups=groups, k=k)
+    model = HistGradientBoostingClassifier(random_state=seed, **MODEL_PARAMS)
+    model.fit(x.reshape(-1, len(FEATURES)), target)
+    return SecondLevel(tables=stats.tables(), model=model, groups=groups, k=k)
 
 
 def fold_stats(y: np.ndarray, probs: np.ndarray, fold_of: np.ndarray, n_folds: int) -> list:
@@ -152,7 +160,8 @@ def fold_stats(y: np.ndarray, probs: np.ndarray, fold_of: np.ndarray, n_folds: i
 
 def crossfit_probs(y: np.ndarray, probs: np.ndarray, folds: np.ndarray, groups: Dict[str, np.ndarray], *,
                    k: int = TOP_CANDIDATES, max_pairs: int = MAX_TRAIN_PAIRS, seed: int = 0) -> np.ndarray:
-    """The second level's probabilities of every OOF row, each predicted by a fit on the other folds only."""
+    """The second level's probabilities of every OOF row, each predicted by a fit on the other folds only (whose
+    training rows' features come from the folds other than theirs and the held one)."""
     fold_ids, fold_of = np.unique(folds, return_inverse=True)
     if len(fold_ids) < 2:
         raise ValueError("cross-fitting the second level needs at least 2 folds")
@@ -160,11 +169,21 @@ def crossfit_probs(y: np.ndarray, probs: np.ndarray, folds: np.ndarray, groups: 
     total = sum(per_fold[1:], per_fold[0])
     out = np.zeros(probs.shape, np.float32)
     for f in range(len(fold_ids)):
-        held = np.flatnonzero(fold_of == f)
-        level = fit_second_level(y, probs, groups, stats=total - per_fold[f], rows=np.flatnonzero(fold_of != f),
-                                 k=k, max_pairs=max_pairs, seed=seed + f)
-        out[held] = level.predict(probs[held])
+        held, train = total - per_fold[f], np.flatnonzero(fold_of != f)
+        level = fit_second_level(y, probs, groups, stats=held, rows=train, k=k, max_pairs=max_pairs, seed=seed + f,
+                                 parts=(fold_of, [held - s if len(fold_ids) > 2 else held for s in per_fold]))
+        out[fold_of == f] = level.predict(probs[fold_of == f])
     return out
+
+
+def refit_second_level(y: np.ndarray, probs: np.ndarray, folds: np.ndarray, groups: Dict[str, np.ndarray], *,
+                       k: int = TOP_CANDIDATES, max_pairs: int = MAX_TRAIN_PAIRS, seed: int = 0) -> SecondLevel:
+    """The second level fitted on all OOF rows, for the test images (statistics of all rows)."""
+    fold_ids, fold_of = np.unique(folds, return_inverse=True)
+    per_fold = fold_stats(y, probs, fold_of, len(fold_ids))
+    total = sum(per_fold[1:], per_fold[0])
+    return fit_second_level(y, probs, groups, stats=total, k=k, max_pairs=max_pairs, seed=seed,
+                            parts=(fold_of, [total - s for s in per_fold]))
 
 
 @dataclasses.dataclass
@@ -212,6 +231,6 @@ def choose_second_level(y: np.ndarray, probs: np.ndarray, folds: np.ndarray, gro
     if not chosen:
         entry["seconds"] = round(time.perf_counter() - start, 1)
         return Stacking(entry, None, None, None)
-    level = fit_second_level(y, probs, groups, stats=LabelStats.of(y, probs), k=k, max_pairs=max_pairs, seed=seed)
+    level = refit_second_level(y, probs, folds, groups, k=k, max_pairs=max_pairs, seed=seed)
     entry["seconds"] = round(time.perf_counter() - start, 1)
     return Stacking(entry, level, second, stacked)
