@@ -144,6 +144,8 @@ class SubmitConfig:
                                                                                  "start, stop (inclusive), step")
     min_labels: int = setting(SEED_MIN_LABELS, "every rule gives at least this many labels per image (>= 1)")
     max_labels: int = setting(SEED_MAX_LABELS, "every rule gives at most this many labels per image")
+    second_level: bool = setting(True, "cross-fit a second level (imet_utils.stacking) on OOF; used only if its "
+                                       "cross-fitted F2 beats the best first-level rule's")
     fallback_top_k: int = setting(3, "labels given to a test image that can't be read (the most frequent)")
     time_budget_hours: float = setting(KAGGLE_INFERENCE_HOURS - 0.5, "TTA, then models, are cut to fit",
                                        run_only=True)

@@ -16,6 +16,7 @@ CONFIG = dict()
 # ## Imports and steps
 
 # %%
+import dataclasses
 import json
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from imet_utils.metrics import f2_by_group, search_threshold, threshold_grid
 from imet_utils.paths import KagglePaths, find_competition_dir, find_kernel_output, find_kernel_outputs
 from imet_utils.plots import plot_sample_predictions, plot_threshold_curve, show
 from imet_utils.session import start_kernel
+from imet_utils.stacking import SecondLevel, choose_second_level
 from imet_utils.submission import format_labels, write_submission
 
 
@@ -80,13 +82,33 @@ def blend_oof(config: SubmitConfig, comp: Competition, families: list, saved) ->
     return ids, y, blend(stacks, weights), folds, weights
 
 
-def choose_decision(config: SubmitConfig, comp: Competition, families: list, oof: tuple, out: Path) -> dict:
-    """The decision rule, chosen on out-of-fold predictions by cross-fitting; never hard-coded."""
+def second_level(config: SubmitConfig, oof: tuple, groups: dict, grid, decision: dict) -> tuple:
+    """The second level, cross-fitted on OOF; when it beats the first level's rules, its rule (chosen on its
+    cross-fitted probabilities) replaces theirs, and theirs move to ``first_level``. Returns the decision, the
+    second level (None if not chosen) and the OOF probabilities the decision applies to."""
+    _, y, probs, folds, _ = oof
+    stack = choose_second_level(y, probs, folds, groups, first=decision, grid=grid, rules=config.decision_rules,
+                                min_labels=config.min_labels, max_labels=config.max_labels, log=log)
+    decision["second_level"] = stack.entry
+    if stack.level is None:
+        return decision, None, probs
+    keys = ("chosen", "params", "oof_f2", "oof_f2_in_sample")  # the top level describes the decision applied
+    decision["first_level"] = {k: decision[k] for k in keys}
+    decision.update({k: stack.rule[k] for k in keys})
+    return decision, stack.level, stack.probs
+
+
+def choose_decision(config: SubmitConfig, comp: Competition, families: list, oof: tuple, out: Path) -> tuple:
+    """The decision rule, chosen on out-of-fold predictions by cross-fitting; never hard-coded. Returns it and
+    the second level its params apply to (None: they apply to the blended probabilities)."""
     ids, y, probs, folds, weights = oof
     groups = comp.labels.group_index()
     grid = threshold_grid(*config.threshold_grid)
     decision = choose_rule(y, probs, folds, groups, grid=grid, rules=config.decision_rules,
                            min_labels=config.min_labels, max_labels=config.max_labels, log=log)
+    level = None
+    if config.second_level:
+        decision, level, probs = second_level(config, oof, groups, grid, decision)
     decision["ensemble"] = [{"model": f[0].config.model, "kernels": [o.root.name for o in f], "weight": float(w)}
                             for f, w in zip(families, weights)]
     pred = apply_rule(decision["params"], probs, groups)
@@ -99,7 +121,12 @@ def choose_decision(config: SubmitConfig, comp: Competition, families: list, oof
     plot_threshold_curve(grid, scores, out / THRESHOLD_PLOT, title=f"OOF F2 ({len(ids)} images)")
     plot_sample_predictions(comp, ids, y, pred, out / SAMPLE_PREDICTIONS_PLOT)
     (out / DECISION_FILE).write_text(json.dumps(decision, indent=2) + "\n")
-    return decision
+    return decision, level
+
+
+def decided_probs(test: TestPredictions, level: SecondLevel) -> TestPredictions:
+    """The probabilities the decision applies to: the second level's over the blend, if it was chosen."""
+    return test if level is None else dataclasses.replace(test, probs=level.predict(test.probs))
 
 
 def cache_test_images(config: SubmitConfig, comp: Competition, families: list, scratch: Path) -> tuple:
@@ -158,7 +185,7 @@ stages.done("csv")
 # %%
 oof = blend_oof(config, comp, families, saved)
 stages.done("oof")
-decision = choose_decision(config, comp, families, oof, out)
+decision, level = choose_decision(config, comp, families, oof, out)
 stages.done("decision")
 show(out / THRESHOLD_PLOT)
 show(out / SAMPLE_PREDICTIONS_PLOT)
@@ -181,5 +208,5 @@ stages.done("predict")
 # ## submission.csv
 
 # %%
-make_submission(config, comp, decision, test, out)
+make_submission(config, comp, decision, decided_probs(test, level), out)
 stages.done("submission")

@@ -1,0 +1,64 @@
+"""Benchmark the second level (imet_utils.stacking) on the real label matrix with synthetic OOF probabilities.
+
+    python bench/stacking.py [DATA_DIR] [--rows N] [--seed 0]
+
+y comes from the real train.csv (real co-occurrence), probabilities from ``bench/decision.py``'s
+``synthetic_probs``, folds 0..4 at random. Times ``choose_rule`` on the first level, then
+``choose_second_level`` (cross-fitting over the folds, the rules chosen on its probabilities, the refit on all
+OOF rows), and prints both cross-fitted F2. Last line:
+``stacking: seconds=... peak_rss_mb=... f2_first=... f2_second=...`` (peak RSS of the whole process).
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from decision import N_FOLDS, synthetic_probs  # noqa: E402
+from imet_utils.config import DECISION_RULES, DEFAULT_THRESHOLD_GRID  # noqa: E402
+from imet_utils.data import multi_hot, read_labels, read_train  # noqa: E402
+from imet_utils.decision import choose_rule  # noqa: E402
+from imet_utils.metrics import threshold_grid  # noqa: E402
+from imet_utils.stacking import choose_second_level  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("data", nargs="?", type=Path, default=ROOT.parent / "shared/data/imet2019")
+    p.add_argument("--rows", type=int, default=None, help="use the first N images only (a quick run)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    labels = read_labels(args.data / "labels.csv")
+    train = read_train(args.data / "train.csv", labels.n_classes)
+    if args.rows:
+        train = train.iloc[: args.rows]
+    y = multi_hot(list(train["labels"]), labels.n_classes)
+    groups = labels.group_index()
+    probs = synthetic_probs(y, np.isin(np.arange(labels.n_classes), groups.get("tag", [])), args.seed)
+    folds = np.random.default_rng(args.seed + 1).integers(0, N_FOLDS, len(y))
+    grid = threshold_grid(*DEFAULT_THRESHOLD_GRID)
+    print(f"{args.data}: y {y.shape}, {N_FOLDS} folds")
+    t0 = time.perf_counter()
+    first = choose_rule(y, probs, folds, groups, grid=grid, rules=DECISION_RULES)
+    t1 = time.perf_counter()
+    entry = choose_second_level(y, probs, folds, groups, grid=grid, rules=DECISION_RULES,
+                                first=first, log=print).entry
+    t2 = time.perf_counter()
+    print(f"first level: choose_rule {t1 - t0:.1f} s, cross-fitted F2 {max(first['oof_f2'].values()):.4f}; "
+          f"second level {t2 - t1:.1f} s, cross-fitted F2 by rule {entry['oof_f2_by_rule']}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(f"stacking: seconds={t2 - t1:.1f} peak_rss_mb={peak:.0f} f2_first={entry['first_level_oof_f2']:.4f} "
+          f"f2_second={entry['oof_f2']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
