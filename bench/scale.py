@@ -59,8 +59,9 @@ STAGE_LABELS = {
     "train": {"setup": "setup (config, paths)", "csv": "CSV checks", "folds": "folds",
               "cache": "train image cache", "training": "training (all folds)", "oof": "OOF assembly"},
     "submit": {"setup": "setup (config, paths)", "csv": "CSV checks", "oof": "OOF loading",
-               "decision": "decision-rule choice", "test_cache": "test image cache", "predict": "test prediction",
-               "submission": "submission writing"},
+               "decision": "decision-rule choice", "second_level": "second level (stacking), cross-fitted",
+               "decision_files": "decision.json and plots", "test_cache": "test image cache",
+               "predict": "test prediction", "submission": "submission writing"},
 }
 
 

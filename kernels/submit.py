@@ -82,12 +82,23 @@ def blend_oof(config: SubmitConfig, comp: Competition, families: list, saved) ->
     return ids, y, blend(stacks, weights), folds, weights
 
 
-def second_level(config: SubmitConfig, oof: tuple, groups: dict, grid, decision: dict) -> tuple:
+def choose_first_level(config: SubmitConfig, comp: Competition, oof: tuple) -> dict:
+    """The decision rule, chosen on out-of-fold predictions by cross-fitting; never hard-coded."""
+    _, y, probs, folds, _ = oof
+    return choose_rule(y, probs, folds, comp.labels.group_index(), grid=threshold_grid(*config.threshold_grid),
+                       rules=config.decision_rules, min_labels=config.min_labels, max_labels=config.max_labels,
+                       log=log)
+
+
+def second_level(config: SubmitConfig, comp: Competition, oof: tuple, decision: dict) -> tuple:
     """The second level, cross-fitted on OOF; when it beats the first level's rules, its rule (chosen on its
     cross-fitted probabilities) replaces theirs, and theirs move to ``first_level``. Returns the decision, the
     second level (None if not chosen) and the OOF probabilities the decision applies to."""
     _, y, probs, folds, _ = oof
-    stack = choose_second_level(y, probs, folds, groups, first=decision, grid=grid, rules=config.decision_rules,
+    if not config.second_level:
+        return decision, None, probs
+    stack = choose_second_level(y, probs, folds, comp.labels.group_index(), first=decision,
+                                grid=threshold_grid(*config.threshold_grid), rules=config.decision_rules,
                                 min_labels=config.min_labels, max_labels=config.max_labels, log=log)
     decision["second_level"] = stack.entry
     if stack.level is None:
@@ -98,17 +109,11 @@ def second_level(config: SubmitConfig, oof: tuple, groups: dict, grid, decision:
     return decision, stack.level, stack.probs
 
 
-def choose_decision(config: SubmitConfig, comp: Competition, families: list, oof: tuple, out: Path) -> tuple:
-    """The decision rule, chosen on out-of-fold predictions by cross-fitting; never hard-coded. Returns it and
-    the second level its params apply to (None: they apply to the blended probabilities)."""
-    ids, y, probs, folds, weights = oof
+def record_decision(config: SubmitConfig, comp: Competition, families: list, oof: tuple, decision: dict, probs,
+                    out: Path) -> None:
+    """decision.json (with the ensemble and the OOF F2 of each group), the threshold curve and sample plots."""
+    ids, y, _, _, weights = oof
     groups = comp.labels.group_index()
-    grid = threshold_grid(*config.threshold_grid)
-    decision = choose_rule(y, probs, folds, groups, grid=grid, rules=config.decision_rules,
-                           min_labels=config.min_labels, max_labels=config.max_labels, log=log)
-    level = None
-    if config.second_level:
-        decision, level, probs = second_level(config, oof, groups, grid, decision)
     decision["ensemble"] = [{"model": f[0].config.model, "kernels": [o.root.name for o in f], "weight": float(w)}
                             for f, w in zip(families, weights)]
     pred = apply_rule(decision["params"], probs, groups)
@@ -117,11 +122,11 @@ def choose_decision(config: SubmitConfig, comp: Competition, families: list, oof
         f"{decision['oof_f2'][decision['chosen']]:.4f})")
     log("OOF F2 by group: " + ", ".join(f"{g} {'no labels' if f is None else f'{f:.4f}'}"
                                         for g, f in decision["oof_f2_by_group"].items()))
+    grid = threshold_grid(*config.threshold_grid)
     _, _, scores = search_threshold(y, probs, grid, min_labels=config.min_labels, max_labels=config.max_labels)
     plot_threshold_curve(grid, scores, out / THRESHOLD_PLOT, title=f"OOF F2 ({len(ids)} images)")
     plot_sample_predictions(comp, ids, y, pred, out / SAMPLE_PREDICTIONS_PLOT)
     (out / DECISION_FILE).write_text(json.dumps(decision, indent=2) + "\n")
-    return decision, level
 
 
 def decided_probs(test: TestPredictions, level: SecondLevel) -> TestPredictions:
@@ -185,8 +190,12 @@ stages.done("csv")
 # %%
 oof = blend_oof(config, comp, families, saved)
 stages.done("oof")
-decision, level = choose_decision(config, comp, families, oof, out)
+decision = choose_first_level(config, comp, oof)
 stages.done("decision")
+decision, level, decided = second_level(config, comp, oof, decision)
+stages.done("second_level")
+record_decision(config, comp, families, oof, decision, decided, out)
+stages.done("decision_files")
 show(out / THRESHOLD_PLOT)
 show(out / SAMPLE_PREDICTIONS_PLOT)
 

@@ -18,7 +18,8 @@ from imet_utils.generate import generate_competition
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"n_folds": 2, "folds": [0, 1], "epochs": 2}
 TRAIN_STAGES = ("setup", "csv", "folds", "cache", "training", "oof")
-SUBMIT_STAGES = ("setup", "csv", "oof", "decision", "test_cache", "predict", "submission")
+SUBMIT_STAGES = ("setup", "csv", "oof", "decision", "second_level", "decision_files", "test_cache", "predict",
+                 "submission")
 
 
 def _train_kernel(tmp_path, data, inputs=None, **overrides):
