@@ -165,9 +165,10 @@ def generate_cli(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--n-train", type=int, default=1000)
     p.add_argument("--n-test", type=int, default=200)
     p.add_argument("--groups", type=_parse_groups, default=None,
-                   help="name:count,... e.g. culture:6,tag:14 (2020 style: country:3,culture:6,dimension:2,medium:8,tags:8); "
-                        "default: culture:6,tag:14 (toy), culture:8,tag:18 (realistic)")
-    p.add_argument("--mode", choices=MODES, default="toy", help="toy (easy) or realistic (cluttered, noisy train labels)")
+                   help="name:count,... e.g. culture:6,tag:14 (2020 style: country:3,culture:6,dimension:2,"
+                        "medium:8,tags:8); default: culture:6,tag:14 (toy), culture:10,tag:28 (realistic)")
+    p.add_argument("--mode", choices=MODES, default="toy",
+                   help="toy (easy) or realistic (cluttered, long-tailed, noisy train labels)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     generate_competition(args.out, n_train=args.n_train, n_test=args.n_test, groups=args.groups, seed=args.seed,
