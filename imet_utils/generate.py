@@ -6,7 +6,12 @@ local run can score its submission. Images vary in size and aspect; their conten
 is learnable: the culture label sets the background colour, each tag label draws
 its own coloured shape, so a small CNN beats the constant baseline clearly.
 
-CLI: ``python -m imet_utils.generate OUT [--n-train 1000] [--n-test 200] [--groups culture:6,tag:14]``
+Two modes: ``toy`` (the default, above) and ``realistic`` (``imet_utils.realistic``: cluttered textured
+scenes, a long tail fitted to iMet 2019, co-occurring labels and noisy train labels, so a plain CNN sits
+well below the ceiling as on the real data).
+
+CLI: ``python -m imet_utils.generate OUT [--n-train 1000] [--n-test 200] [--groups culture:6,tag:14]
+[--mode toy|realistic]``
 """
 from __future__ import annotations
 
@@ -23,13 +28,14 @@ import pandas as pd
 IMET_2019_GROUPS = (("culture", 6), ("tag", 14))
 IMET_2020_GROUPS = (("country", 3), ("culture", 6), ("dimension", 2), ("medium", 8), ("tags", 8))
 SHAPES = ("circle", "square", "triangle", "ring", "cross")
+MODES = ("toy", "realistic")
 
 
 def _palette(n: int, offset: float, sat: float, val: float) -> List[Tuple[int, int, int]]:
     return [tuple(int(255 * c) for c in colorsys.hsv_to_rgb((offset + i / n) % 1.0, sat, val)) for i in range(n)]
 
 
-def _hex_id(rng: np.random.Generator, used: set) -> str:
+def random_id(rng: np.random.Generator, used: set) -> str:
     while True:
         n = int(rng.integers(12, 17))
         if rng.random() < 0.03:  # some real ids are all digits, some with a leading zero
@@ -77,22 +83,35 @@ def _sample_labels(rng: np.random.Generator, groups: Sequence[Tuple[str, int]], 
 
 
 def generate_competition(out: Path, *, n_train: int = 1000, n_test: int = 200,
-                         groups: Sequence[Tuple[str, int]] = IMET_2019_GROUPS, min_side: int = 72,
-                         max_side: int = 160, seed: int = 0) -> Path:
+                         groups: Optional[Sequence[Tuple[str, int]]] = None, min_side: int = 72,
+                         max_side: int = 160, seed: int = 0, mode: str = "toy") -> Path:
     """Writes a small iMet-format competition to ``out``.
 
     Args:
         out: folder to create.
         n_train: train images.
         n_test: test images (ids in sample_submission.csv).
-        groups: (group name, number of labels) in labels.csv order.
+        groups: (group name, number of labels) in labels.csv order; None: the mode's default.
         min_side: smallest image short side, px.
         max_side: largest image side, px.
         seed: makes the data deterministic.
+        mode: ``toy`` (easy, learnable) or ``realistic`` (see ``imet_utils.realistic``; ``groups`` then
+            defaults to ``REALISTIC_GROUPS``, and it also writes ``train_clean.csv``).
 
     Returns:
         ``out``.
+
+    Raises:
+        ValueError: an unknown ``mode``.
     """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
+    if mode == "realistic":
+        from imet_utils.realistic import REALISTIC_GROUPS, generate_realistic
+
+        return generate_realistic(out, n_train=n_train, n_test=n_test, min_side=min_side, max_side=max_side,
+                                  groups=REALISTIC_GROUPS if groups is None else groups, seed=seed)
+    groups = IMET_2019_GROUPS if groups is None else groups
     rng = np.random.default_rng(seed)
     out = Path(out)
     for sub in ("train", "test"):
@@ -114,7 +133,7 @@ def generate_competition(out: Path, *, n_train: int = 1000, n_test: int = 200,
     def make(split: str, n: int) -> pd.DataFrame:
         rows = []
         for _ in range(n):
-            img_id = _hex_id(rng, used)
+            img_id = random_id(rng, used)
             labels = _sample_labels(rng, groups, offsets, weights)
             short = int(rng.integers(min_side, max_side * 3 // 4))
             long_ = int(min(max_side * 2, short * rng.uniform(1.0, 2.0)))
@@ -145,12 +164,16 @@ def generate_cli(argv: Optional[List[str]] = None) -> int:
     p.add_argument("out", type=Path)
     p.add_argument("--n-train", type=int, default=1000)
     p.add_argument("--n-test", type=int, default=200)
-    p.add_argument("--groups", type=_parse_groups, default=IMET_2019_GROUPS,
-                   help="name:count,... e.g. culture:6,tag:14 (2020 style: country:3,culture:6,dimension:2,medium:8,tags:8)")
+    p.add_argument("--groups", type=_parse_groups, default=None,
+                   help="name:count,... e.g. culture:6,tag:14 (2020 style: country:3,culture:6,dimension:2,"
+                        "medium:8,tags:8); default: culture:6,tag:14 (toy), culture:10,tag:28 (realistic)")
+    p.add_argument("--mode", choices=MODES, default="toy",
+                   help="toy (easy) or realistic (cluttered, long-tailed, noisy train labels)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    generate_competition(args.out, n_train=args.n_train, n_test=args.n_test, groups=args.groups, seed=args.seed)
-    print(f"wrote a competition of {args.n_train} train and {args.n_test} test images to {args.out}")
+    generate_competition(args.out, n_train=args.n_train, n_test=args.n_test, groups=args.groups, seed=args.seed,
+                         mode=args.mode)
+    print(f"wrote a {args.mode} competition of {args.n_train} train and {args.n_test} test images to {args.out}")
     return 0
 
 
