@@ -1,8 +1,8 @@
 """``--plan``: the GPU hours each kernel of a build will take, before a GPU hour is spent.
 
 Hours come from the configured model, image size, folds, epochs and TTA and a throughput table. No figure
-here has been measured yet: every row of ``THROUGHPUT`` is an estimate from public figures, and is printed as
-such. A figure measured by ``bench/gpu.py`` on a named card goes in ``bench/gpu_measured.json`` (a list of
+here has been measured yet: every row of ``THROUGHPUT`` is a rough estimate, not taken from a cited benchmark,
+and is printed as an unmeasured estimate. A figure measured by ``bench/gpu.py`` on a named card goes in ``bench/gpu_measured.json`` (a list of
 ``{"model", "size", "card", "train_ips", "infer_ips"}``) and then wins, printed as measured.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ from kernel_build.kernel import ROOT, Build
 
 MEASURED_FILE = ROOT / "bench" / "gpu_measured.json"
 CARD = "T4 x2"  # the machine_shape the metadata names (NvidiaTeslaT4)
-# (train img/s, inference img/s) at 288 px in float16 on T4 x2. Estimates: public Keras/timm benchmarks of
-# these backbones on T4, scaled to 288 px; none measured by bench/gpu.py yet.
+# (train img/s, inference img/s) at 288 px in float16 on T4 x2: rough estimates (relative model costs, an
+# assumed T4 rate), not from a cited benchmark; none measured by bench/gpu.py yet. Replace them with measurements.
 THROUGHPUT: Dict[str, Tuple[float, float]] = {
     "efficientnet-b0": (420, 1300), "efficientnet-b3": (170, 560), "efficientnet-b4": (95, 320),
     "efficientnet-b5": (55, 190), "efficientnetv2-b0": (450, 1400), "efficientnetv2-b3": (190, 620),
@@ -42,7 +42,7 @@ def _rates(model: str, size: int) -> Tuple[float, float, str]:
             return float(row["train_ips"]), float(row["infer_ips"]), f"measured on {row.get('card', '?')}"
     train, infer = THROUGHPUT.get(model, DEFAULT_RATE)
     scale = (REFERENCE_SIZE / size) ** 2  # cost grows with pixels
-    source = "estimate (public figures)" if model in THROUGHPUT else "estimate (no figure for this model)"
+    source = "estimate (unmeasured)" if model in THROUGHPUT else "estimate (no figure for this model)"
     return train * scale, infer * scale, source
 
 

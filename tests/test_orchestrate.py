@@ -46,7 +46,7 @@ def test_from_zero_to_a_leaderboard_score(repo):
     probe = run("--probe")
     assert "probe: imet-2019-fgvc6 accepts a late kernel submission" in probe.stdout
     plan = run("--plan", "--split-folds")
-    assert "me/imet-2019-train-f4" in plan.stdout and "estimate (public figures)" in plan.stdout
+    assert "me/imet-2019-train-f4" in plan.stdout and "estimate (unmeasured)" in plan.stdout
     assert "total:" in plan.stdout and "GPU hours" in plan.stdout
     push = run("--push", "all", "--wait", "--split-folds")
     assert push.stdout.index("plan:") < push.stdout.index("pushed me/imet-2019-train-f0")
