@@ -61,23 +61,34 @@ def synthetic_probs(y: np.ndarray, tag: np.ndarray, seed: int) -> np.ndarray:
     return probs
 
 
-def main() -> int:
-    p = argparse.ArgumentParser()
+def arguments(description: str) -> argparse.ArgumentParser:
+    """The benches' common options: the competition folder, a row limit and a seed."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("data", nargs="?", type=Path, default=ROOT.parent / "shared/data/imet2019")
     p.add_argument("--rows", type=int, default=None, help="use the first N images only (a quick run)")
-    p.add_argument("--rules", nargs="+", default=list(DECISION_RULES))
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
-    labels = read_labels(args.data / "labels.csv")
-    train = read_train(args.data / "train.csv", labels.n_classes)
-    if args.rows:
-        train = train.iloc[: args.rows]
+    return p
+
+
+def bench_inputs(data: Path, rows, seed: int) -> tuple:
+    """Real labels of ``data``'s train.csv (the first ``rows``), synthetic OOF probabilities, random folds and
+    the default grid: (y, probs, folds, groups, grid)."""
+    labels = read_labels(data / "labels.csv")
+    train = read_train(data / "train.csv", labels.n_classes)
+    if rows:
+        train = train.iloc[:rows]
     y = multi_hot(list(train["labels"]), labels.n_classes)
     groups = labels.group_index()
-    tag = np.isin(np.arange(labels.n_classes), groups.get("tag", []))
-    probs = synthetic_probs(y, tag, args.seed)
-    folds = np.random.default_rng(args.seed + 1).integers(0, N_FOLDS, len(y))
-    grid = threshold_grid(*DEFAULT_THRESHOLD_GRID)
+    probs = synthetic_probs(y, np.isin(np.arange(labels.n_classes), groups.get("tag", [])), seed)
+    folds = np.random.default_rng(seed + 1).integers(0, N_FOLDS, len(y))
+    return y, probs, folds, groups, threshold_grid(*DEFAULT_THRESHOLD_GRID)
+
+
+def main() -> int:
+    p = arguments("choose_rule at full size: time and peak memory")
+    p.add_argument("--rules", nargs="+", default=list(DECISION_RULES))
+    args = p.parse_args()
+    y, probs, folds, groups, grid = bench_inputs(args.data, args.rows, args.seed)
     print(f"{args.data}: y {y.shape} ({y.sum(1).mean():.2f} labels per image), probs {probs.dtype}, "
           f"{N_FOLDS} folds, grid of {len(grid)}, rules {args.rules}")
     rss0, peak0 = _rss_mb(), _peak_rss_mb()

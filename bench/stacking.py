@@ -10,41 +10,25 @@ OOF rows), and prints both cross-fitted F2. Last line:
 """
 from __future__ import annotations
 
-import argparse
 import resource
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from decision import N_FOLDS, synthetic_probs  # noqa: E402
-from imet_utils.config import DECISION_RULES, DEFAULT_THRESHOLD_GRID  # noqa: E402
-from imet_utils.data import multi_hot, read_labels, read_train  # noqa: E402
+from decision import N_FOLDS, arguments, bench_inputs  # noqa: E402
+from imet_utils.config import DECISION_RULES  # noqa: E402
 from imet_utils.decision import choose_rule  # noqa: E402
-from imet_utils.metrics import threshold_grid  # noqa: E402
 from imet_utils.stacking import choose_second_level  # noqa: E402
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("data", nargs="?", type=Path, default=ROOT.parent / "shared/data/imet2019")
-    p.add_argument("--rows", type=int, default=None, help="use the first N images only (a quick run)")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
-    labels = read_labels(args.data / "labels.csv")
-    train = read_train(args.data / "train.csv", labels.n_classes)
-    if args.rows:
-        train = train.iloc[: args.rows]
-    y = multi_hot(list(train["labels"]), labels.n_classes)
-    groups = labels.group_index()
-    probs = synthetic_probs(y, np.isin(np.arange(labels.n_classes), groups.get("tag", [])), args.seed)
-    folds = np.random.default_rng(args.seed + 1).integers(0, N_FOLDS, len(y))
-    grid = threshold_grid(*DEFAULT_THRESHOLD_GRID)
+    args = arguments("the second level at full size: time, peak memory, F2 against the first level").parse_args()
+    y, probs, folds, groups, grid = bench_inputs(args.data, args.rows, args.seed)
     print(f"{args.data}: y {y.shape}, {N_FOLDS} folds")
     t0 = time.perf_counter()
     first = choose_rule(y, probs, folds, groups, grid=grid, rules=DECISION_RULES)
