@@ -38,6 +38,30 @@ def built_config(code: str) -> dict:
     return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
 
 
+def run_patched_submit(work: Path, tmp_path: Path, replace=None, **config):
+    """Reruns the built submit kernel of a ``--run-local`` in ``work``, with ``replace`` = (old, new) applied to
+    its source and ``config`` set in its CONFIG, in its simulated /kaggle with an emptied output folder."""
+    import json
+    import subprocess
+
+    built = next((work / "build").glob("*-submit/*-submit.py")).read_text()
+    patched = built
+    if replace:
+        patched = built.replace(*replace)
+        assert patched != built, f"{replace[0]!r} is not in the built submit kernel"
+    end = "# ==== END CONFIG ===="
+    patched = patched.replace(end, "".join(f"CONFIG[{k!r}] = {json.dumps(v)}\n" for k, v in config.items()) + end, 1)
+    script = tmp_path / "patched_submit.py"
+    script.write_text(patched)
+    root = work / "submit" / "kaggle"
+    for f in (root / "working").iterdir():
+        f.unlink()
+    env = dict(os.environ, IMET_KAGGLE_ROOT=str(root), TF_CPP_MIN_LOG_LEVEL="2",
+               PYTHONPATH=str(work / "offline_image"))
+    return subprocess.run([sys.executable, str(script)], cwd=root / "working", env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
 @pytest.fixture(scope="session")
 def tiny_competition(tmp_path_factory) -> Path:
     """A small generated iMet-format competition shared by the tests that only read it."""

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import kernel_build
+from conftest import run_patched_submit
 from imet_utils.config import TrainConfig, save_config
 from imet_utils.generate import generate_competition
 
@@ -60,7 +61,8 @@ def test_resume_from_an_output_that_is_not_attached_stops_before_any_work(tmp_pa
 def test_resume_from_an_output_trained_with_other_settings_stops_before_any_work(tmp_path, tiny_competition):
     previous = tmp_path / "previous"
     (previous / "fold0").mkdir(parents=True)
-    save_config(TrainConfig(model="tiny-cnn", weights=None, image_size=96, n_folds=2, folds=(0, 1)), previous / "config.json")
+    save_config(TrainConfig(model="tiny-cnn", weights=None, image_size=96, n_folds=2, folds=(0, 1)),
+                previous / "config.json")
     command, root, env = _train_kernel(tmp_path, tiny_competition, inputs={"imet-2019-train": previous},
                                        resume_from="me/imet-2019-train")
     res = _run(command, root, env)
@@ -112,20 +114,10 @@ def test_submit_saves_test_probabilities_before_deciding_and_a_rerun_reuses_them
     assert saved["classes"].tolist() == list(range(20))
 
     # Break the step after inference in the built submit kernel: it dies, the probabilities stay.
-    built = next((work / "build").glob("*-submit/*-submit.py"))
-    broken = tmp_path / "broken_submit.py"
-    broken.write_text(built.read_text().replace(
-        "def make_submission(config: SubmitConfig, comp: Competition, decision: dict, test: TestPredictions,\n"
-        "                    out: Path) -> Path:\n",
-        "def make_submission(config: SubmitConfig, comp: Competition, decision: dict, test: TestPredictions,\n"
-        "                    out: Path) -> Path:\n    raise RuntimeError('decision step broken on purpose')\n"))
-    assert broken.read_text() != built.read_text()
-    for f in out.iterdir():
-        f.unlink()
-    env = dict(os.environ, IMET_KAGGLE_ROOT=str(sub_root), TF_CPP_MIN_LOG_LEVEL="2",
-               PYTHONPATH=str(work / "offline_image"))
-    res = subprocess.run([sys.executable, str(broken)], cwd=out, env=env, capture_output=True, text=True,
-                         timeout=600)
+    head = ("def make_submission(config: SubmitConfig, comp: Competition, decision: dict, test: TestPredictions,\n"
+            "                    out: Path) -> Path:\n")
+    broken = head + "    raise RuntimeError('decision step broken on purpose')\n"
+    res = run_patched_submit(work, tmp_path, (head, broken))
     assert res.returncode != 0 and "decision step broken on purpose" in res.stderr
     assert not (out / "submission.csv").exists()
     kept = tmp_path / "kept"
@@ -133,11 +125,7 @@ def test_submit_saves_test_probabilities_before_deciding_and_a_rerun_reuses_them
     (out / "test_probs.npz").rename(kept / "test_probs.npz")
 
     # The rerun re-decides from the saved probabilities: no image is cached or predicted again.
-    rerun = tmp_path / "rerun_submit.py"
-    rerun.write_text(built.read_text().replace(
-        "# ==== END CONFIG ====", f"CONFIG['reuse_predictions'] = {str(kept)!r}\n# ==== END CONFIG ====", 1))
-    res = subprocess.run([sys.executable, str(rerun)], cwd=out, env=env, capture_output=True, text=True,
-                         timeout=600)
+    res = run_patched_submit(work, tmp_path, reuse_predictions=str(kept))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert f"reusing test predictions from {kept}" in res.stdout
     assert not re.search(r"predicted \d+ images", res.stdout) and "test_cache" not in _stage_names(res.stdout)

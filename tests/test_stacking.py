@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import run_patched_submit
 from imet_utils.decision import RULES, apply_rule, choose_rule
 from imet_utils.metrics import threshold_grid
 from imet_utils.stacking import (FEATURES, LabelStats, choose_second_level, crossfit_probs, fit_second_level,
@@ -99,7 +100,6 @@ def test_a_single_fold_skips_the_second_level():
 def test_the_built_submit_kernel_records_and_applies_the_second_level_offline(tmp_path):
     """One local run of the built kernels (decision.json records the second level, chosen or not), then the
     built submit kernel again with the second level forced to win: its rule is applied to the test images."""
-    import os
     import subprocess
     import sys
     from pathlib import Path
@@ -120,16 +120,7 @@ def test_the_built_submit_kernel_records_and_applies_the_second_level_offline(tm
     assert entry["features"] == list(FEATURES) and entry["params"]["model"] == "HistGradientBoostingClassifier"
     assert entry["chosen"] == (entry["oof_f2"] > entry["first_level_oof_f2"])
 
-    built = next((work / "build").glob("*-submit/*-submit.py"))
-    forced = tmp_path / "forced_submit.py"
-    forced.write_text(built.read_text().replace("chosen = bool(f2 > best_first)", "chosen = True"))
-    assert forced.read_text() != built.read_text()
-    for f in out.iterdir():
-        f.unlink()
-    env = dict(os.environ, IMET_KAGGLE_ROOT=str(sub_root), TF_CPP_MIN_LOG_LEVEL="2",
-               PYTHONPATH=str(work / "offline_image"))
-    res = subprocess.run([sys.executable, str(forced)], cwd=out, env=env, capture_output=True, text=True,
-                         timeout=600)
+    res = run_patched_submit(work, tmp_path, ("chosen = bool(f2 > best_first)", "chosen = True"))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     decision = json.loads((out / "decision.json").read_text())
     assert decision["second_level"]["chosen"] and decision["first_level"]["chosen"] in RULES
