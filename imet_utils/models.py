@@ -41,18 +41,26 @@ def _efficientnet(variant: str) -> Callable:
     return build
 
 
-def _tiny_cnn(shape, weights):
-    """A small CNN for fast local runs and tests; it has no pretrained weights."""
-    if weights is not None:
-        raise ValueError("tiny-cnn has no pretrained weights; set weights=None")
-    inputs = keras.Input(shape)
-    x = inputs
-    for filters in (16, 32, 64, 128):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.Activation("relu")(x)
-        x = layers.MaxPooling2D()(x)
-    return keras.Model(inputs, x, name="tiny_cnn")
+def _plain_cnn(name: str, stages: Tuple[Tuple[int, int], ...]) -> Callable:
+    """A plain CNN trained from scratch: per stage, ``convs`` 3x3 conv-BN-ReLU of ``filters``, then a 2x2 max-pool.
+
+    Args:
+        name: the Keras model's name.
+        stages: (filters, convs) per stage.
+    """
+    def build(shape, weights):
+        if weights is not None:
+            raise ValueError(f"{name} has no pretrained weights; set weights=None")
+        inputs = keras.Input(shape)
+        x = inputs
+        for filters, convs in stages:
+            for _ in range(convs):
+                x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+                x = layers.BatchNormalization()(x)
+                x = layers.Activation("relu")(x)
+            x = layers.MaxPooling2D()(x)
+        return keras.Model(inputs, x, name=name)
+    return build
 
 
 def _keras_app(cls_name: str) -> Callable:
@@ -64,6 +72,7 @@ def _keras_app(cls_name: str) -> Callable:
 
 
 MINUS_ONE_TO_ONE = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # (x / 255 - 0.5) / 0.5
+FROM_SCRATCH = ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 
 MODELS: Dict[str, Backbone] = {
     # qubvel's efficientnet package (weights from its GitHub releases): the seed's family.
@@ -75,7 +84,10 @@ MODELS: Dict[str, Backbone] = {
     "convnext-tiny": Backbone(_keras_app("ConvNeXtTiny")),
     "convnext-small": Backbone(_keras_app("ConvNeXtSmall")),
     "convnext-base": Backbone(_keras_app("ConvNeXtBase")),
-    "tiny-cnn": Backbone(_tiny_cnn, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+    # From scratch, no weights to fetch: fast local runs and tests on 2 CPU cores.
+    "tiny-cnn": Backbone(_plain_cnn("tiny_cnn", ((16, 1), (32, 1), (64, 1), (128, 1))), *FROM_SCRATCH),
+    "small-cnn": Backbone(_plain_cnn("small_cnn", ((16, 1), (32, 1), (64, 1), (128, 1), (256, 1))), *FROM_SCRATCH),
+    "cnn6": Backbone(_plain_cnn("cnn6", ((24, 1), (48, 1), (96, 2), (192, 2))), *FROM_SCRATCH),
 }
 
 

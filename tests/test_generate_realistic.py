@@ -118,3 +118,18 @@ def test_toy_mode_is_still_the_default(tmp_path):
     out = generate_competition(tmp_path / "t", n_train=10, n_test=5)
     assert not (out / "train_clean.csv").exists()
     assert len(pd.read_csv(out / "labels.csv")) == 20
+
+
+def test_local_run_default_data_is_realistic_and_generated_once(tmp_path, monkeypatch):
+    from kernel_build import local
+
+    monkeypatch.setattr(local, "LOCAL_DATA", {**local.LOCAL_DATA, "n_train": 30, "n_test": 10})
+    data = local.default_data(tmp_path)
+    assert data.parent == tmp_path and "realistic" in data.name and "30-10" in data.name
+    assert (data / "train_clean.csv").is_file()  # only the realistic mode writes it
+    comp = read_competition(data)
+    assert len(comp.train) == 30 and len(comp.test_ids) == 10
+    stamp = (data / "train.csv").stat().st_mtime_ns
+    assert local.default_data(tmp_path) == data and (data / "train.csv").stat().st_mtime_ns == stamp
+    monkeypatch.setattr(local, "LOCAL_DATA", {**local.LOCAL_DATA, "seed": 1})
+    assert local.default_data(tmp_path) != data  # other settings: other data, never the stale folder

@@ -18,7 +18,7 @@ def test_registry_has_every_efficientnet_variant():
     assert {f"efficientnet-b{i}" for i in range(8)} <= set(MODELS)
 
 
-@pytest.mark.parametrize("name", ["tiny-cnn", "efficientnet-b0"])
+@pytest.mark.parametrize("name", ["tiny-cnn", "small-cnn", "cnn6", "efficientnet-b0"])
 def test_model_has_the_seed_head_and_uint8_input(name):
     model = create_model(name, 7, image_size=64, dropout=0.5, dense_units=512, bn_momentum=0.9)
     assert model.input.dtype == "uint8"
@@ -27,6 +27,12 @@ def test_model_has_the_seed_head_and_uint8_input(name):
     assert model.output.shape[-1] == 7 and model.output.dtype == "float32"
     probs = model(np.random.randint(0, 255, (2, 64, 64, 3), dtype=np.uint8)).numpy()
     assert probs.shape == (2, 7) and ((probs > 0) & (probs < 1)).all()
+
+
+@pytest.mark.parametrize("name", ["tiny-cnn", "small-cnn", "cnn6"])
+def test_from_scratch_models_refuse_pretrained_weights(name):
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        create_model(name, 3, image_size=32, weights="imagenet")
 
 
 def test_efficientnet_export_loads_where_the_package_is_missing(tmp_path):
