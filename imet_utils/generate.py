@@ -6,9 +6,10 @@ local run can score its submission. Images vary in size and aspect; their conten
 is learnable: the culture label sets the background colour, each tag label draws
 its own coloured shape, so a small CNN beats the constant baseline clearly.
 
-Two modes: ``toy`` (the default, above) and ``realistic`` (``imet_utils.realistic``: cluttered textured
-scenes, a long tail fitted to iMet 2019, co-occurring labels and noisy train labels, so a plain CNN sits
-well below the ceiling as on the real data).
+Two modes: ``toy`` (this function's default, above: fast, for tests) and ``realistic``
+(``imet_utils.realistic``: cluttered textured scenes, a long tail fitted to iMet 2019, co-occurring labels
+and noisy train labels, so a plain CNN sits well below the ceiling as on the real data), which is what
+``build_kernel.py --run-local`` generates without ``--data-dir`` (``kernel_build.local.LOCAL_DATA``).
 
 CLI: ``python -m imet_utils.generate OUT [--n-train 1000] [--n-test 200] [--groups culture:6,tag:14]
 [--mode toy|realistic]``
