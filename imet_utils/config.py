@@ -81,6 +81,8 @@ class TrainConfig:
         DEFAULT_THRESHOLD_GRID, "validation F2 threshold search: start, stop (inclusive), step")
     min_labels: int = setting(SEED_MIN_LABELS, "at least this many labels per image (>= 1)")
     max_labels: int = setting(SEED_MAX_LABELS, "at most this many labels per image")
+    oof_tta: int = setting(2, "views averaged in the saved OOF, which the submit kernel decides on: set it to the "
+                              "submit kernel's tta", run_only=True)
     mixed_precision: bool = setting(True, "float16 on GPU, bfloat16 on TPU")
     jit_compile: bool = setting(False, "XLA (turned off with more than one replica)")
     bad_image_share: float = setting(0.01, "fail if a larger share of train images is unreadable")
@@ -107,6 +109,8 @@ class TrainConfig:
         if self.min_labels < 1 or self.max_labels < self.min_labels:
             raise ConfigError(f"need 1 <= min_labels <= max_labels (every image needs a label), "
                               f"got {self.min_labels}, {self.max_labels}")
+        if not 1 <= self.oof_tta <= len(TTA_VIEWS):
+            raise ConfigError(f"oof_tta must be in 1..{len(TTA_VIEWS)}, got {self.oof_tta}")
         if self.augment not in AUGMENT_MODES:
             raise ConfigError(f"unknown augment {self.augment!r}; known: {list(AUGMENT_MODES)}")
         if self.augment_preset not in AUGMENT_PRESETS:

@@ -16,7 +16,8 @@ import pandas as pd
 
 from imet_utils.config import TrainConfig, keys_where, load_train_config, to_dict
 from imet_utils.console import log, warn
-from imet_utils.layout import CONFIG_FILE, MODEL_DIR, SAVED_MODEL_FILE, TEST_PROBS_FILE, fold_dir, read_oof
+from imet_utils.layout import (CONFIG_FILE, MODEL_DIR, SAVED_MODEL_FILE, TEST_PROBS_FILE, fold_dir, oof_views,
+                               read_oof)
 from imet_utils.prediction import load_for_inference, predict_views
 
 
@@ -79,6 +80,20 @@ def oof_predictions(families: Sequence[Sequence[TrainOutput]], train_ids: Sequen
     if not common:
         raise ValueError("no out-of-fold predictions to choose the decision rule on")
     return common, [np.stack(f.loc[common].to_numpy()) for f in frames], fold_of.loc[common].to_numpy()
+
+
+def oof_view_mismatches(families: Sequence[Sequence[TrainOutput]], views: Sequence[str]) -> List[str]:
+    """A warning for each train output whose saved OOF averages other views than the test images get (its
+    ``oof_tta`` differs from the submit kernel's ``tta``): the decision would be fitted on other probabilities
+    than those it is applied to."""
+    messages = []
+    for out in (o for family in families for o in family):
+        seen = sorted(set(oof_views(out.root, out.config.n_folds)))
+        if seen != [tuple(views)]:
+            messages.append(f"{out.root}: its OOF averages the views {seen}, the test images get {list(views)}: the "
+                            f"decision is fitted on other probabilities than it is applied to; train with "
+                            f"oof_tta={len(views)} (this kernel's tta)")
+    return messages
 
 
 def fit_weights(y: np.ndarray, stacks: Sequence[np.ndarray], *, max_rows: int = 20000, seed: int = 0) -> np.ndarray:

@@ -46,6 +46,24 @@ def fold_dir(out: Path, fold: int) -> Path:
     return Path(out) / f"fold{fold}"
 
 
+def save_oof(d: Path, ids, probs: np.ndarray, views) -> None:
+    """A fold's OOF file: its validation ids, their probabilities (the mean over ``views``) and the views' names."""
+    np.savez_compressed(Path(d) / OOF_FILE, ids=np.asarray(ids, dtype=str), probs=np.asarray(probs, np.float32),
+                        views=np.asarray(list(views), dtype=str))
+
+
+def oof_views(out: Path, n_folds: int) -> List[tuple]:
+    """The views each finished fold's OOF averages, in fold order; ``("center",)`` for files written before the
+    OOF recorded them (they held the centre view)."""
+    found = []
+    for k in range(n_folds):
+        p = fold_dir(out, k) / OOF_FILE
+        if (fold_dir(out, k) / MODEL_DIR).is_dir() and p.is_file():
+            z = np.load(p)
+            found.append(tuple(z["views"].astype(str)) if "views" in z.files else ("center",))
+    return found
+
+
 def read_oof(out: Path, n_folds: int) -> pd.DataFrame:
     """All finished folds' OOF probabilities of one train output: columns id, fold, probs (row arrays)."""
     frames = []

@@ -19,11 +19,11 @@ import pandas as pd
 import tensorflow as tf
 
 from imet_utils.budget import Budget
-from imet_utils.config import TrainConfig
+from imet_utils.config import TTA_VIEWS, TrainConfig
 from imet_utils.console import log, warn
 from imet_utils.devices import without_multi_replica_jit
-from imet_utils.layout import (BEST_WEIGHTS, HISTORY_FILE, LAST_CHECKPOINT, MODEL_DIR, OOF_FILE, STATE_FILE,
-                               fold_dir)
+from imet_utils.layout import (BEST_WEIGHTS, HISTORY_FILE, LAST_CHECKPOINT, MODEL_DIR, STATE_FILE, fold_dir,
+                               save_oof)
 from imet_utils.metrics import search_threshold, threshold_grid
 from imet_utils.models import backbone_layer, create_model, export_for_inference, get_backbone
 from imet_utils.pipeline import train_dataset
@@ -100,8 +100,7 @@ class _EpochEnd(keras.callbacks.Callback):
         if f2 > self.state.best_f2:
             self.state.best_f2, self.state.best_epoch, self.state.best_threshold = f2, epoch + 1, t
             self.model.save_weights(self.d / BEST_WEIGHTS)
-            np.savez_compressed(self.d / OOF_FILE, ids=np.asarray(self.valid_ids, dtype=str),
-                                probs=probs.astype(np.float32))
+            save_oof(self.d, self.valid_ids, probs, ("center",))
         self.model.save(self.d / LAST_CHECKPOINT)
         self.state.epochs_done = epoch + 1
         self.state.save(self.d)
@@ -224,6 +223,10 @@ def train_fold(config: TrainConfig, fold: int, *, ids: np.ndarray, paths: np.nda
         state.save(d)
         return state
     model.load_weights(d / BEST_WEIGHTS)
+    if config.oof_tta > 1:  # the OOF the submit kernel decides on, with the views it predicts the test images with
+        views = TTA_VIEWS[: config.oof_tta]
+        save_oof(d, ids[va], predict_views(model, paths[va], size=config.image_size, batch_size=batch * 2,
+                                           views=views, workers=config.workers), views)
     export_for_inference(model, d / MODEL_DIR)
     pd.DataFrame(state.history).to_csv(d / HISTORY_FILE, index=False)
     state.finished = True

@@ -31,7 +31,7 @@ from imet_utils.decision import apply_rule, choose_rule
 from imet_utils.images import cache_for_model
 from imet_utils.inference import (TestPredictions, blend, fallback_labels, fit_weights, label_prior,
                                   load_test_predictions, load_train_output, model_families, oof_predictions,
-                                  predict_ensemble)
+                                  oof_view_mismatches, predict_ensemble)
 from imet_utils.layout import (CONFIG_FILE, DECISION_FILE, SAMPLE_PREDICTIONS_PLOT, SUBMISSION_FILE, TEST_PROBS_FILE,
                                THRESHOLD_PLOT)
 from imet_utils.metrics import f2_by_group, search_threshold, threshold_grid
@@ -69,6 +69,8 @@ def reused_predictions(config: SubmitConfig, paths: KagglePaths, comp: Competiti
 
 def blend_oof(config: SubmitConfig, comp: Competition, families: list, saved) -> tuple:
     """OOF truth and blended probabilities; blend weights from config, the reused run, or fitted on OOF."""
+    for message in oof_view_mismatches(families, config.tta_views or TTA_VIEWS[: config.tta]):
+        warn(message)
     ids, stacks, folds = oof_predictions(families, list(comp.train["id"]))
     y = comp.targets_for(ids)
     if config.ensemble_weights:

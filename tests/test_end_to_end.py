@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from imet_utils.config import TTA_VIEWS
 from imet_utils.data import multi_hot, read_labels, read_train
+from imet_utils.layout import oof_views
 from imet_utils.generate import generate_competition
 from imet_utils.metrics import best_constant_f2, f2_score
 
@@ -67,6 +69,13 @@ def test_train_output_is_self_describing(local_run):
     for png in ("training_curves.png", "fold_label_counts.png"):
         assert (out / png).stat().st_size > 5000
     assert re.search(r"out-of-fold F2 over folds \[0, 1, 2\]: 0\.\d+", log)
+
+
+def test_oof_is_saved_with_the_views_the_test_images_get(local_run):
+    _, work, log = local_run
+    out = work / "imet-2019-train/kaggle/working"
+    assert oof_views(out, 3) == [TTA_VIEWS[:2]] * 3  # oof_tta and tta both default to 2
+    assert "OOF averages the views" not in log
 
 
 def test_submit_kernel_ran_offline_and_wrote_its_decision(local_run):
