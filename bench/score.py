@@ -1,7 +1,6 @@
 """Test F2 against clean labels and cross-fitted OOF F2, with bootstrap error bars, for each step of the pipeline.
 
-    python bench/score.py DATA_DIR [--work WORK] [--family NAME:KEY=VAL,KEY=VAL ...] [--tta 4] [--boot 1000]
-                          [--reuse] [--set KEY=VAL ...]
+    python bench/score.py DATA_DIR [--work W] [--family NAME:K=V,K=V ...] [--tta 4] [--boot 1000] [--reuse] [--set K=V]
 
 DATA_DIR: an iMet-format folder with ``solution.csv`` (the test images' clean labels, as train.csv). Each model
 family (``FAMILIES``: ``--set`` train overrides on the local profile; ``--set`` applies to all) is trained by
@@ -9,9 +8,8 @@ family (``FAMILIES``: ``--set`` train overrides on the local profile; ``--set`` 
 predicts its own validation images and all test images one view at a time (WORK/<NAME>/score_views.npz, reused
 with ``--reuse``): centre = the first view, TTA = the mean of the first ``--tta``. Rules, blend weights and the
 second level are the submit kernel's calls with SubmitConfig's defaults. F2 is a mean of per-image F2 with a 95%
-percentile bootstrap interval over images; deltas are paired (the same resamples). OOF is scored against
-train.csv (noisy in ``realistic`` data), test against solution.csv. Last line: ``score: data=... key=value ...``.
-"""
+percentile bootstrap interval over images; deltas are paired (the same resamples). OOF is scored against train.csv
+(noisy in ``realistic`` data), test against solution.csv. Last line: ``score: data=... key=value ...``."""
 from __future__ import annotations
 
 import argparse
@@ -34,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from imet_utils.config import TTA_VIEWS, SubmitConfig  # noqa: E402
 from imet_utils.data import multi_hot, read_competition, read_train  # noqa: E402
 from imet_utils.decision import apply_rule, choose_rule, fit_rule  # noqa: E402
+from imet_utils.layout import oof_views  # noqa: E402
 from imet_utils.metrics import best_constant_f2, f2_per_sample, threshold_grid  # noqa: E402
 
 FAMILIES = (("A", {}), ("B", {"model": "small-cnn"}))  # the local profile, and a deeper CNN
@@ -146,6 +145,7 @@ class Family:
     fold_test: Dict[int, np.ndarray]  # fold -> its model's centre test probs
     good: np.ndarray
     saved_oof: np.ndarray  # the OOF the train kernel saved (what the submit kernel decides on), rows as ``ids``
+    saved_check: str  # the saved OOF against the mean of the same views re-predicted here
 
 
 def load_family(name: str, work: Path, comp, views: Sequence[str], reuse: bool) -> Family:
@@ -162,8 +162,10 @@ def load_family(name: str, work: Path, comp, views: Sequence[str], reuse: bool) 
     where = {i: (k, j) for k in folds for j, i in enumerate(res[f"{k}/ids"])}
     ids = np.array([i for i in comp.train["id"] if i in where], dtype=str)
     fold_of = np.array([where[i][0] for i in ids])
+    sv = sorted({v for o in outputs for v in oof_views(o.root, o.config.n_folds)})  # what the kernel saved
+    again = {"saved": sv[0]} if len(sv) == 1 and set(sv[0]) <= set(views) else {}  # re-predicted here too
     oof, test = {}, {}
-    for label, vs in (("centre", views[:1]), ("tta", views)):
+    for label, vs in {"centre": views[:1], "tta": views, **again}.items():
         oof[label] = np.zeros((len(ids), res[f"{folds[0]}/oof/{views[0]}"].shape[1]), np.float32)
         for k in folds:
             rows = np.flatnonzero(fold_of == k)
@@ -171,8 +173,10 @@ def load_family(name: str, work: Path, comp, views: Sequence[str], reuse: bool) 
         test[label] = np.mean([res[f"{k}/test/{v}"] for k in folds for v in vs], axis=0)  # = mean of fold means
     s_ids, s_probs, _ = oof_predictions([outputs], list(ids))
     saved_oof = s_probs[0][pd.Index(s_ids).get_indexer(ids)]
+    check = f"the saved OOF averages {sv}" + (f"; re-predicted here: max |diff| "
+                                              f"{np.abs(oof['saved'] - saved_oof).max():.2e}" if again else "")
     return Family(name, outputs[0].config, ids, fold_of, oof, test,
-                  {k: res[f"{k}/test/{views[0]}"] for k in folds}, good, saved_oof)
+                  {k: res[f"{k}/test/{views[0]}"] for k in folds}, good, saved_oof, check)
 
 
 @dataclasses.dataclass
@@ -271,8 +275,8 @@ def submission_row(name: str, work: Path, comp, y_test) -> Optional[Row]:
     sub = pd.read_csv(path, dtype=str, keep_default_na=False).set_index("id")
     pred = multi_hot([[int(t) for t in s.split()] for s in sub.loc[list(comp.test_ids["id"]), "attribute_ids"]],
                      comp.labels.n_classes)
-    return Row(f"family {name}: its local run's submission.csv (submit kernel, tta={SUBMIT.tta}, rule fitted on "
-               f"the saved centre OOF)", f2_per_sample(y_test, pred))
+    return Row(f"family {name}: its local run's submission.csv (its submit kernel: tta={SUBMIT.tta}, decided on "
+               f"the saved OOF)", f2_per_sample(y_test, pred))
 
 
 def arguments() -> argparse.Namespace:
@@ -284,8 +288,7 @@ def arguments() -> argparse.Namespace:
     p.add_argument("--tta", type=int, default=4, help=f"views for the TTA rows (1..{len(TTA_VIEWS)})")
     p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--reuse", action="store_true", help="skip training where a family's train output exists; "
-                                                        "reuse its saved view predictions")
+    p.add_argument("--reuse", action="store_true", help="reuse trained families and their saved view predictions")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VAL",
                    help="train override for every family (a family's own value wins)")
     args = p.parse_args()
@@ -336,7 +339,7 @@ def blend_rows(sc: Scorer, comp, fams: List[Family], best: Row) -> tuple:
     w = fit_weights(yb, stacks)
     w, w_kernel = w / w.sum(), fit_weights(yb, [f.saved_oof[p] for f, p in zip(fams, pick)])
     print(f"blend weights {names}: {np.round(w, 3).tolist()} (fit_weights on the TTA OOF); the submit kernel's "
-          f"(on the saved centre OOF): {np.round(w_kernel / w_kernel.sum(), 3).tolist()}")
+          f"(on the saved OOF): {np.round(w_kernel / w_kernel.sum(), 3).tolist()}")
     ob, tb = blend(stacks, w), blend([f.test["tta"] for f in fams], w)
     decb = sc.choose(yb, ob, folds)
     bl = sc.rule_row(f"{names} blended (TTA, best rule `{decb['chosen']}`)", decb["chosen"], yb, ob, folds, ids, tb,
@@ -363,8 +366,7 @@ def main() -> int:
     for name, _ in specs:
         start = time.time()
         fams.append(load_family(name, work / name, comp, views, args.reuse))
-        print(f"family {name}: predictions {time.time() - start:.0f}s; re-predicted centre OOF vs the saved OOF: "
-              f"max |diff| {np.abs(fams[-1].oof['centre'] - fams[-1].saved_oof).max():.2e}", flush=True)
+        print(f"family {name}: predictions {time.time() - start:.0f}s; {fams[-1].saved_check}", flush=True)
     start, a, y_test = time.time(), fams[0], solution_truth(data, comp)
     if any(not np.array_equal(f.good, a.good) for f in fams):
         raise SystemExit("the families' readable test images differ")
