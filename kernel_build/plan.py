@@ -59,7 +59,8 @@ def kernel_hours(role: str, config: Dict, *, train_config: Dict) -> Tuple[float,
     if role == "train":
         n_folds, folds, epochs = train_config["n_folds"], len(config["folds"]), config["epochs"]
         fit = n_train * (n_folds - 1) / n_folds * epochs / train_ips
-        valid = n_train / n_folds * epochs / infer_ips
+        oof_tta = int(config.get("oof_tta", 2))
+        valid = n_train / n_folds * (epochs + (oof_tta if oof_tta > 1 else 0)) / infer_ips  # + the OOF's views
         return OVERHEAD_HOURS + folds * (fit + valid) / 3600, source
     views = len(config.get("tta_views") or []) or int(config.get("tta", 2))
     return OVERHEAD_HOURS + n_test * len(train_config["folds"]) * views / infer_ips / 3600, source
