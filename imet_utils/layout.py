@@ -60,7 +60,7 @@ def oof_views(out: Path, n_folds: int) -> List[tuple]:
         p = fold_dir(out, k) / OOF_FILE
         if (fold_dir(out, k) / MODEL_DIR).is_dir() and p.is_file():
             z = np.load(p)
-            found.append(tuple(z["views"].astype(str)) if "views" in z.files else ("center",))
+            found.append(tuple(str(v) for v in z["views"]) if "views" in z.files else ("center",))
     return found
 
 
