@@ -105,7 +105,7 @@ def second_level(config: SubmitConfig, comp: Competition, oof: tuple, decision: 
     decision["second_level"] = stack.entry
     if stack.level is None:
         return decision, None, probs
-    keys = ("chosen", "params", "oof_f2", "oof_f2_in_sample")  # the top level describes the decision applied
+    keys = ("chosen", "chosen_because", "params", "oof_f2", "oof_f2_in_sample")  # the top level: the decision applied
     decision["first_level"] = {k: decision[k] for k in keys}
     decision.update({k: stack.rule[k] for k in keys})
     return decision, stack.level, stack.probs

@@ -4,7 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from imet_utils.decision import RELATIVE_FACTORS, RULES, SHRINK_POSITIVES, apply_rule, choose_rule, fit_rule
+from imet_utils.decision import (RELATIVE_FACTORS, RULES, SHRINK_POSITIVES, apply_rule, choose_rule, fit_rule,
+                                 gain_interval)
 from imet_utils.metrics import binarize, f2_per_sample, f2_score, search_threshold, threshold_grid
 
 GRID = threshold_grid(0.05, 0.5, 0.01)
@@ -264,3 +265,26 @@ def test_choose_rule_scores_equal_fit_apply_and_f2_fold_by_fold(bounds, layout):
         full = fit_rule(rule, y, probs, groups, COARSE, min_labels=bounds[0], max_labels=bounds[1])
         assert d["oof_f2_in_sample"][rule] == pytest.approx(f2_score(y, apply_rule(full, probs, groups)), abs=1e-12)
     assert d["params"] == fit_rule(d["chosen"], y, probs, groups, COARSE, min_labels=bounds[0], max_labels=bounds[1])
+
+
+def test_gain_interval_is_a_bootstrap_interval_of_the_mean():
+    rng = np.random.default_rng(0)
+    lo, hi = gain_interval(rng.normal(0, 1, 2000))
+    assert lo < 0 < hi and hi - lo < 0.2
+    assert gain_interval(np.full(500, 0.01)) == pytest.approx((0.01, 0.01))
+
+
+def test_a_gain_within_noise_keeps_the_global_rule():
+    y, probs, groups, folds = _data(n=150, seed=18, culture_scale=0.45, tag_scale=0.45)
+    d = choose_rule(y, probs, folds, groups, grid=GRID)
+    best = max(d["oof_f2"], key=d["oof_f2"].get)
+    assert best != "global" and d["oof_f2"][best] > d["oof_f2"]["global"]  # a higher mean, but a noisy one
+    assert d["chosen"] == "global" and d["params"]["rule"] == "global"
+    assert "within noise" in d["chosen_because"] and best in d["chosen_because"]
+
+
+def test_a_clear_gain_replaces_the_global_rule():
+    y, probs, groups, folds = _data(seed=2)  # confident cultures, unsure tags: per-group thresholds pay
+    d = choose_rule(y, probs, folds, groups, grid=GRID)
+    assert d["chosen"] != "global" and d["chosen"] == max(d["oof_f2"], key=d["oof_f2"].get)
+    assert d["chosen_because"].endswith("clear")
