@@ -72,9 +72,12 @@ def test_train_output_is_self_describing(local_run):
 
 
 def test_oof_is_saved_with_the_views_the_test_images_get(local_run):
+    import kernel_build
+
     _, work, log = local_run
     out = work / "imet-2019-train/kaggle/working"
-    assert oof_views(out, 3) == [TTA_VIEWS[:2]] * 3  # oof_tta and tta both default to 2
+    views = TTA_VIEWS[: kernel_build.LOCAL_SUBMIT["tta"]]  # the local profile's tta, and its oof_tta
+    assert kernel_build.LOCAL_TRAIN["oof_tta"] == len(views) > 1 and oof_views(out, 3) == [views] * 3
     assert "OOF averages the views" not in log
 
 
