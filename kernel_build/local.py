@@ -21,12 +21,17 @@ BLOCKED_PACKAGES = ("efficientnet", "albumentations")  # not in Kaggle's offline
 # after the few dozen steps a local run makes, and inference-mode outputs are garbage.
 # 24 epochs with a cosine schedule, not 8 constant: on a realistic competition (3,000 train, one fold's model)
 # test F2 went 0.661 (8), 0.686 (16), 0.706 (24), 0.719 (32 epochs); 96 px (+0.005 at 2.5x the time) and
-# deeper CNNs (+0.003, +0.007) added little. 24 keeps the default data near 5 minutes on 2 cores and 3,000
-# train images near 10. 4 TTA views, in the OOF too (oof_tta), not 2: +0.007 to +0.009 cross-fitted OOF F2
+# deeper CNNs (+0.003, +0.007) added little. 24 keeps the default data near 5 minutes on 2 cores (and see
+# local_epochs for more images). 4 TTA views, in the OOF too (oof_tta), not 2: +0.007 to +0.009 cross-fitted OOF F2
 # on all three competitions of bench/RESULTS.md, for seconds of CPU.
 LOCAL_TRAIN = {"model": "tiny-cnn", "weights": None, "image_size": 64, "batch_size": 32, "epochs": 24,
                "lr_schedule": "cosine", "lr": 2e-3, "bn_momentum": 0.9, "mixed_precision": False,
                "time_budget_hours": 1.0, "oof_tta": 4}
+# Past 2,000 train images the local profile trains fewer epochs (at least 8): each fold sees about the same
+# 48,000 * 0.8 images, so 3,000 images take 16 epochs, about 7 minutes here. The issue measured 520 s for the old
+# 8-epoch profile on 3,000 images where that took 233 s here: on such a machine 24 epochs would pass 20 minutes.
+LOCAL_EPOCH_IMAGES = 48_000
+LOCAL_MIN_EPOCHS = 8
 # What --run-local generates without --data-dir (imet_utils.generate): a realistic competition.
 LOCAL_DATA = {"mode": "realistic", "n_train": 1500, "n_test": 500, "seed": 0}
 LOCAL_SUBMIT = {"batch_size": 64, "tta": 4}
@@ -113,6 +118,19 @@ def default_data(work: Path) -> Path:
     return data_dir
 
 
+def local_epochs(n_train: int) -> int:
+    """The local profile's epochs for ``n_train`` train images: ``LOCAL_TRAIN``'s up to 2,000, then fewer."""
+    return int(min(LOCAL_TRAIN["epochs"], max(LOCAL_MIN_EPOCHS, round(LOCAL_EPOCH_IMAGES / max(n_train, 1)))))
+
+
+def _count_rows(csv: Path) -> Optional[int]:
+    try:
+        with open(csv, "rb") as f:
+            return max(sum(1 for line in f if line.strip()) - 1, 0)
+    except OSError:
+        return None  # the train kernel's own checks name the problem
+
+
 def run_local(*, data_dir: Optional[Path], work: Path, train_overrides: Dict, submit_overrides: Dict,
               resume: bool, split_folds: bool = False, notebook: bool = False) -> Path:
     """Builds with the local config, then runs the built train kernel(s) and submit kernel as separate
@@ -121,6 +139,11 @@ def run_local(*, data_dir: Optional[Path], work: Path, train_overrides: Dict, su
     work = Path(work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     data_dir = Path(data_dir if data_dir is not None else default_data(work)).resolve()
+    n_train = _count_rows(data_dir / "train.csv")
+    if "epochs" not in train_overrides and n_train:  # --set epochs=N wins
+        n_train = min(n_train, train_overrides.get("max_images") or n_train)
+        train_overrides = {**train_overrides, "epochs": local_epochs(n_train)}
+        print(f"local profile: {n_train} train images, {train_overrides['epochs']} epochs", flush=True)
     train_overrides = {**LOCAL_TRAIN, **train_overrides}
     built = build(work / "build", train_overrides=train_overrides,
                   submit_overrides={**LOCAL_SUBMIT, **submit_overrides}, split_folds=split_folds, notebook=notebook)

@@ -133,3 +133,24 @@ def test_local_run_default_data_is_realistic_and_generated_once(tmp_path, monkey
     assert local.default_data(tmp_path) == data and (data / "train.csv").stat().st_mtime_ns == stamp
     monkeypatch.setattr(local, "LOCAL_DATA", {**local.LOCAL_DATA, "seed": 1})
     assert local.default_data(tmp_path) != data  # other settings: other data, never the stale folder
+
+
+def test_local_profile_trains_fewer_epochs_on_more_images(tmp_path, monkeypatch):
+    from kernel_build import local
+
+    assert [local.local_epochs(n) for n in (1500, 2000, 3000, 6000, 100_000)] == [24, 24, 16, 8, 8]
+    seen = []
+
+    def stop_at_build(out, *, train_overrides, **_):
+        seen.append(train_overrides["epochs"])
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(local, "build", stop_at_build)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.csv").write_text("id,attribute_ids\n" + "".join(f"{i:012x},1\n" for i in range(3000)))
+    for overrides, epochs in (({}, 16), ({"epochs": 5}, 5), ({"max_images": 1500}, 24)):
+        with pytest.raises(RuntimeError, match="stop"):
+            local.run_local(data_dir=data, work=tmp_path / "w", train_overrides=overrides, submit_overrides={},
+                            resume=False)
+        assert seen[-1] == epochs
