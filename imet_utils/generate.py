@@ -55,18 +55,25 @@ def _draw_shape(img: np.ndarray, shape: str, color, rng: np.random.Generator) ->
     # Keep shapes near the centre, so that random and centre crops both see them.
     cy = int(h / 2 + rng.uniform(-0.25, 0.25) * short)
     cx = int(w / 2 + rng.uniform(-0.25, 0.25) * short)
-    c = tuple(int(v) for v in color[::-1])  # cv2 draws BGR
+    paint_shape(img, shape, cx, cy, r, tuple(int(v) for v in color), min_bar=2)
+
+
+def paint_shape(img: np.ndarray, shape: str, cx: int, cy: int, r: int, color: tuple, *, min_bar: int) -> None:
+    """Draws one filled ``shape`` (circle, square, triangle, diamond, ring; else a cross, its bars at least
+    ``min_bar`` thick) of radius ``r`` at (cx, cy) in RGB ``color``; both generator modes draw with it."""
+    c = color[::-1]  # cv2 draws BGR
     if shape == "circle":
         cv2.circle(img, (cx, cy), r, c, -1)
     elif shape == "square":
         cv2.rectangle(img, (cx - r, cy - r), (cx + r, cy + r), c, -1)
-    elif shape == "triangle":
-        pts = np.array([[cx, cy - r], [cx - r, cy + r], [cx + r, cy + r]], dtype=np.int32)
-        cv2.fillPoly(img, [pts], c)
+    elif shape in ("triangle", "diamond"):
+        pts = [[cx, cy - r], [cx - r, cy + r], [cx + r, cy + r]] if shape == "triangle" else \
+            [[cx, cy - r], [cx - r, cy], [cx, cy + r], [cx + r, cy]]
+        cv2.fillPoly(img, [np.array(pts, dtype=np.int32)], c)
     elif shape == "ring":
         cv2.circle(img, (cx, cy), r, c, max(2, r // 3))
     else:
-        t = max(2, r // 3)
+        t = max(min_bar, r // 3)
         cv2.rectangle(img, (cx - r, cy - t), (cx + r, cy + t), c, -1)
         cv2.rectangle(img, (cx - t, cy - r), (cx + t, cy + r), c, -1)
 

@@ -23,6 +23,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from imet_utils.generate import paint_shape, random_id
+
 # 10 cultures and 28 tags: with ~3.3 true labels per image over only N labels, even predicting every label
 # scores F2 5P/(4P+1) with P = 3.3/N (0.38 at N = 30); at N = 38 the best constant is ~0.36 (~0.38 at 34).
 REALISTIC_GROUPS = (("culture", 10), ("tag", 28))
@@ -148,21 +150,7 @@ def _draw(img: np.ndarray, shape: str, color: np.ndarray, rng: np.random.Generat
     # Anywhere, whole within the frame where it fits: crops may still cut it, as they cut real objects.
     cx = int(rng.integers(min(r, w // 2), max(w - r, w // 2 + 1)))
     cy = int(rng.integers(min(r, h // 2), max(h - r, h // 2 + 1)))
-    c = tuple(float(v) for v in color[::-1])  # cv2 draws BGR
-    if shape == "circle":
-        cv2.circle(img, (cx, cy), r, c, -1)
-    elif shape == "square":
-        cv2.rectangle(img, (cx - r, cy - r), (cx + r, cy + r), c, -1)
-    elif shape == "triangle":
-        cv2.fillPoly(img, [np.array([[cx, cy - r], [cx - r, cy + r], [cx + r, cy + r]], np.int32)], c)
-    elif shape == "diamond":
-        cv2.fillPoly(img, [np.array([[cx, cy - r], [cx - r, cy], [cx, cy + r], [cx + r, cy]], np.int32)], c)
-    elif shape == "ring":
-        cv2.circle(img, (cx, cy), r, c, max(2, r // 3))
-    else:
-        t = max(1, r // 3)
-        cv2.rectangle(img, (cx - r, cy - t), (cx + r, cy + t), c, -1)
-        cv2.rectangle(img, (cx - t, cy - r), (cx + t, cy + r), c, -1)
+    paint_shape(img, shape, cx, cy, r, tuple(float(v) for v in color), min_bar=1)
 
 
 def render(cultures: List[int], tags: List[int], *, n_culture: int, n_tag: int, h: int, w: int,
@@ -190,8 +178,6 @@ def generate_realistic(out: Path, *, n_train: int, n_test: int, groups: Sequence
     """Writes a realistic iMet-format competition to ``out`` (see the module docstring); the arguments are
     ``generate_competition``'s. Besides the iMet files it writes ``solution.csv`` (clean test labels) and
     ``train_clean.csv`` (the train labels before the annotator noise)."""
-    from imet_utils.generate import random_id
-
     if len(groups) < 1 or groups[0][1] < 1:
         raise ValueError(f"groups must start with a group of at least one label (the cultures), got {groups}")
     rng = np.random.default_rng(seed)
