@@ -11,19 +11,34 @@ Every build also points the top-level metadata file's code_file (and kernel_type
 its id, so `kaggle kernels push` in the repo root pushes what was built. The work is done by the kernel_build
 package; this file is its command line. Building is text work: it imports neither TensorFlow nor kaggle.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
 
 import kernel_build
-from kernel_build import (BASE_METADATA, EXECUTE_NOTEBOOK, BuildError, built_kernels, check_build,
-                          check_top_level, config_table, effective_config, execute_notebook, load_base_metadata,
-                          parse_overrides, point_top_level, replace_config_tables, run_local, set_help, status)
-from kernel_build import steps
+from kernel_build import (
+    BASE_METADATA,
+    EXECUTE_NOTEBOOK,
+    BuildError,
+    built_kernels,
+    check_build,
+    check_top_level,
+    config_table,
+    effective_config,
+    execute_notebook,
+    load_base_metadata,
+    parse_overrides,
+    point_top_level,
+    replace_config_tables,
+    run_local,
+    set_help,
+    status,
+    steps,
+)
 from kernel_build.kernel import ROOT
 from kernel_build.orchestrate import placeholder_problems
 from kernel_build.runs import pull, report
@@ -34,23 +49,38 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=ROOT / "build", help="build folder (default: build/)")
     p.add_argument("--metadata", type=Path, default=BASE_METADATA, help=f"base metadata ({BASE_METADATA.name})")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help=set_help("train"))
-    p.add_argument("--set-submit", dest="submit_sets", action="append", default=[], metavar="KEY=VALUE",
-                   help=set_help("submit"))
+    p.add_argument(
+        "--set-submit", dest="submit_sets", action="append", default=[], metavar="KEY=VALUE", help=set_help("submit")
+    )
     p.add_argument("--split-folds", action="store_true", help="one train kernel per fold: <slug>-f0, -f1, ...")
     p.add_argument("--notebook", action="store_true", help="build .ipynb notebooks instead of scripts")
     p.add_argument("--check", action="store_true", help="check the built metadata; exit 1 with one line per problem")
-    p.add_argument("--push", nargs="?", const="train", choices=["train", "submit", "all"],
-                   help="build, check, print the plan, then push: the train kernel(s) (default); 'submit' only once "
-                        "every train kernel it sources is complete on its latest version; 'all' (with --wait): "
-                        "train, wait, submit")
+    p.add_argument(
+        "--push",
+        nargs="?",
+        const="train",
+        choices=["train", "submit", "all"],
+        help="build, check, print the plan, then push: the train kernel(s) (default); 'submit' only once "
+        "every train kernel it sources is complete on its latest version; 'all' (with --wait): "
+        "train, wait, submit",
+    )
     p.add_argument("--wait", action="store_true", help="poll kaggle kernels status until the pushed kernels end")
     p.add_argument("--force", action="store_true", help="push although a run is on or the sources are not complete")
-    p.add_argument("--poll", type=float, default=60.0, metavar="SECONDS", help="first status poll interval "
-                   "(backs off to 5x while nothing changes; default 60)")
+    p.add_argument(
+        "--poll",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="first status poll interval (backs off to 5x while nothing changes; default 60)",
+    )
     p.add_argument("--max-parallel", type=int, default=2, help="GPU kernels at a time (Kaggle allows 2)")
     p.add_argument("--submit", action="store_true", help="submit the submit kernel's output, wait for its scores")
-    p.add_argument("--probe", action="store_true", help="push a tiny CPU kernel and submit its sample_submission "
-                   "copy: does the competition take a late kernel submission?")
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="push a tiny CPU kernel and submit its sample_submission "
+        "copy: does the competition take a late kernel submission?",
+    )
     p.add_argument("--plan", action="store_true", help="estimated GPU hours of each kernel and of the plan")
     p.add_argument("--pull", action="store_true", help="download each built kernel's output to runs/<slug>/v<N>/")
     p.add_argument("--version", type=int, help="--pull/--submit this version instead of the latest pushed")
@@ -62,12 +92,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, help="an iMet-format competition folder (default: generate one)")
     p.add_argument("--work-dir", type=Path, default=ROOT / "local_run", help="local run folder")
     p.add_argument("--resume", action="store_true", help="--run-local: keep the train output and resume it")
-    p.add_argument(EXECUTE_NOTEBOOK, type=Path, metavar="NOTEBOOK",
-                   help="run one notebook as Kaggle does (papermill's nbclient and an IPython kernel), in the "
-                        "current folder, saving the executed copy beside it as <name>.executed.ipynb")
-    p.add_argument("--config-table", nargs="?", const="-", metavar="README",
-                   help="print the README's config tables, generated from the config fields; with a file, "
-                        "rewrite the tables in it")
+    p.add_argument(
+        EXECUTE_NOTEBOOK,
+        type=Path,
+        metavar="NOTEBOOK",
+        help="run one notebook as Kaggle does (papermill's nbclient and an IPython kernel), in the "
+        "current folder, saving the executed copy beside it as <name>.executed.ipynb",
+    )
+    p.add_argument(
+        "--config-table",
+        nargs="?",
+        const="-",
+        metavar="README",
+        help="print the README's config tables, generated from the config fields; with a file, "
+        "rewrite the tables in it",
+    )
     return p
 
 
@@ -79,16 +118,22 @@ def _config_tables(target: str) -> None:
         print(f"rewrote the config tables in {target}")
 
 
-def _build(args: argparse.Namespace, train_overrides: Dict, submit_overrides: Dict) -> kernel_build.Build:
+def _build(args: argparse.Namespace, train_overrides: dict, submit_overrides: dict) -> kernel_build.Build:
     """What to check or push: ``build/`` as it is for a plain --check, else a fresh build."""
     if args.check and not (args.sets or args.submit_sets or args.split_folds or args.notebook):
         built = built_kernels(args.out)
         if built:
             return built
     start = time.time()
-    built = kernel_build.build(args.out, train_overrides=train_overrides, submit_overrides=submit_overrides,
-                               base=load_base_metadata(args.metadata), split_folds=args.split_folds,
-                               notebook=args.notebook, check=not args.check)
+    built = kernel_build.build(
+        args.out,
+        train_overrides=train_overrides,
+        submit_overrides=submit_overrides,
+        base=load_base_metadata(args.metadata),
+        split_folds=args.split_folds,
+        notebook=args.notebook,
+        check=not args.check,
+    )
     for kernel in built:
         print(f"built {kernel.describe()} kernel: {kernel.folder}/")
     print(point_top_level(args.metadata, args.out, notebook=args.notebook, split_folds=args.split_folds))
@@ -96,7 +141,7 @@ def _build(args: argparse.Namespace, train_overrides: Dict, submit_overrides: Di
     return built
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.execute_notebook:
@@ -131,9 +176,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                 pull(built, args.runs, version=args.version, models=args.pull_models)
             return 0
         if args.run_local:
-            run_local(data_dir=args.data_dir, work=args.work_dir, train_overrides=train_overrides,
-                      submit_overrides=submit_overrides, resume=args.resume, split_folds=args.split_folds,
-                      notebook=args.notebook)
+            run_local(
+                data_dir=args.data_dir,
+                work=args.work_dir,
+                train_overrides=train_overrides,
+                submit_overrides=submit_overrides,
+                resume=args.resume,
+                split_folds=args.split_folds,
+                notebook=args.notebook,
+            )
             return 0
         built = _build(args, train_overrides, submit_overrides)
         submit_config = effective_config("submit", submit_overrides)
@@ -152,8 +203,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         for line in top_problems:
             print(f"warning: {line}")
         if args.push:
-            steps.push(built, args, competition=competition, train_config=train_config,
-                       submit_config=submit_config)
+            steps.push(built, args, competition=competition, train_config=train_config, submit_config=submit_config)
         else:
             print(f"next: python build_kernel.py --push   (or kaggle kernels push -p {built.kernels[0].folder})")
     except BuildError as e:

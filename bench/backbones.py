@@ -5,6 +5,7 @@
 Prints one markdown row per model: parameters and images/s (after one warm-up batch). CPU figures here
 rank the backbones; GPU throughput comes from bench/gpu.py on a lent card.
 """
+
 import argparse
 import os
 import sys
@@ -32,7 +33,7 @@ def main() -> int:
     print("|---|---|---|")
     for name in args.only or [m for m in MODELS if m != "tiny-cnn"]:
         model = create_model(name, 1103, image_size=args.size)
-        step = tf.function(lambda batch: model(batch, training=False))
+        step = tf.function(lambda batch, model=model: model(batch, training=False))
         step(x)
         start = time.perf_counter()
         for _ in range(args.batches):

@@ -10,6 +10,7 @@ all rules and the default label bounds, then the rest of the submit kernel's dec
 the chosen rule to all OOF, F2 by group, the threshold curve's search, decision.json). Last line:
 ``decision: seconds=... peak_rss_mb=...`` (seconds of the whole decision step; peak RSS of the process).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from imet_utils.config import DECISION_RULES, SEED_MAX_LABELS, SEED_MIN_LABELS, DEFAULT_THRESHOLD_GRID  # noqa: E402
+from imet_utils.config import DECISION_RULES, DEFAULT_THRESHOLD_GRID, SEED_MAX_LABELS, SEED_MIN_LABELS  # noqa: E402
 from imet_utils.data import multi_hot, read_labels, read_train  # noqa: E402
 from imet_utils.decision import apply_rule, choose_rule  # noqa: E402
 from imet_utils.metrics import f2_by_group, search_threshold, threshold_grid  # noqa: E402
@@ -54,10 +55,10 @@ def synthetic_probs(y: np.ndarray, tag: np.ndarray, seed: int) -> np.ndarray:
     neg_mean, pos_mean = -6.5 + 1.0 * hard, -0.5 - 1.5 * hard
     probs = np.empty((n, c), np.float32)
     for s in range(0, n, CHUNK):
-        yc = y[s:s + CHUNK] > 0
+        yc = y[s : s + CHUNK] > 0
         logit = rng.standard_normal(yc.shape, dtype=np.float32) * np.float32(LOGIT_SD)
         logit += np.where(yc, pos_mean, neg_mean).astype(np.float32)
-        probs[s:s + CHUNK] = 1 / (1 + np.exp(-logit))
+        probs[s : s + CHUNK] = 1 / (1 + np.exp(-logit))
     return probs
 
 
@@ -89,8 +90,10 @@ def main() -> int:
     p.add_argument("--rules", nargs="+", default=list(DECISION_RULES))
     args = p.parse_args()
     y, probs, folds, groups, grid = bench_inputs(args.data, args.rows, args.seed)
-    print(f"{args.data}: y {y.shape} ({y.sum(1).mean():.2f} labels per image), probs {probs.dtype}, "
-          f"{N_FOLDS} folds, grid of {len(grid)}, rules {args.rules}")
+    print(
+        f"{args.data}: y {y.shape} ({y.sum(1).mean():.2f} labels per image), probs {probs.dtype}, "
+        f"{N_FOLDS} folds, grid of {len(grid)}, rules {args.rules}"
+    )
     rss0, peak0 = _rss_mb(), _peak_rss_mb()
     t0 = time.perf_counter()
     decision = choose_rule(y, probs, folds, groups, grid=grid, rules=args.rules, log=print)
@@ -102,11 +105,15 @@ def main() -> int:
     json.dumps(decision)
     t_all = time.perf_counter() - t0
     peak = _peak_rss_mb()
-    print(f"chosen: {decision['chosen']}; cross-fitted F2: "
-          + ", ".join(f"{r} {f:.4f}" for r, f in decision["oof_f2"].items()))
+    print(
+        f"chosen: {decision['chosen']}; cross-fitted F2: "
+        + ", ".join(f"{r} {f:.4f}" for r, f in decision["oof_f2"].items())
+    )
     print(f"F2 by group: {decision['oof_f2_by_group']}; labels per image {pred.sum(1).mean():.2f}")
-    print(f"choose_rule: {t_choose:.1f} s, peak extra RSS {peak_choose - rss0:.0f} MB; whole step {t_all:.1f} s, "
-          f"peak extra RSS {peak - rss0:.0f} MB (RSS before {rss0:.0f} MB, peak before {peak0:.0f} MB)")
+    print(
+        f"choose_rule: {t_choose:.1f} s, peak extra RSS {peak_choose - rss0:.0f} MB; whole step {t_all:.1f} s, "
+        f"peak extra RSS {peak - rss0:.0f} MB (RSS before {rss0:.0f} MB, peak before {peak0:.0f} MB)"
+    )
     print(f"decision: seconds={t_all:.1f} peak_rss_mb={peak:.0f}")
     return 0
 

@@ -5,6 +5,7 @@
 Default TRAIN_CSV: ../shared/data/imet2019/train.csv (the real competition file), else a generated one.
 Each method runs in a fresh process, timed from start to folds.csv written, as a user would run it.
 """
+
 import argparse
 import os
 import subprocess
@@ -34,8 +35,10 @@ def main() -> int:
         args.train_csv = d / "train.csv"
     n_classes = read_labels(args.train_csv.with_name("labels.csv")).n_classes
     lists = list(read_train(args.train_csv, n_classes)["labels"])
-    print(f"{args.train_csv}: {len(lists)} images, {n_classes} labels, K={args.n_folds}, "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall times grow with it)")
+    print(
+        f"{args.train_csv}: {len(lists)} images, {n_classes} labels, K={args.n_folds}, "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall times grow with it)"
+    )
     print("| method | mean dev | max dev | mean excess dev | labels missing from a fold | fold sizes | wall time |")
     print("|---|---|---|---|---|---|---|")
     import pandas as pd
@@ -46,9 +49,23 @@ def main() -> int:
             continue
         out = Path(tempfile.mkdtemp()) / "folds.csv"
         start = time.perf_counter()
-        res = subprocess.run([sys.executable, "-m", "imet_utils.folds", str(args.train_csv), "--out", str(out),
-                              "--n-folds", str(args.n_folds), "--method", method], cwd=ROOT, capture_output=True,
-                             text=True)
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "imet_utils.folds",
+                str(args.train_csv),
+                "--out",
+                str(out),
+                "--n-folds",
+                str(args.n_folds),
+                "--method",
+                method,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         wall = time.perf_counter() - start
         if res.returncode:
             print(f"| {method} | failed: {res.stderr.strip().splitlines()[-1]} |")
@@ -56,8 +73,10 @@ def main() -> int:
         folds = pd.read_csv(out)["fold"].to_numpy()
         r = fold_report(lists, folds, n_classes, args.n_folds, wall)
         floor = r
-        print(f"| {method} | {r.mean_dev:.4f} | {r.max_dev:.2f} | {r.mean_excess:.4f} | {r.missing} | "
-              f"{min(r.sizes)}–{max(r.sizes)} | {wall:.1f} s |")
+        print(
+            f"| {method} | {r.mean_dev:.4f} | {r.max_dev:.2f} | {r.mean_excess:.4f} | {r.missing} | "
+            f"{min(r.sizes)}–{max(r.sizes)} | {wall:.1f} s |"
+        )
     if floor:
         print(f"| rounding floor | {floor.floor:.4f} | | {floor.excess_floor:.4f} | | | |")
     return 0

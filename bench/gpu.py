@@ -13,6 +13,7 @@ Both training setups use weights=None and the same generated iMet-like images. E
 of 5 steps. ``--smoke`` runs a tiny CPU version so that the script itself is tested without a GPU.
 The last line: ``gpu=<name> seed_train=<img/s> ours_train=<img/s> speedup=<x> tta_infer=<img/s>``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def _gpu_name() -> str:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=20)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=20
+        )
         return out.stdout.strip().splitlines()[0].replace(" ", "_") if out.returncode == 0 else "none"
     except (OSError, subprocess.TimeoutExpired, IndexError):
         return "none"
@@ -58,12 +60,12 @@ def _train_worker(args) -> dict:
     else:
         from pipeline import seed_sequence  # bench/pipeline.py
 
-        data = seed_sequence(paths, y, size=args.size, batch=args.batch, steps=10 ** 6)
+        data = seed_sequence(paths, y, size=args.size, batch=args.batch, steps=10**6)
         # The seed's model took preprocess_input's output: the same backbone and head, on float32 input.
         base = create_model(args.model, n_classes, image_size=args.size)
         names = [layer.name for layer in base.layers]
         x = inputs = keras.Input((args.size, args.size, 3))
-        for layer in base.layers[names.index("normalize") + 1:]:
+        for layer in base.layers[names.index("normalize") + 1 :]:
             x = layer(x)
         model = keras.Model(inputs, x)
     model.compile(keras.optimizers.Adam(3e-4), "binary_crossentropy")
@@ -114,30 +116,48 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
-    from imet_utils.images import build_cache, cache_short_side
     from pipeline import make_images  # bench/pipeline.py
+
+    from imet_utils.images import build_cache, cache_short_side
 
     work = Path(tempfile.mkdtemp())
     pngs = make_images(work / "png", args.n)
     ids = sorted(p.stem for p in pngs.glob("*.png"))
-    cached = build_cache(ids, pngs, work / "cache", split="bench", short_side=cache_short_side(args.size, 1.1),
-                         max_aspect=4.0)
+    cached = build_cache(
+        ids, pngs, work / "cache", split="bench", short_side=cache_short_side(args.size, 1.1), max_aspect=4.0
+    )
     (work / "png.json").write_text(json.dumps([str(pngs / f"{i}.png") for i in ids]))
     (work / "jpg.json").write_text(json.dumps([p for p in cached.paths if p]))
     gpu = _gpu_name()
     print(f"GPU: {gpu}; {args.model} at {args.size}px, batch {args.batch}, {args.steps} timed steps", flush=True)
     rates = {}
     for what, files in (("seed", "png.json"), ("ours", "jpg.json"), ("infer", "jpg.json")):
-        cmd = [sys.executable, __file__, "--worker", what, "--paths", str(work / files), "--model", args.model,
-               "--size", str(args.size), "--batch", str(args.batch), "--steps", str(args.steps)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            what,
+            "--paths",
+            str(work / files),
+            "--model",
+            args.model,
+            "--size",
+            str(args.size),
+            "--batch",
+            str(args.batch),
+            "--steps",
+            str(args.steps),
+        ]
         res = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
         if res.returncode:
             print(res.stderr[-3000:], file=sys.stderr)
             return 1
         rates[what] = json.loads(res.stdout.strip().splitlines()[-1])["rate"]
         print(f"{what}: {rates[what]:.1f} img/s", flush=True)
-    print(f"gpu={gpu} seed_train={rates['seed']:.1f} ours_train={rates['ours']:.1f} "
-          f"speedup={rates['ours'] / rates['seed']:.2f} tta_infer={rates['infer']:.1f}")
+    print(
+        f"gpu={gpu} seed_train={rates['seed']:.1f} ours_train={rates['ours']:.1f} "
+        f"speedup={rates['ours'] / rates['seed']:.2f} tta_infer={rates['infer']:.1f}"
+    )
     return 0
 
 

@@ -20,6 +20,7 @@ for reference follow: our pipeline with augment="albumentations" from the cache,
 The last line is the summary:
 png_vs_decode=(c)/(a) cached_vs_seed=(d)/(b) cores_speedup=(e)/(c)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -155,8 +156,15 @@ def _ours(paths, size, batch, threads, mode="device", preset="ours"):
     if mode == "albumentations":
         aug = train_transforms(size, preset)
         transform = lambda img: augment_image(aug, img, size)  # noqa: E731
-    ds = train_dataset(paths, np.zeros((len(paths), 1103), np.uint8), size=size, batch_size=batch, seed=0,
-                       transform=transform, workers=threads)
+    ds = train_dataset(
+        paths,
+        np.zeros((len(paths), 1103), np.uint8),
+        size=size,
+        batch_size=batch,
+        seed=0,
+        transform=transform,
+        workers=threads,
+    )
     for _ in ds:  # warm-up: traces the graph, fills the page cache
         pass
     start = time.perf_counter()
@@ -185,9 +193,26 @@ def _worker(args) -> None:
 # ----------------------------------------------------------------------------- driver
 def _run(what, paths_file, cores, size, batch, pin=False) -> float:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    res = subprocess.run([sys.executable, __file__, "--worker", what, "--paths", str(paths_file), "--cores", cores,
-                          "--size", str(size), "--batch", str(batch)] + (["--pin"] if pin else []),
-                         capture_output=True, text=True, env=env)
+    res = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--worker",
+            what,
+            "--paths",
+            str(paths_file),
+            "--cores",
+            cores,
+            "--size",
+            str(size),
+            "--batch",
+            str(batch),
+        ]
+        + (["--pin"] if pin else []),
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if res.returncode:
         raise SystemExit(f"{what} failed:\n{res.stderr[-2000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])["rate"]
@@ -215,18 +240,28 @@ def main() -> int:
     img_dir = args.img_dir or make_images(Path(tempfile.mkdtemp()) / "png", args.n)
     pngs = sorted(str(p) for p in Path(img_dir).glob("*.png"))[: args.n]
     size_kb = sum(os.path.getsize(p) for p in pngs) / len(pngs) / 1024
-    print(f"{len(pngs)} PNGs from {img_dir}, mean {size_kb:.0f} KB; crop {args.size}, batch {args.batch}, "
-          f"{os.cpu_count()} cores")
+    print(
+        f"{len(pngs)} PNGs from {img_dir}, mean {size_kb:.0f} KB; crop {args.size}, batch {args.batch}, "
+        f"{os.cpu_count()} cores"
+    )
     work = Path(tempfile.mkdtemp())
     ids = [Path(p).stem for p in pngs]
     start = time.perf_counter()
-    cached = build_cache(ids, Path(pngs[0]).parent, work / "cache", split="bench",
-                         short_side=cache_short_side(args.size, 1.1), max_aspect=4.0)
+    cached = build_cache(
+        ids,
+        Path(pngs[0]).parent,
+        work / "cache",
+        split="bench",
+        short_side=cache_short_side(args.size, 1.1),
+        max_aspect=4.0,
+    )
     cache_s = time.perf_counter() - start
     jpgs = [p for p in cached.paths if p]
     jpg_kb = sum(os.path.getsize(p) for p in jpgs) / len(jpgs) / 1024
-    print(f"cache: {len(jpgs)} JPEGs in {cache_s:.1f}s, mean {jpg_kb:.0f} KB "
-          f"({jpg_kb * 1000 / 1024:.0f} MB per 1,000 images)")
+    print(
+        f"cache: {len(jpgs)} JPEGs in {cache_s:.1f}s, mean {jpg_kb:.0f} KB "
+        f"({jpg_kb * 1000 / 1024:.0f} MB per 1,000 images)"
+    )
     png_file, jpg_file = work / "png.json", work / "jpg.json"
     png_file.write_text(json.dumps(pngs))
     jpg_file.write_text(json.dumps(jpgs))
@@ -243,10 +278,14 @@ def main() -> int:
         print(f"({key}) {label}: {rates[key]:.0f} img/s", flush=True)
     for what, preset in (("ours-alb", "ours"), ("ours-alb-seed", "seed")):
         alb = _run(what, jpg_file, "one", args.size, args.batch, args.pin)
-        print(f"(for reference) augment='albumentations', augment_preset={preset!r}, from cache, 1 core: "
-              f"{alb:.0f} img/s", flush=True)
-    print(f"png_vs_decode={rates['c'] / rates['a']:.2f} cached_vs_seed={rates['d'] / rates['b']:.2f} "
-          f"cores_speedup={rates['e'] / rates['c']:.2f}")
+        print(
+            f"(for reference) augment='albumentations', augment_preset={preset!r}, from cache, 1 core: {alb:.0f} img/s",
+            flush=True,
+        )
+    print(
+        f"png_vs_decode={rates['c'] / rates['a']:.2f} cached_vs_seed={rates['d'] / rates['b']:.2f} "
+        f"cores_speedup={rates['e'] / rates['c']:.2f}"
+    )
     return 0
 
 

@@ -23,6 +23,7 @@ whole bench (image generation, build and both kernels) and a figure that wasn't 
 Exit status: 0 all targets met, 1 a target missed (or not measured), 2 a kernel failed.
 Without ``--keep``, a successful run deletes the kernels' folders (outputs, image caches) and keeps the data.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,8 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -56,12 +57,25 @@ DECISION_TARGET_S = 180.0
 STAGE_RE = re.compile(r"stage (\S+): ([0-9.]+) s")
 # What each known stage covers, for the table; stages not listed here are reported under their own name.
 STAGE_LABELS = {
-    "train": {"setup": "setup (config, paths)", "csv": "CSV checks", "folds": "folds",
-              "cache": "train image cache", "training": "training (all folds)", "oof": "OOF assembly"},
-    "submit": {"setup": "setup (config, paths)", "csv": "CSV checks", "oof": "OOF loading",
-               "decision": "decision-rule choice", "second_level": "second level (stacking), cross-fitted",
-               "decision_files": "decision.json and plots", "test_cache": "test image cache",
-               "predict": "test prediction", "submission": "submission writing"},
+    "train": {
+        "setup": "setup (config, paths)",
+        "csv": "CSV checks",
+        "folds": "folds",
+        "cache": "train image cache",
+        "training": "training (all folds)",
+        "oof": "OOF assembly",
+    },
+    "submit": {
+        "setup": "setup (config, paths)",
+        "csv": "CSV checks",
+        "oof": "OOF loading",
+        "decision": "decision-rule choice",
+        "second_level": "second level (stacking), cross-fitted",
+        "decision_files": "decision.json and plots",
+        "test_cache": "test image cache",
+        "predict": "test prediction",
+        "submission": "submission writing",
+    },
 }
 
 
@@ -72,7 +86,7 @@ def _read_ids_csv(path: Path):
     return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
 
 
-def _subsample(df, n: Optional[int], seed: int):
+def _subsample(df, n: int | None, seed: int):
     """``n`` rows drawn with ``seed``, in their original order (all rows if ``n`` is None or too large)."""
     import numpy as np
 
@@ -87,8 +101,9 @@ def _write_if_changed(path: Path, text: str) -> None:
         path.write_text(text)
 
 
-def prepare_csvs(real_dir: Path, data: Path, *, n_train: Optional[int], n_test: Optional[int],
-                 seed: int = 0) -> Tuple[List[Tuple[str, int, int]], List[Tuple[str, int, int]]]:
+def prepare_csvs(
+    real_dir: Path, data: Path, *, n_train: int | None, n_test: int | None, seed: int = 0
+) -> tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]]:
     """Writes labels.csv, train.csv and sample_submission.csv into ``data`` from ``real_dir``.
 
     Args:
@@ -115,7 +130,7 @@ def prepare_csvs(real_dir: Path, data: Path, *, n_train: Optional[int], n_test: 
     digits = sum(i.isdigit() for i in train["id"])
     print(f"CSVs from {real_dir}: {len(train)} train ids ({digits} all digits), {len(test)} test ids", flush=True)
 
-    def keyed(ids: Iterable[str], labels: Iterable[str]) -> List[Tuple[str, int, int]]:
+    def keyed(ids: Iterable[str], labels: Iterable[str]) -> list[tuple[str, int, int]]:
         out = []
         for i, raw in zip(ids, labels):
             tokens = [int(t) for t in raw.split() if t.isdigit()]
@@ -125,7 +140,7 @@ def prepare_csvs(real_dir: Path, data: Path, *, n_train: Optional[int], n_test: 
     return keyed(train["id"], train["attribute_ids"]), [(i, -1, -1) for i in test["id"]]
 
 
-def _colour(key: int, salt: int) -> Tuple[int, int, int]:
+def _colour(key: int, salt: int) -> tuple[int, int, int]:
     import colorsys
 
     hue = ((key if key >= 0 else salt % 997) * 0.618034) % 1.0
@@ -144,11 +159,11 @@ def draw_image(img_id: str, first: int, last: int):
     img[:] = _colour(first, h32)
     r = min(h, w) // 4
     cy, cx = h // 2 + int(rng.integers(-r, r + 1)) // 2, w // 2 + int(rng.integers(-r, r + 1)) // 2
-    img[cy - r:cy + r, cx - r:cx + r] = _colour(last, h32 >> 8)
+    img[cy - r : cy + r, cx - r : cx + r] = _colour(last, h32 >> 8)
     return (img + rng.integers(0, 12, img.shape, dtype=np.uint8)).astype(np.uint8)
 
 
-def _write_images(task: Tuple[str, Sequence[Tuple[str, int, int]]]) -> int:
+def _write_images(task: tuple[str, Sequence[tuple[str, int, int]]]) -> int:
     import cv2
 
     cv2.setNumThreads(1)  # one pool process per core
@@ -162,19 +177,19 @@ def _write_images(task: Tuple[str, Sequence[Tuple[str, int, int]]]) -> int:
     return len(items)
 
 
-def missing_images(folder: Path, ids: Iterable[str]) -> List[str]:
+def missing_images(folder: Path, ids: Iterable[str]) -> list[str]:
     have = {n[:-4] for n in os.listdir(folder) if n.endswith(".png")} if folder.is_dir() else set()
     return [i for i in ids if i not in have]
 
 
-def generate_images(folder: Path, items: Sequence[Tuple[str, int, int]], *, workers: int) -> int:
+def generate_images(folder: Path, items: Sequence[tuple[str, int, int]], *, workers: int) -> int:
     """Draws the images of ``items`` that ``folder`` lacks, on ``workers`` processes; returns how many."""
     folder.mkdir(parents=True, exist_ok=True)
     todo_ids = set(missing_images(folder, (i for i, _, _ in items)))
     todo = [it for it in items if it[0] in todo_ids]
     if not todo:
         return 0
-    tasks = [(str(folder), todo[k:k + IMAGES_PER_TASK]) for k in range(0, len(todo), IMAGES_PER_TASK)]
+    tasks = [(str(folder), todo[k : k + IMAGES_PER_TASK]) for k in range(0, len(todo), IMAGES_PER_TASK)]
     done, start, last = 0, time.time(), 0.0
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         for n in pool.imap_unordered(_write_images, tasks):
@@ -194,28 +209,29 @@ class KernelRun:
     returncode: int
     wall_s: float
     peak_rss_mb: float
-    stages: Dict[str, float]
-    tail: List[str]
+    stages: dict[str, float]
+    tail: list[str]
     log: Path
 
 
-def add_stage(stages: Dict[str, float], line: str) -> None:
+def add_stage(stages: dict[str, float], line: str) -> None:
     """Adds a ``stage <name>: <seconds> s`` line to ``stages`` (a stage printed twice adds up)."""
     m = STAGE_RE.search(line)
     if m:
         stages[m.group(1)] = stages.get(m.group(1), 0.0) + float(m.group(2))
 
 
-def parse_stages(lines: Iterable[str]) -> Dict[str, float]:
+def parse_stages(lines: Iterable[str]) -> dict[str, float]:
     """Stage lines -> name -> seconds, in order of first appearance; other lines are ignored."""
-    stages: Dict[str, float] = {}
+    stages: dict[str, float] = {}
     for line in lines:
         add_stage(stages, line)
     return stages
 
 
-def run_kernel(name: str, command: List[str], root: Path, *, log: Path,
-               extra_pythonpath: Optional[Path] = None) -> KernelRun:
+def run_kernel(
+    name: str, command: list[str], root: Path, *, log: Path, extra_pythonpath: Path | None = None
+) -> KernelRun:
     """Runs a built kernel as ``kernel_build.run_kernel`` does, teeing its output to the console and ``log``.
 
     Its peak RSS is the process's own ``ru_maxrss`` (with its waited-for children), from ``os.wait4``.
@@ -227,12 +243,20 @@ def run_kernel(name: str, command: List[str], root: Path, *, log: Path,
     env["PYTHONUNBUFFERED"] = "1"
     print(f"\n$ python {' '.join(command)}  (kaggle root {root}; log {log})", flush=True)
     log.parent.mkdir(parents=True, exist_ok=True)
-    stages: Dict[str, float] = {}
-    tail: List[str] = []
+    stages: dict[str, float] = {}
+    tail: list[str] = []
     start = time.monotonic()
     with open(log, "w") as log_file:
-        proc = subprocess.Popen([sys.executable, *command], cwd=root / "working", env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, bufsize=1, errors="replace")
+        proc = subprocess.Popen(
+            [sys.executable, *command],
+            cwd=root / "working",
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            errors="replace",
+        )
         try:
             for line in proc.stdout:
                 sys.stdout.write(line)
@@ -253,17 +277,19 @@ def run_kernel(name: str, command: List[str], root: Path, *, log: Path,
     wall = time.monotonic() - start
     rss_mb = usage.ru_maxrss / 1024  # KiB on Linux; MB here are MiB
     print(f"{name} kernel: exit {proc.returncode}, {wall:.0f}s, peak RSS {rss_mb:.0f} MB", flush=True)
-    return KernelRun(name=name, returncode=proc.returncode, wall_s=wall, peak_rss_mb=rss_mb, stages=stages,
-                     tail=tail[-40:], log=log)
+    return KernelRun(
+        name=name, returncode=proc.returncode, wall_s=wall, peak_rss_mb=rss_mb, stages=stages, tail=tail[-40:], log=log
+    )
 
 
 # --------------------------------------------------------------------------- report
-def _fmt(x: Optional[float], digits: int = 1) -> str:
+def _fmt(x: float | None, digits: int = 1) -> str:
     return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def report(runs: Sequence[KernelRun], *, bench_rows: Sequence[Tuple[str, str, float]], total_s: float,
-           header: str = "") -> Tuple[List[str], bool]:
+def report(
+    runs: Sequence[KernelRun], *, bench_rows: Sequence[tuple[str, str, float]], total_s: float, header: str = ""
+) -> tuple[list[str], bool]:
     """The markdown table, the targets and the last line; and whether every target is met."""
     lines = [header, ""] if header else []
     lines += ["| kernel | stage | what | wall s | peak RSS MB |", "|---|---|---|---:|---:|"]
@@ -274,21 +300,21 @@ def report(runs: Sequence[KernelRun], *, bench_rows: Sequence[Tuple[str, str, fl
         for stage, seconds in run.stages.items():
             lines.append(f"| {run.name} | {stage} | {labels.get(stage, stage)} | {seconds:.1f} | |")
         other = run.wall_s - sum(run.stages.values())
-        lines.append(f"| {run.name} | (other) | process start, imports, work outside the stage lines | "
-                     f"{other:.1f} | |")
+        lines.append(f"| {run.name} | (other) | process start, imports, work outside the stage lines | {other:.1f} | |")
         status = "" if run.returncode == 0 else f" (FAILED, exit {run.returncode})"
-        lines.append(f"| {run.name} | **total**{status} | the whole process | {run.wall_s:.1f} | "
-                     f"{run.peak_rss_mb:.0f} |")
+        lines.append(
+            f"| {run.name} | **total**{status} | the whole process | {run.wall_s:.1f} | {run.peak_rss_mb:.0f} |"
+        )
     lines.append(f"| all | **total** | the whole bench: images, build, both kernels | {total_s:.1f} | |")
 
     by_name = {r.name: r for r in runs}
     rss = {k: (by_name[k].peak_rss_mb if k in by_name else float("nan")) for k in ("train", "submit")}
     decision = by_name["submit"].stages.get("decision", float("nan")) if "submit" in by_name else float("nan")
-    checks = [(f"train kernel peak RSS {_fmt(rss['train'], 0)} MB < {RSS_TARGET_MB:.0f} MB", rss["train"],
-               RSS_TARGET_MB),
-              (f"submit kernel peak RSS {_fmt(rss['submit'], 0)} MB < {RSS_TARGET_MB:.0f} MB", rss["submit"],
-               RSS_TARGET_MB),
-              (f"decision stage {_fmt(decision)} s < {DECISION_TARGET_S:.0f} s", decision, DECISION_TARGET_S)]
+    checks = [
+        (f"train kernel peak RSS {_fmt(rss['train'], 0)} MB < {RSS_TARGET_MB:.0f} MB", rss["train"], RSS_TARGET_MB),
+        (f"submit kernel peak RSS {_fmt(rss['submit'], 0)} MB < {RSS_TARGET_MB:.0f} MB", rss["submit"], RSS_TARGET_MB),
+        (f"decision stage {_fmt(decision)} s < {DECISION_TARGET_S:.0f} s", decision, DECISION_TARGET_S),
+    ]
     ok = True
     lines += ["", "targets:"]
     for text, value, limit in checks:
@@ -301,10 +327,18 @@ def report(runs: Sequence[KernelRun], *, bench_rows: Sequence[Tuple[str, str, fl
     for run in runs:
         if run.returncode != 0:
             ok = False
-            lines += ["", f"{run.name} kernel FAILED (exit {run.returncode}); the end of {run.log}:", "```",
-                      *run.tail, "```"]
-    lines += ["", f"scale: train_peak_rss_mb={_fmt(rss['train'], 0)} submit_peak_rss_mb={_fmt(rss['submit'], 0)} "
-                  f"decision_s={_fmt(decision)} total_s={_fmt(total_s)}"]
+            lines += [
+                "",
+                f"{run.name} kernel FAILED (exit {run.returncode}); the end of {run.log}:",
+                "```",
+                *run.tail,
+                "```",
+            ]
+    lines += [
+        "",
+        f"scale: train_peak_rss_mb={_fmt(rss['train'], 0)} submit_peak_rss_mb={_fmt(rss['submit'], 0)} "
+        f"decision_s={_fmt(decision)} total_s={_fmt(total_s)}",
+    ]
     return lines, ok
 
 
@@ -316,24 +350,40 @@ def run_bench(args: argparse.Namespace) -> int:
     bench_rows = []
 
     t = time.monotonic()
-    train_items, test_items = prepare_csvs(args.real_dir.resolve(), data, n_train=args.n_train,
-                                           n_test=args.n_test, seed=args.seed)
-    n_drawn = sum(generate_images(data / split, items, workers=args.workers)
-                  for split, items in (("train", train_items), ("test", test_items)))
-    bench_rows.append(("data", f"CSVs + {n_drawn} PNGs drawn, {len(train_items) + len(test_items) - n_drawn} "
-                               f"reused", time.monotonic() - t))
+    train_items, test_items = prepare_csvs(
+        args.real_dir.resolve(), data, n_train=args.n_train, n_test=args.n_test, seed=args.seed
+    )
+    n_drawn = sum(
+        generate_images(data / split, items, workers=args.workers)
+        for split, items in (("train", train_items), ("test", test_items))
+    )
+    bench_rows.append(
+        (
+            "data",
+            f"CSVs + {n_drawn} PNGs drawn, {len(train_items) + len(test_items) - n_drawn} reused",
+            time.monotonic() - t,
+        )
+    )
 
     t = time.monotonic()
-    train_overrides = {**kernel_build.LOCAL_TRAIN, **SCALE_TRAIN, "n_folds": args.n_folds,
-                       "folds": list(range(args.n_folds)), **kernel_build.parse_overrides(args.sets, "train")}
-    submit_overrides = {**kernel_build.LOCAL_SUBMIT, **SCALE_SUBMIT, "tta": args.tta,
-                        **kernel_build.parse_overrides(args.submit_sets, "submit")}
-    built = kernel_build.build(work / "build", train_overrides=train_overrides,
-                                 submit_overrides=submit_overrides)
+    train_overrides = {
+        **kernel_build.LOCAL_TRAIN,
+        **SCALE_TRAIN,
+        "n_folds": args.n_folds,
+        "folds": list(range(args.n_folds)),
+        **kernel_build.parse_overrides(args.sets, "train"),
+    }
+    submit_overrides = {
+        **kernel_build.LOCAL_SUBMIT,
+        **SCALE_SUBMIT,
+        "tta": args.tta,
+        **kernel_build.parse_overrides(args.submit_sets, "submit"),
+    }
+    built = kernel_build.build(work / "build", train_overrides=train_overrides, submit_overrides=submit_overrides)
     competition = kernel_build.effective_config("train", train_overrides)["competition"]
     bench_rows.append(("build", "kernel_build.build", time.monotonic() - t))
 
-    runs: List[KernelRun] = []
+    runs: list[KernelRun] = []
     submit_inputs = {competition: data}
     for kernel in built.train:
         root = kernel_build.kaggle_dir(work, kernel.slug, {competition: data}, fresh=True)
@@ -341,16 +391,26 @@ def run_bench(args: argparse.Namespace) -> int:
         submit_inputs[kernel.slug] = root / "working"
     if all(r.returncode == 0 for r in runs):
         root = kernel_build.kaggle_dir(work, "submit", submit_inputs, fresh=True)
-        runs.append(run_kernel("submit", kernel_build.runnable(built.submit), root,
-                               log=work / "logs" / "submit.log",
-                               extra_pythonpath=kernel_build.blocker_dir(work)))
+        runs.append(
+            run_kernel(
+                "submit",
+                kernel_build.runnable(built.submit),
+                root,
+                log=work / "logs" / "submit.log",
+                extra_pythonpath=kernel_build.blocker_dir(work),
+            )
+        )
     total = time.monotonic() - start
 
-    shown = {k: v for k, v in train_overrides.items() if k in ("model", "image_size", "batch_size", "epochs",
-                                                               "n_folds")}
-    header = (f"scale rehearsal: {len(train_items)} train / {len(test_items)} test images "
-              f"({IMAGE_SIDES[0]}-{IMAGE_SIDES[1]} px), {os.cpu_count()} cores; train "
-              + ", ".join(f"{k}={v}" for k, v in shown.items()) + f"; submit tta={submit_overrides['tta']}")
+    shown = {
+        k: v for k, v in train_overrides.items() if k in ("model", "image_size", "batch_size", "epochs", "n_folds")
+    }
+    header = (
+        f"scale rehearsal: {len(train_items)} train / {len(test_items)} test images "
+        f"({IMAGE_SIDES[0]}-{IMAGE_SIDES[1]} px), {os.cpu_count()} cores; train "
+        + ", ".join(f"{k}={v}" for k, v in shown.items())
+        + f"; submit tta={submit_overrides['tta']}"
+    )
     lines, ok = report(runs, bench_rows=bench_rows, total_s=total, header=header)
     text = "\n".join(lines)
     (work / "report.md").write_text(text + "\n")
@@ -366,22 +426,40 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0 if ok else (2 if not kernels_ok else 1)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(description="Run the built kernels on an iMet 2019-sized competition; "
-                                            "time each stage and measure each kernel's peak RSS.")
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description="Run the built kernels on an iMet 2019-sized competition; "
+        "time each stage and measure each kernel's peak RSS."
+    )
     p.add_argument("--work", type=Path, default=DEFAULT_WORK, help=f"work folder (default {DEFAULT_WORK})")
-    p.add_argument("--real-dir", type=Path, default=DEFAULT_REAL_DIR,
-                   help="folder with train.csv, labels.csv and sample_submission.csv (default: the real iMet 2019 "
-                        "CSVs in ../shared/data/imet2019)")
+    p.add_argument(
+        "--real-dir",
+        type=Path,
+        default=DEFAULT_REAL_DIR,
+        help="folder with train.csv, labels.csv and sample_submission.csv (default: the real iMet 2019 "
+        "CSVs in ../shared/data/imet2019)",
+    )
     p.add_argument("--n-train", type=int, help="subsample this many train ids (default: all)")
     p.add_argument("--n-test", type=int, help="subsample this many test ids (default: all)")
     p.add_argument("--seed", type=int, default=0, help="the subsample's seed")
     p.add_argument("--n-folds", type=int, default=5, help="folds, all trained (default 5)")
     p.add_argument("--tta", type=int, default=2, help="test-time views in the submit kernel (default 2)")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="another train config override, as build_kernel.py --set")
-    p.add_argument("--set-submit", dest="submit_sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="another submit config override, as build_kernel.py --set-submit")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another train config override, as build_kernel.py --set",
+    )
+    p.add_argument(
+        "--set-submit",
+        dest="submit_sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another submit config override, as build_kernel.py --set-submit",
+    )
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes drawing the images")
     p.add_argument("--keep", action="store_true", help="keep the kernels' folders (outputs, image caches)")
     args = p.parse_args(argv)

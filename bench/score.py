@@ -10,6 +10,7 @@ with ``--reuse``): centre = the first view, TTA = the mean of the first ``--tta`
 second level are the submit kernel's calls with SubmitConfig's defaults. F2 is a mean of per-image F2 with a 95%
 percentile bootstrap interval over images; deltas are paired (the same resamples). OOF is scored against train.csv
 (noisy in ``realistic`` data), test against solution.csv. Last line: ``score: data=... key=value ...``."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,8 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -51,7 +52,7 @@ def bootstrap_means(values: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     rng, out = np.random.default_rng(seed), np.empty(n)
     step = max(1, BOOT_CELLS // max(1, len(values)))
     for s in range(0, n, step):
-        out[s: s + step] = values[rng.integers(0, len(values), size=(min(step, n - s), len(values)))].mean(axis=1)
+        out[s : s + step] = values[rng.integers(0, len(values), size=(min(step, n - s), len(values)))].mean(axis=1)
     return out
 
 
@@ -66,8 +67,15 @@ def paired_diff_ci(a: np.ndarray, b: np.ndarray, n: int, seed: int = 0, level: f
     return bootstrap_ci(np.asarray(a, np.float64) - np.asarray(b, np.float64), n, seed, level)
 
 
-def crossfit_f2(rule: str, y: np.ndarray, probs: np.ndarray, folds: np.ndarray, groups: Dict[str, np.ndarray],
-                grid: np.ndarray = GRID, **bounds) -> np.ndarray:
+def crossfit_f2(
+    rule: str,
+    y: np.ndarray,
+    probs: np.ndarray,
+    folds: np.ndarray,
+    groups: dict[str, np.ndarray],
+    grid: np.ndarray = GRID,
+    **bounds,
+) -> np.ndarray:
     """Per-image F2 of every OOF row under ``rule`` fitted on the other folds' rows (choose_rule's oof_f2 with the
     same grid and ``bounds``, min_labels/max_labels, default the submit kernel's, is the mean)."""
     out = np.empty(len(y))
@@ -87,15 +95,24 @@ def parse_family(text: str) -> tuple:
     return name, dict(p.strip().split("=", 1) for p in parts)
 
 
-def train_dirs(work: Path) -> List[Path]:
+def train_dirs(work: Path) -> list[Path]:
     """The train outputs of a ``--run-local`` work folder (WORK/<train-slug>/kaggle/working)."""
-    return sorted(d.parent for d in Path(work).glob("*/kaggle/working/config.json")
-                  if d.parent.parent.parent.name != "submit")
+    return sorted(
+        d.parent for d in Path(work).glob("*/kaggle/working/config.json") if d.parent.parent.parent.name != "submit"
+    )
 
 
 def run_family(data: Path, work: Path, sets: Sequence[str]) -> float:
-    cmd = [sys.executable, str(ROOT / "build_kernel.py"), "--run-local", "--data-dir", str(data),
-           "--work-dir", str(work), *[a for s in sets for a in ("--set", s)]]
+    cmd = [
+        sys.executable,
+        str(ROOT / "build_kernel.py"),
+        "--run-local",
+        "--data-dir",
+        str(data),
+        "--work-dir",
+        str(work),
+        *[a for s in sets for a in ("--set", s)],
+    ]
     print("$ python " + " ".join(cmd[1:]), flush=True)
     (work / VIEWS_FILE).unlink(missing_ok=True)
     start = time.time()
@@ -140,9 +157,9 @@ class Family:
     config: object
     ids: np.ndarray
     folds: np.ndarray
-    oof: Dict[str, np.ndarray]  # "centre" / "tta" -> (n, classes)
-    test: Dict[str, np.ndarray]  # "centre" / "tta" -> (good, classes): the mean over fold models
-    fold_test: Dict[int, np.ndarray]  # fold -> its model's centre test probs
+    oof: dict[str, np.ndarray]  # "centre" / "tta" -> (n, classes)
+    test: dict[str, np.ndarray]  # "centre" / "tta" -> (good, classes): the mean over fold models
+    fold_test: dict[int, np.ndarray]  # fold -> its model's centre test probs
     good: np.ndarray
     saved_oof: np.ndarray  # the OOF the train kernel saved (what the submit kernel decides on), rows as ``ids``
     saved_check: str  # the saved OOF against the mean of the same views re-predicted here
@@ -173,19 +190,30 @@ def load_family(name: str, work: Path, comp, views: Sequence[str], reuse: bool) 
         test[label] = np.mean([res[f"{k}/test/{v}"] for k in folds for v in vs], axis=0)  # = mean of fold means
     s_ids, s_probs, _ = oof_predictions([outputs], list(ids))
     saved_oof = s_probs[0][pd.Index(s_ids).get_indexer(ids)]
-    check = f"the saved OOF averages {sv}" + (f"; re-predicted here: max |diff| "
-                                              f"{np.abs(oof['saved'] - saved_oof).max():.2e}" if again else "")
-    return Family(name, outputs[0].config, ids, fold_of, oof, test,
-                  {k: res[f"{k}/test/{views[0]}"] for k in folds}, good, saved_oof, check)
+    check = f"the saved OOF averages {sv}" + (
+        f"; re-predicted here: max |diff| {np.abs(oof['saved'] - saved_oof).max():.2e}" if again else ""
+    )
+    return Family(
+        name,
+        outputs[0].config,
+        ids,
+        fold_of,
+        oof,
+        test,
+        {k: res[f"{k}/test/{views[0]}"] for k in folds},
+        good,
+        saved_oof,
+        check,
+    )
 
 
 @dataclasses.dataclass
 class Row:
     what: str
-    test: Optional[np.ndarray]  # per test image (all of sample_submission's)
-    oof: Optional[np.ndarray] = None  # per OOF image, aligned with oof_ids
-    oof_ids: Optional[np.ndarray] = None
-    base: Optional["Row"] = None  # the row it adds to (the deltas are this row's F2 less its)
+    test: np.ndarray | None  # per test image (all of sample_submission's)
+    oof: np.ndarray | None = None  # per OOF image, aligned with oof_ids
+    oof_ids: np.ndarray | None = None
+    base: Row | None = None  # the row it adds to (the deltas are this row's F2 less its)
     note: str = ""  # the test cell of a row without per-image values
 
 
@@ -199,7 +227,7 @@ def cell(values, n, seed, signed=False, note="") -> str:
     return "{0:{f}} [{1:{f}}, {2:{f}}]".format(float(np.mean(values)), lo, hi, f="+.4f" if signed else ".4f")
 
 
-def print_table(rows: List[Row], n: int, seed: int) -> None:
+def print_table(rows: list[Row], n: int, seed: int) -> None:
     number = {id(r): i + 1 for i, r in enumerate(rows)}
     print("| what | test F2 [95% CI] | Δ test [95% CI] | OOF F2 (cross-fitted) [95% CI] | Δ OOF [95% CI] |")
     print("|---|---|---|---|---|")
@@ -211,8 +239,10 @@ def print_table(rows: List[Row], n: int, seed: int) -> None:
             _, ia, ib = np.intersect1d(r.oof_ids, b.oof_ids, return_indices=True)
             do = r.oof[ia] - b.oof[ib]
         what = f"{number[id(r)]}. {r.what}" + (f" (Δ vs {number[id(b)]})" if b is not None else "")
-        print(f"| {what} | {cell(r.test, n, seed, note=r.note)} | {cell(dt, n, seed, True)} | "
-              f"{cell(r.oof, n, seed)} | {cell(do, n, seed, True)} |")
+        print(
+            f"| {what} | {cell(r.test, n, seed, note=r.note)} | {cell(dt, n, seed, True)} | "
+            f"{cell(r.oof, n, seed)} | {cell(do, n, seed, True)} |"
+        )
 
 
 class Scorer:
@@ -232,7 +262,7 @@ class Scorer:
     def choose(self, y, probs, folds, rules=RULES) -> dict:
         return choose_rule(y, probs, folds, self.groups, grid=GRID, rules=rules, **BOUNDS)
 
-    def rule_row(self, what, rule, y, oof, folds, ids, test, base=None, expect: Optional[dict] = None) -> Row:
+    def rule_row(self, what, rule, y, oof, folds, ids, test, base=None, expect: dict | None = None) -> Row:
         """Test: ``rule`` fitted on all OOF rows; OOF: cross-fitted per image (checked against ``expect``,
         choose_rule's result on the same rows: equal for global, else a warning)."""
         f2 = crossfit_f2(rule, y, oof, folds, self.groups)
@@ -251,8 +281,11 @@ class Scorer:
         e = stack.entry
         if e.get("skipped"):
             return None, e
-        stacked, level = (stack.probs, stack.level) if stack.level is not None else \
-            (crossfit_probs(y, oof, folds, self.groups), refit_second_level(y, oof, folds, self.groups))
+        stacked, level = (
+            (stack.probs, stack.level)
+            if stack.level is not None
+            else (crossfit_probs(y, oof, folds, self.groups), refit_second_level(y, oof, folds, self.groups))
+        )
         f2 = crossfit_f2(e["rule"], y, stacked, folds, self.groups)
         assert abs(f2.mean() - e["oof_f2"]) < 1e-6, (f2.mean(), e["oof_f2"])
         what = f"{what} (rule `{e['rule']}`; choose_second_level: {'' if e['chosen'] else 'not '}chosen)"
@@ -267,30 +300,46 @@ def solution_truth(data: Path, comp) -> np.ndarray:
     return multi_hot([sol["labels"].iat[r] for r in rows], comp.labels.n_classes)
 
 
-def submission_row(name: str, work: Path, comp, y_test) -> Optional[Row]:
+def submission_row(name: str, work: Path, comp, y_test) -> Row | None:
     """The test F2 of the submission.csv the family's local run wrote (its submit kernel: tta and OOF as built)."""
     path = work / "submit" / "kaggle" / "working" / "submission.csv"
     if not path.is_file():
         return None
     sub = pd.read_csv(path, dtype=str, keep_default_na=False).set_index("id")
-    pred = multi_hot([[int(t) for t in s.split()] for s in sub.loc[list(comp.test_ids["id"]), "attribute_ids"]],
-                     comp.labels.n_classes)
-    return Row(f"family {name}: its local run's submission.csv (its submit kernel: tta={SUBMIT.tta}, decided on "
-               f"the saved OOF)", f2_per_sample(y_test, pred))
+    pred = multi_hot(
+        [[int(t) for t in s.split()] for s in sub.loc[list(comp.test_ids["id"]), "attribute_ids"]],
+        comp.labels.n_classes,
+    )
+    return Row(
+        f"family {name}: its local run's submission.csv (its submit kernel: tta={SUBMIT.tta}, decided on "
+        f"the saved OOF)",
+        f2_per_sample(y_test, pred),
+    )
 
 
 def arguments() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("data", type=Path, help="iMet-format competition folder with solution.csv")
     p.add_argument("--work", type=Path, help="run folder (default: local_run/score/<DATA_DIR name>)")
-    p.add_argument("--family", type=parse_family, action="append", metavar="NAME:KEY=VAL,KEY=VAL",
-                   help=f"a model family (repeatable; replaces the default {[n for n, _ in FAMILIES]})")
+    p.add_argument(
+        "--family",
+        type=parse_family,
+        action="append",
+        metavar="NAME:KEY=VAL,KEY=VAL",
+        help=f"a model family (repeatable; replaces the default {[n for n, _ in FAMILIES]})",
+    )
     p.add_argument("--tta", type=int, default=4, help=f"views for the TTA rows (1..{len(TTA_VIEWS)})")
     p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--reuse", action="store_true", help="reuse trained families and their saved view predictions")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VAL",
-                   help="train override for every family (a family's own value wins)")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VAL",
+        help="train override for every family (a family's own value wins)",
+    )
     args = p.parse_args()
     if not 1 <= args.tta <= len(TTA_VIEWS) or args.boot < 1:
         p.error(f"--tta must be in 1..{len(TTA_VIEWS)} and --boot >= 1")
@@ -301,36 +350,61 @@ def family_rows(sc: Scorer, comp, a: Family, views) -> tuple:
     """Rows of the first family: one fold, the fold ensemble, TTA, each rule, the second level."""
     y, k0 = comp.targets_for(a.ids), int(a.folds.min())
     f0 = a.folds == k0
+
     def row(what, rule, p, base=None, expect=None):
         return sc.rule_row(what, rule, y, a.oof[p], a.folds, a.ids, a.test[p], base, expect)
 
-    ens = row(f"{len(np.unique(a.folds))}-fold ensemble (centre)", "global", "centre",
-              expect=sc.choose(y, a.oof["centre"], a.folds, rules=("global",)))
-    one = Row(f"one fold's model (fold {k0}, centre)",
-              sc.test_f2(fit_rule("global", y[f0], a.oof["centre"][f0], sc.groups, GRID, **BOUNDS), a.fold_test[k0]),
-              ens.oof[f0], a.ids[f0])
+    ens = row(
+        f"{len(np.unique(a.folds))}-fold ensemble (centre)",
+        "global",
+        "centre",
+        expect=sc.choose(y, a.oof["centre"], a.folds, rules=("global",)),
+    )
+    one = Row(
+        f"one fold's model (fold {k0}, centre)",
+        sc.test_f2(fit_rule("global", y[f0], a.oof["centre"][f0], sc.groups, GRID, **BOUNDS), a.fold_test[k0]),
+        ens.oof[f0],
+        a.ids[f0],
+    )
     ens.base, dec = one, sc.choose(y, a.oof["tta"], a.folds)
     tta = row(f"+ TTA ({len(views)} views)", "global", "tta", ens, dec)
-    rows = [one, ens, tta] + [row(f"TTA, rule `{r}`" + (" (chosen)" if r == dec["chosen"] else ""), r, "tta", tta,
-                                  dec) for r in RULES]
+    rows = [one, ens, tta] + [
+        row(f"TTA, rule `{r}`" + (" (chosen)" if r == dec["chosen"] else ""), r, "tta", tta, dec) for r in RULES
+    ]
     best = rows[3 + RULES.index(dec["chosen"])]
-    second, entry = sc.second_level_row("TTA + second level", y, a.oof["tta"], a.folds, a.ids, a.test["tta"], dec,
-                                        best)
-    key = {"one_fold_test": one.test.mean(), "ensemble_test": ens.test.mean(), "ensemble_tta_test": tta.test.mean(),
-           "best_rule": dec["chosen"], "best_test": best.test.mean(), "best_oof": best.oof.mean(), "second_test":
-           second.test.mean() if second else float("nan"), "second_chosen": int(bool(entry.get("chosen")))}
+    second, entry = sc.second_level_row("TTA + second level", y, a.oof["tta"], a.folds, a.ids, a.test["tta"], dec, best)
+    key = {
+        "one_fold_test": one.test.mean(),
+        "ensemble_test": ens.test.mean(),
+        "ensemble_tta_test": tta.test.mean(),
+        "best_rule": dec["chosen"],
+        "best_test": best.test.mean(),
+        "best_oof": best.oof.mean(),
+        "second_test": second.test.mean() if second else float("nan"),
+        "second_chosen": int(bool(entry.get("chosen"))),
+    }
     return rows + ([second] if second else []), best, key
 
 
-def blend_rows(sc: Scorer, comp, fams: List[Family], best: Row) -> tuple:
+def blend_rows(sc: Scorer, comp, fams: list[Family], best: Row) -> tuple:
     """Each other family alone, then all blended as the submit kernel blends (fit_weights, blend), + second level."""
     from imet_utils.inference import blend, fit_weights
 
     a, rows, names = fams[0], [], "+".join(f.name for f in fams)
     for f in fams[1:]:
         yb, decb = comp.targets_for(f.ids), sc.choose(comp.targets_for(f.ids), f.oof["tta"], f.folds)
-        rows.append(sc.rule_row(f"family {f.name} alone (TTA, best rule `{decb['chosen']}`)", decb["chosen"], yb,
-                                f.oof["tta"], f.folds, f.ids, f.test["tta"], expect=decb))
+        rows.append(
+            sc.rule_row(
+                f"family {f.name} alone (TTA, best rule `{decb['chosen']}`)",
+                decb["chosen"],
+                yb,
+                f.oof["tta"],
+                f.folds,
+                f.ids,
+                f.test["tta"],
+                expect=decb,
+            )
+        )
     others = [set(f.ids) for f in fams[1:]]
     ids = np.array([i for i in a.ids if all(i in o for o in others)])
     pick = [pd.Index(f.ids).get_indexer(ids) for f in fams]
@@ -338,15 +412,21 @@ def blend_rows(sc: Scorer, comp, fams: List[Family], best: Row) -> tuple:
     stacks = [f.oof["tta"][p] for f, p in zip(fams, pick)]
     w = fit_weights(yb, stacks)
     w, w_kernel = w / w.sum(), fit_weights(yb, [f.saved_oof[p] for f, p in zip(fams, pick)])
-    print(f"blend weights {names}: {np.round(w, 3).tolist()} (fit_weights on the TTA OOF); the submit kernel's "
-          f"(on the saved OOF): {np.round(w_kernel / w_kernel.sum(), 3).tolist()}")
+    print(
+        f"blend weights {names}: {np.round(w, 3).tolist()} (fit_weights on the TTA OOF); the submit kernel's "
+        f"(on the saved OOF): {np.round(w_kernel / w_kernel.sum(), 3).tolist()}"
+    )
     ob, tb = blend(stacks, w), blend([f.test["tta"] for f in fams], w)
     decb = sc.choose(yb, ob, folds)
-    bl = sc.rule_row(f"{names} blended (TTA, best rule `{decb['chosen']}`)", decb["chosen"], yb, ob, folds, ids, tb,
-                     best, decb)
+    bl = sc.rule_row(
+        f"{names} blended (TTA, best rule `{decb['chosen']}`)", decb["chosen"], yb, ob, folds, ids, tb, best, decb
+    )
     sb, _ = sc.second_level_row(f"{names} blended + second level", yb, ob, folds, ids, tb, decb, bl)
-    key = {"blend_test": bl.test.mean(), "blend_oof": bl.oof.mean(),
-           "blend_second_test": sb.test.mean() if sb else float("nan")}
+    key = {
+        "blend_test": bl.test.mean(),
+        "blend_oof": bl.oof.mean(),
+        "blend_second_test": sb.test.mean() if sb else float("nan"),
+    }
     return rows + [bl] + ([sb] if sb else []), key
 
 
@@ -378,18 +458,28 @@ def main() -> int:
         rows, key = rows + more, {**key, **k}
     rows += [r for r in (submission_row(n, work / n, comp, y_test) for n, _ in specs) if r]
     key["constant_test"] = best_constant_f2(y_test)
-    rows.append(Row("best constant prediction (the k most frequent test labels, k chosen on test)", None,
-                    note=f"{key['constant_test']:.4f} (oracle)"))
+    rows.append(
+        Row(
+            "best constant prediction (the k most frequent test labels, k chosen on test)",
+            None,
+            note=f"{key['constant_test']:.4f} (oracle)",
+        )
+    )
     print(f"decisions and second levels: {time.time() - start:.0f}s\n")
-    cfgs = "; ".join(f"{f.name}: model={f.config.model} image_size={f.config.image_size} epochs={f.config.epochs}"
-                     for f in fams)
-    print(f"**{data}**: train {len(comp.train)}, test {len(comp.test_ids)} ({int(a.good.sum())} readable), "
-          f"labels {comp.labels.n_classes} ({', '.join(f'{g} {len(i)}' for g, i in sc.groups.items())}); "
-          f"OOF {len(a.ids)} images in {len(np.unique(a.folds))} folds; families {cfgs}; TTA views {list(views)}; "
-          f"bootstrap {args.boot} resamples (seed {args.seed}), 95% percentile intervals, Δ paired\n")
+    cfgs = "; ".join(
+        f"{f.name}: model={f.config.model} image_size={f.config.image_size} epochs={f.config.epochs}" for f in fams
+    )
+    print(
+        f"**{data}**: train {len(comp.train)}, test {len(comp.test_ids)} ({int(a.good.sum())} readable), "
+        f"labels {comp.labels.n_classes} ({', '.join(f'{g} {len(i)}' for g, i in sc.groups.items())}); "
+        f"OOF {len(a.ids)} images in {len(np.unique(a.folds))} folds; families {cfgs}; TTA views {list(views)}; "
+        f"bootstrap {args.boot} resamples (seed {args.seed}), 95% percentile intervals, Δ paired\n"
+    )
     print_table(rows, args.boot, args.seed)
-    print("\nOOF cannot see the fold ensemble (each OOF image is predicted by its own fold's model: Δ OOF of 2 is "
-          "0 by construction). OOF is scored against train.csv's labels, test against solution.csv's.")
+    print(
+        "\nOOF cannot see the fold ensemble (each OOF image is predicted by its own fold's model: Δ OOF of 2 is "
+        "0 by construction). OOF is scored against train.csv's labels, test against solution.csv's."
+    )
     print(f"total {time.time() - t0:.0f}s")
     print("score: " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in key.items()))
     return 0

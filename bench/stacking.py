@@ -8,6 +8,7 @@ y comes from the real train.csv (real co-occurrence), probabilities from ``bench
 OOF rows), and prints both cross-fitted F2. Last line:
 ``stacking: seconds=... peak_rss_mb=... f2_first=... f2_second=...`` (peak RSS of the whole process).
 """
+
 from __future__ import annotations
 
 import resource
@@ -15,12 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from decision import N_FOLDS, arguments, bench_inputs  # noqa: E402
+
 from imet_utils.config import DECISION_RULES  # noqa: E402
 from imet_utils.decision import choose_rule  # noqa: E402
 from imet_utils.stacking import choose_second_level  # noqa: E402
@@ -33,14 +34,17 @@ def main() -> int:
     t0 = time.perf_counter()
     first = choose_rule(y, probs, folds, groups, grid=grid, rules=DECISION_RULES)
     t1 = time.perf_counter()
-    entry = choose_second_level(y, probs, folds, groups, grid=grid, rules=DECISION_RULES,
-                                first=first, log=print).entry
+    entry = choose_second_level(y, probs, folds, groups, grid=grid, rules=DECISION_RULES, first=first, log=print).entry
     t2 = time.perf_counter()
-    print(f"first level: choose_rule {t1 - t0:.1f} s, cross-fitted F2 {max(first['oof_f2'].values()):.4f}; "
-          f"second level {t2 - t1:.1f} s, cross-fitted F2 by rule {entry['oof_f2_by_rule']}")
+    print(
+        f"first level: choose_rule {t1 - t0:.1f} s, cross-fitted F2 {max(first['oof_f2'].values()):.4f}; "
+        f"second level {t2 - t1:.1f} s, cross-fitted F2 by rule {entry['oof_f2_by_rule']}"
+    )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(f"stacking: seconds={t2 - t1:.1f} peak_rss_mb={peak:.0f} f2_first={entry['first_level_oof_f2']:.4f} "
-          f"f2_second={entry['oof_f2']:.4f}")
+    print(
+        f"stacking: seconds={t2 - t1:.1f} peak_rss_mb={peak:.0f} f2_first={entry['first_level_oof_f2']:.4f} "
+        f"f2_second={entry['oof_f2']:.4f}"
+    )
     return 0
 
 

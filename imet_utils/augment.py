@@ -14,6 +14,7 @@ Where (``TrainConfig.augment``):
   on the accelerator. It is the identity at inference, so exported models are unaffected.
 - ``"albumentations"``: the preset's ``train_transforms`` per image on the CPU.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -64,14 +65,20 @@ def train_transforms(size: int, preset: str = "ours"):
 
     if preset == "seed":
         return A.Compose([A.HorizontalFlip(p=0.5), _seed_shift_scale_rotate(A), A.RandomCrop(height=size, width=size)])
-    return A.Compose([
-        A.RandomCrop(height=size, width=size),
-        A.HorizontalFlip(p=0.5),
-        A.Affine(translate_percent=(-OURS_SHIFT, OURS_SHIFT), rotate=(-OURS_ROTATE, OURS_ROTATE),
-                 border_mode=OURS_BORDER_MODE, p=OURS_AFFINE_P),
-        A.RandomBrightnessContrast(brightness_limit=OURS_BRIGHTNESS, contrast_limit=0.0, p=OURS_BRIGHTNESS_P),
-        A.GaussNoise(std_range=(OURS_NOISE_STD / 2, OURS_NOISE_STD * 1.5), p=OURS_NOISE_P),
-    ])
+    return A.Compose(
+        [
+            A.RandomCrop(height=size, width=size),
+            A.HorizontalFlip(p=0.5),
+            A.Affine(
+                translate_percent=(-OURS_SHIFT, OURS_SHIFT),
+                rotate=(-OURS_ROTATE, OURS_ROTATE),
+                border_mode=OURS_BORDER_MODE,
+                p=OURS_AFFINE_P,
+            ),
+            A.RandomBrightnessContrast(brightness_limit=OURS_BRIGHTNESS, contrast_limit=0.0, p=OURS_BRIGHTNESS_P),
+            A.GaussNoise(std_range=(OURS_NOISE_STD / 2, OURS_NOISE_STD * 1.5), p=OURS_NOISE_P),
+        ]
+    )
 
 
 def _seed_shift_scale_rotate(A):
@@ -84,9 +91,17 @@ def _seed_shift_scale_rotate(A):
     matrix and the same sign of rotation; it differs by under a pixel: it rotates about ((w-1)/2, (h-1)/2)
     rather than (w/2, h/2) and rounds the shift to whole pixels (tests/test_augment.py checks this).
     """
-    return A.Affine(scale=(1 - SEED_SCALE, 1 + SEED_SCALE), keep_ratio=True, balanced_scale=False,
-                    translate_percent=(-SEED_SHIFT, SEED_SHIFT), rotate=(-SEED_ROTATE, SEED_ROTATE), shear=0,
-                    interpolation=SEED_INTERPOLATION, border_mode=SEED_BORDER_MODE, p=SEED_AFFINE_P)
+    return A.Affine(
+        scale=(1 - SEED_SCALE, 1 + SEED_SCALE),
+        keep_ratio=True,
+        balanced_scale=False,
+        translate_percent=(-SEED_SHIFT, SEED_SHIFT),
+        rotate=(-SEED_ROTATE, SEED_ROTATE),
+        shear=0,
+        interpolation=SEED_INTERPOLATION,
+        border_mode=SEED_BORDER_MODE,
+        p=SEED_AFFINE_P,
+    )
 
 
 def augment_image(transform, img: np.ndarray, size: int) -> np.ndarray:
@@ -103,8 +118,18 @@ class DeviceAugment(layers.Layer):
     Input: images on a 0..1 scale.
     """
 
-    def __init__(self, rotate=OURS_ROTATE, shift=OURS_SHIFT, p_affine=OURS_AFFINE_P, brightness=OURS_BRIGHTNESS,
-                 p_brightness=OURS_BRIGHTNESS_P, noise=OURS_NOISE_STD, p_noise=OURS_NOISE_P, seed=None, **kwargs):
+    def __init__(
+        self,
+        rotate=OURS_ROTATE,
+        shift=OURS_SHIFT,
+        p_affine=OURS_AFFINE_P,
+        brightness=OURS_BRIGHTNESS,
+        p_brightness=OURS_BRIGHTNESS_P,
+        noise=OURS_NOISE_STD,
+        p_noise=OURS_NOISE_P,
+        seed=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.rotate, self.shift, self.p_affine = rotate, shift, p_affine
         self.brightness, self.p_brightness, self.noise, self.p_noise = brightness, p_brightness, noise, p_noise
@@ -129,8 +154,9 @@ class DeviceAugment(layers.Layer):
         moved = self._translation(self._rotation(x, training=True), training=True)
         x = m * ops.cast(moved, x.dtype) + (1 - m) * x
         m = self._mask(batch, self.p_brightness, x.dtype)
-        delta = ops.cast(keras.random.uniform((batch, 1, 1, 1), -self.brightness, self.brightness,
-                                              seed=self._seeds), x.dtype)
+        delta = ops.cast(
+            keras.random.uniform((batch, 1, 1, 1), -self.brightness, self.brightness, seed=self._seeds), x.dtype
+        )
         x = x + m * delta
         m = self._mask(batch, self.p_noise, x.dtype)
         x = x + m * ops.cast(keras.random.normal(ops.shape(x), stddev=self.noise, seed=self._seeds), x.dtype)
@@ -140,6 +166,14 @@ class DeviceAugment(layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "rotate": self.rotate, "shift": self.shift, "p_affine": self.p_affine,
-                "brightness": self.brightness, "p_brightness": self.p_brightness, "noise": self.noise,
-                "p_noise": self.p_noise, "seed": self.seed}
+        return {
+            **super().get_config(),
+            "rotate": self.rotate,
+            "shift": self.shift,
+            "p_affine": self.p_affine,
+            "brightness": self.brightness,
+            "p_brightness": self.p_brightness,
+            "noise": self.noise,
+            "p_noise": self.p_noise,
+            "seed": self.seed,
+        }

@@ -4,11 +4,11 @@ Kaggle's session limit runs from the session's start, not from the first epoch: 
 CSV checks and the image cache (20+ minutes on the real data) all count. So the budget starts when the
 kernel's process started, and each stage logs what it took (``stage <name>: <seconds> s``).
 """
+
 from __future__ import annotations
 
 import os
 import time
-from typing import Dict, Optional
 
 from imet_utils.console import log
 
@@ -37,12 +37,12 @@ class Budget:
         start: when it started (default: now). Kernels pass ``process_start_time()``.
     """
 
-    def __init__(self, hours: float, start: Optional[float] = None):
+    def __init__(self, hours: float, start: float | None = None):
         self.start = time.time() if start is None else start
         self.deadline = self.start + hours * 3600.0
 
     @classmethod
-    def from_process_start(cls, hours: float) -> "Budget":
+    def from_process_start(cls, hours: float) -> Budget:
         return cls(hours, start=process_start_time())
 
     def elapsed(self) -> float:
@@ -61,7 +61,7 @@ class Stages:
     def __init__(self, budget: Budget):
         self.budget = budget
         self.last = budget.start  # the first stage counts from the kernel's start
-        self.seconds: Dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
         log(f"kernel started {budget.elapsed():.0f} s ago; {budget.left() / 3600:.2f} h of budget left")
 
     def done(self, name: str) -> float:
@@ -70,6 +70,8 @@ class Stages:
         seconds = now - self.last
         self.last = now
         self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-        log(f"stage {name}: {seconds:.1f} s (kernel at {self.budget.elapsed() / 60:.1f} min, "
-            f"{self.budget.left() / 3600:.2f} h left)")
+        log(
+            f"stage {name}: {seconds:.1f} s (kernel at {self.budget.elapsed() / 60:.1f} min, "
+            f"{self.budget.left() / 3600:.2f} h left)"
+        )
         return seconds

@@ -4,13 +4,14 @@ The kernels set a plain ``CONFIG = dict(...)`` block at their top; ``from_dict``
 turns it into a typed dataclass and fails loudly on unknown keys or bad values,
 listing the valid keys, so a typo stops the build rather than a Kaggle run.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import typing
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any
 
 # Names for the seed's magic numbers, in one place.
 DEFAULT_THRESHOLD_GRID = (0.05, 0.5, 0.01)  # start, stop (inclusive), step: the seed's range, finer (it stepped 0.05)
@@ -21,8 +22,16 @@ KAGGLE_INFERENCE_HOURS = 9.0
 AUGMENT_MODES = ("device", "albumentations", "none")
 AUGMENT_PRESETS = ("ours", "seed")  # see imet_utils.augment
 # Deterministic test-time views, in the order a TTA count takes them (made in pipeline.view).
-TTA_VIEWS = ("center", "center_flip", "top_left", "bottom_right", "top_right_flip", "bottom_left_flip",
-             "top_right", "bottom_left")
+TTA_VIEWS = (
+    "center",
+    "center_flip",
+    "top_left",
+    "bottom_right",
+    "top_right_flip",
+    "bottom_left_flip",
+    "top_right",
+    "bottom_left",
+)
 LOSSES = ("bce", "focal")
 LR_SCHEDULES = ("constant", "cosine", "plateau")
 DECISION_RULES = ("global", "per_group", "per_class", "relative")  # see imet_utils.decision
@@ -53,50 +62,59 @@ class TrainConfig:
 
     competition: str = setting("imet-2019-fgvc6", "competition slug (its data folder name)", resume=True)
     model: str = setting("efficientnet-b3", "backbone: see MODELS in imet_utils.models", resume=True)
-    weights: Optional[str] = setting("imagenet", "pretrained weights; None trains from scratch (no download)")
+    weights: str | None = setting("imagenet", "pretrained weights; None trains from scratch (no download)")
     image_size: int = setting(288, "square crop size in pixels", resume=True)
     batch_size: int = setting(32, "per replica; the global batch scales with the GPUs")
     epochs: int = setting(8, "epochs per fold")
     lr: float = setting(3e-4, "Adam learning rate")
     loss: str = setting("bce", "'bce' or 'focal' (Keras' binary focal loss)")
     focal_gamma: float = setting(2.0, "focal loss gamma")
-    focal_alpha: Optional[float] = setting(None, "focal loss: weight positives by alpha, negatives by 1 - alpha")
+    focal_alpha: float | None = setting(None, "focal loss: weight positives by alpha, negatives by 1 - alpha")
     lr_schedule: str = setting("constant", "'constant', 'cosine' (to 0 over the epochs), 'plateau' (halve on a stall)")
     warmup_epochs: int = setting(0, "epochs that train the head only, the backbone frozen (Lopuhin: 1)")
     mixup_alpha: float = setting(0.0, "> 0: mixup within each batch with weight ~ Beta(alpha, alpha)")
     dense_units: int = setting(512, "the head's hidden layer: GAP -> Dense -> Dropout -> sigmoid")
     dropout: float = setting(0.5, "dropout before the output layer")
-    bn_momentum: Optional[float] = setting(None, "BatchNorm momentum; None keeps the backbone's (0.99)")
+    bn_momentum: float | None = setting(None, "BatchNorm momentum; None keeps the backbone's (0.99)")
     n_folds: int = setting(5, "K: the number of folds", resume=True)
-    folds: Tuple[int, ...] = setting((0, 1, 2, 3, 4), "the folds this kernel trains", run_only=True)
-    fold_method: str = setting("balanced", "'balanced' (ours), 'greedy' (the seed's exact split), 'iterstrat'",
-                               resume=True)
+    folds: tuple[int, ...] = setting((0, 1, 2, 3, 4), "the folds this kernel trains", run_only=True)
+    fold_method: str = setting(
+        "balanced", "'balanced' (ours), 'greedy' (the seed's exact split), 'iterstrat'", resume=True
+    )
     seed: int = setting(42, "seed of the folds and the shuffling", resume=True)
     augment: str = setting("device", "where augmentation runs: 'device' (GPU), 'albumentations' (CPU), 'none'")
-    augment_preset: str = setting("ours", "'ours' (see the README) or 'seed' (the seed's transforms exactly; "
-                                          "needs augment='albumentations')")
+    augment_preset: str = setting(
+        "ours", "'ours' (see the README) or 'seed' (the seed's transforms exactly; needs augment='albumentations')"
+    )
     cache_scale: float = setting(1.1, "cached JPEG short side = image_size * cache_scale")
     max_aspect: float = setting(4.0, "longer sides are squashed to this aspect in the cache")
-    threshold_grid: Tuple[float, float, float] = setting(
-        DEFAULT_THRESHOLD_GRID, "validation F2 threshold search: start, stop (inclusive), step")
+    threshold_grid: tuple[float, float, float] = setting(
+        DEFAULT_THRESHOLD_GRID, "validation F2 threshold search: start, stop (inclusive), step"
+    )
     min_labels: int = setting(SEED_MIN_LABELS, "at least this many labels per image (>= 1)")
     max_labels: int = setting(SEED_MAX_LABELS, "at most this many labels per image")
-    oof_tta: int = setting(2, "views averaged in the saved OOF, which the submit kernel decides on: set it to the "
-                              "submit kernel's tta", run_only=True)
+    oof_tta: int = setting(
+        2,
+        "views averaged in the saved OOF, which the submit kernel decides on: set it to the submit kernel's tta",
+        run_only=True,
+    )
     mixed_precision: bool = setting(True, "float16 on GPU, bfloat16 on TPU")
     jit_compile: bool = setting(False, "XLA (turned off with more than one replica)")
     bad_image_share: float = setting(0.01, "fail if a larger share of train images is unreadable")
-    time_budget_hours: float = setting(KAGGLE_SESSION_HOURS - 0.5, "never start an epoch that can't finish by then",
-                                       run_only=True)
-    max_images: Optional[int] = setting(None, "train on a random subset of this many images (quick tries)")
-    resume_from: Optional[str] = setting(None, "this kernel's owner/slug: resume its previous output, attached "
-                                               "as input", run_only=True)
+    time_budget_hours: float = setting(
+        KAGGLE_SESSION_HOURS - 0.5, "never start an epoch that can't finish by then", run_only=True
+    )
+    max_images: int | None = setting(None, "train on a random subset of this many images (quick tries)")
+    resume_from: str | None = setting(
+        None, "this kernel's owner/slug: resume its previous output, attached as input", run_only=True
+    )
     workers: int = setting(0, "threads for decoding; 0: all cores", run_only=True)
-    cache_dir: Optional[str] = setting(None, "image cache folder; None: a scratch folder not saved as output",
-                                       run_only=True)
+    cache_dir: str | None = setting(
+        None, "image cache folder; None: a scratch folder not saved as output", run_only=True
+    )
     verbose: int = setting(0, "Keras fit verbosity; our callback logs one line per epoch", run_only=True)
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         if self.image_size < 32:
             raise ConfigError(f"image_size must be >= 32, got {self.image_size}")
         if self.n_folds < 2:
@@ -107,8 +125,10 @@ class TrainConfig:
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.min_labels < 1 or self.max_labels < self.min_labels:
-            raise ConfigError(f"need 1 <= min_labels <= max_labels (every image needs a label), "
-                              f"got {self.min_labels}, {self.max_labels}")
+            raise ConfigError(
+                f"need 1 <= min_labels <= max_labels (every image needs a label), "
+                f"got {self.min_labels}, {self.max_labels}"
+            )
         if not 1 <= self.oof_tta <= len(TTA_VIEWS):
             raise ConfigError(f"oof_tta must be in 1..{len(TTA_VIEWS)}, got {self.oof_tta}")
         if self.augment not in AUGMENT_MODES:
@@ -116,8 +136,10 @@ class TrainConfig:
         if self.augment_preset not in AUGMENT_PRESETS:
             raise ConfigError(f"unknown augment_preset {self.augment_preset!r}; known: {list(AUGMENT_PRESETS)}")
         if self.augment_preset == "seed" and self.augment != "albumentations":
-            raise ConfigError("augment_preset='seed' is the seed's albumentations pipeline on the CPU: "
-                              f"set augment='albumentations' (got augment={self.augment!r})")
+            raise ConfigError(
+                "augment_preset='seed' is the seed's albumentations pipeline on the CPU: "
+                f"set augment='albumentations' (got augment={self.augment!r})"
+            )
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r}; known: {list(LOSSES)}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -137,32 +159,41 @@ class SubmitConfig:
     """Settings of the offline submit kernel. Model facts (size, classes) come from the train outputs."""
 
     competition: str = setting("imet-2019-fgvc6", "competition slug (its data folder name)")
-    train_kernels: Tuple[str, ...] = setting(("imet-2019-train",), "the train kernels whose outputs are ensembled "
-                                                                  "(the build sets them from the metadata)")
+    train_kernels: tuple[str, ...] = setting(
+        ("imet-2019-train",), "the train kernels whose outputs are ensembled (the build sets them from the metadata)"
+    )
     tta: int = setting(2, "views per image: original, hflip, then corner crops (see TTA_VIEWS)")
-    tta_views: Optional[Tuple[str, ...]] = setting(None, "an explicit list of views instead of the first `tta`")
-    ensemble_weights: Optional[Tuple[float, ...]] = setting(None, "one per model family; None: fitted on OOF")
-    decision_rules: Tuple[str, ...] = setting(DECISION_RULES, "the rules that compete on OOF (imet_utils.decision)")
+    tta_views: tuple[str, ...] | None = setting(None, "an explicit list of views instead of the first `tta`")
+    ensemble_weights: tuple[float, ...] | None = setting(None, "one per model family; None: fitted on OOF")
+    decision_rules: tuple[str, ...] = setting(DECISION_RULES, "the rules that compete on OOF (imet_utils.decision)")
     batch_size: int = setting(64, "images per prediction batch")
-    threshold_grid: Tuple[float, float, float] = setting(DEFAULT_THRESHOLD_GRID, "thresholds the rules try: "
-                                                                                 "start, stop (inclusive), step")
+    threshold_grid: tuple[float, float, float] = setting(
+        DEFAULT_THRESHOLD_GRID, "thresholds the rules try: start, stop (inclusive), step"
+    )
     min_labels: int = setting(SEED_MIN_LABELS, "every rule gives at least this many labels per image (>= 1)")
     max_labels: int = setting(SEED_MAX_LABELS, "every rule gives at most this many labels per image")
-    second_level: bool = setting(True, "cross-fit a second level (imet_utils.stacking) on OOF; used only if its "
-                                       "cross-fitted F2 beats the best first-level rule's")
+    second_level: bool = setting(
+        True,
+        "cross-fit a second level (imet_utils.stacking) on OOF; used only if its "
+        "cross-fitted F2 beats the best first-level rule's",
+    )
     fallback_top_k: int = setting(3, "labels given to a test image that can't be read (the most frequent)")
-    time_budget_hours: float = setting(KAGGLE_INFERENCE_HOURS - 0.5, "TTA, then models, are cut to fit",
-                                       run_only=True)
+    time_budget_hours: float = setting(KAGGLE_INFERENCE_HOURS - 0.5, "TTA, then models, are cut to fit", run_only=True)
     workers: int = setting(0, "threads for decoding; 0: all cores", run_only=True)
-    cache_dir: Optional[str] = setting(None, "image cache folder; None: a scratch folder", run_only=True)
-    reuse_predictions: Optional[str] = setting(None, "re-decide from a previous run's test_probs.npz without "
-                                                     "predicting: this kernel's owner/slug (attached) or a path",
-                                               run_only=True)
+    cache_dir: str | None = setting(None, "image cache folder; None: a scratch folder", run_only=True)
+    reuse_predictions: str | None = setting(
+        None,
+        "re-decide from a previous run's test_probs.npz without "
+        "predicting: this kernel's owner/slug (attached) or a path",
+        run_only=True,
+    )
 
-    def validate(self) -> "SubmitConfig":
+    def validate(self) -> SubmitConfig:
         if self.min_labels < 1 or self.max_labels < self.min_labels:
-            raise ConfigError(f"need 1 <= min_labels <= max_labels (every image needs a label), "
-                              f"got {self.min_labels}, {self.max_labels}")
+            raise ConfigError(
+                f"need 1 <= min_labels <= max_labels (every image needs a label), "
+                f"got {self.min_labels}, {self.max_labels}"
+            )
         if not 1 <= self.fallback_top_k <= self.max_labels:
             raise ConfigError(f"fallback_top_k must be in 1..max_labels, got {self.fallback_top_k}")
         if not 1 <= self.tta <= len(TTA_VIEWS):
@@ -189,7 +220,7 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(name, inner, value)
-    if origin in (tuple, Tuple):
+    if origin in (tuple, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{name} must be a list, got {value!r}")
         if len(args) == 2 and args[1] is Ellipsis:
@@ -238,7 +269,7 @@ def from_dict(cls: type, values: dict) -> Any:
     return cls(**kwargs).validate()
 
 
-def parse_override(cls: type, text: str) -> Tuple[str, Any]:
+def parse_override(cls: type, text: str) -> tuple[str, Any]:
     """Parses one ``key=value`` override; the value is JSON, or a bare string.
 
     Examples: ``epochs=3``, ``model=tiny-cnn``, ``folds=[0,1]``, ``weights=null``.
@@ -271,7 +302,7 @@ def load_train_config(path: Path) -> TrainConfig:
     return from_dict(TrainConfig, json.loads(Path(path).read_text()))
 
 
-def keys_where(cls: type, flag: str) -> Tuple[str, ...]:
+def keys_where(cls: type, flag: str) -> tuple[str, ...]:
     """The fields of ``cls`` whose metadata sets ``flag`` (``"resume"`` or ``"run_only"``)."""
     return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get(flag))
 

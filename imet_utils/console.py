@@ -1,9 +1,11 @@
 """Logging and progress bars that read well in a Kaggle log (no carriage-return spam)."""
+
 from __future__ import annotations
 
 import sys
 import time
-from typing import Iterable, Optional, TypeVar
+from collections.abc import Iterable
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -16,7 +18,7 @@ def warn(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] WARNING: {message}", file=sys.stderr, flush=True)
 
 
-def progress(items: Iterable[T], *, total: Optional[int] = None, desc: str = "") -> Iterable[T]:
+def progress(items: Iterable[T], *, total: int | None = None, desc: str = "") -> Iterable[T]:
     """A tqdm bar; off a terminal it redraws at most every 30 s, one line each time."""
     from tqdm.auto import tqdm
 

@@ -4,11 +4,12 @@ Ids are always strings (some real ids are all digits, with leading zeros). Class
 count and groups come from labels.csv. Every bad row fails with the file, the line
 and the value, before any training starts.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -22,24 +23,24 @@ class CsvError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Labels:
-    names: Tuple[str, ...]  # attribute_name by attribute_id
-    groups: Tuple[str, ...]  # group of each attribute, e.g. "culture"
+    names: tuple[str, ...]  # attribute_name by attribute_id
+    groups: tuple[str, ...]  # group of each attribute, e.g. "culture"
 
     @property
     def n_classes(self) -> int:
         return len(self.names)
 
     @property
-    def group_names(self) -> Tuple[str, ...]:
+    def group_names(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.groups))
 
-    def group_index(self) -> Dict[str, np.ndarray]:
+    def group_index(self) -> dict[str, np.ndarray]:
         """Group name -> the attribute ids in it."""
         groups = np.asarray(self.groups)
         return {g: np.flatnonzero(groups == g) for g in self.group_names}
 
 
-def _read_csv(path: Path, required: List[str]) -> pd.DataFrame:
+def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise CsvError(f"{path}: file not found")
@@ -90,7 +91,7 @@ def read_train(path: Path, n_classes: int) -> pd.DataFrame:
     """
     df = _read_csv(path, ["id", "attribute_ids"])
     _check_ids(path, df["id"])
-    parsed: List[List[int]] = []
+    parsed: list[list[int]] = []
     for i, (img_id, raw) in enumerate(zip(df["id"], df["attribute_ids"])):
         tokens = raw.split()
         if not tokens:
@@ -116,7 +117,7 @@ def read_sample_submission(path: Path) -> pd.DataFrame:
     return df[["id"]].reset_index(drop=True)
 
 
-def multi_hot(label_lists: List[List[int]], n_classes: int) -> np.ndarray:
+def multi_hot(label_lists: list[list[int]], n_classes: int) -> np.ndarray:
     """List of label lists -> (n, n_classes) uint8 matrix."""
     y = np.zeros((len(label_lists), n_classes), dtype=np.uint8)
     rows = np.repeat(np.arange(len(label_lists)), [len(x) for x in label_lists])

@@ -25,15 +25,28 @@ over the grid (per fold: a fold's training counts are the total less its own). A
 prefix of each row's top probabilities, so its candidates and its held-out F2 come from counts; only
 ``per_class`` reads the matrix again, a block of rows at a time.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from imet_utils.config import DECISION_RULES, SEED_MAX_LABELS, SEED_MIN_LABELS
-from imet_utils.metrics import (TopTable, ascending_ranks, best_counts, binarize_mask, column_thresholds, column_view,
-                                f2_gains, f_beta_from_counts, grid_histograms, row_blocks, threshold_positions, top_k_mask)
+from imet_utils.metrics import (
+    TopTable,
+    ascending_ranks,
+    best_counts,
+    binarize_mask,
+    column_thresholds,
+    column_view,
+    f2_gains,
+    f_beta_from_counts,
+    grid_histograms,
+    row_blocks,
+    threshold_positions,
+    top_k_mask,
+)
 
 RULES = DECISION_RULES
 MIN_LABEL_CHOICES = (0, 1, 2)
@@ -79,7 +92,7 @@ _f2 = f_beta_from_counts  # (tp, n_true, labels kept) per row
 class _Oof:
     """What fitting and scoring need from the OOF rows, computed once for every fold (see the module doc)."""
 
-    def __init__(self, y, probs, folds, groups: Dict[str, np.ndarray], grid, min_labels: int, max_labels: int):
+    def __init__(self, y, probs, folds, groups: dict[str, np.ndarray], grid, min_labels: int, max_labels: int):
         self.y, self.probs, self.groups = y, probs, groups
         self.grid = np.asarray(grid, dtype=np.float64)
         self.rank, self.bounds = ascending_ranks(self.grid), (min_labels, max_labels)
@@ -101,33 +114,35 @@ class _Oof:
         """The table over disjoint groups covering every class: the top of all is within the groups' tops."""
         vals, cols, ys = (np.concatenate([getattr(t, a) for t in tables], axis=1) for a in ("vals", "cols", "ys"))
         group = np.concatenate([np.full(t.vals.shape, i, np.int16) for i, t in enumerate(tables)], axis=1)
-        rank = np.concatenate([np.broadcast_to(np.arange(t.vals.shape[1], dtype=np.int16), t.vals.shape)
-                               for t in tables], axis=1)
+        rank = np.concatenate(
+            [np.broadcast_to(np.arange(t.vals.shape[1], dtype=np.int16), t.vals.shape) for t in tables], axis=1
+        )
         order = np.lexsort((cols, -vals), axis=-1)
         vals, cols, ys, group, rank = (np.take_along_axis(a, order, 1) for a in (vals, cols, ys, group, rank))
         whole = TopTable(vals[:, :depth], cols[:, :depth], ys[:, :depth], sum(t.n_true for t in tables))
         return whole, (group, rank, ys)
 
-    def class_hist(self, held: Optional[int]) -> tuple:
+    def class_hist(self, held: int | None) -> tuple:
         """(classes, bins) histograms of all rows' probabilities and of the positives', less fold ``held``."""
         if self._hist is None:
             self._hist = grid_histograms(self.y, self.probs, self.fold_of, len(self.fold_ids), self.grid)
         return tuple(h.sum(axis=0) - (0 if held is None else h[held]) for h in self._hist)
 
-    def fitter(self, held: Optional[int] = None) -> "_Fitter":
+    def fitter(self, held: int | None = None) -> _Fitter:
         """Fits on all rows, or on all but fold index ``held``."""
         rows = None if held is None else np.flatnonzero(self.fold_of != held)
         tables = self.tables if rows is None else {g: t.subset(rows) for g, t in self.tables.items()}
         return _Fitter(tables, lambda: self.class_hist(held), self.groups, self.grid, self.rank, self.bounds)
 
-    def table_f2(self, params: dict, rows: np.ndarray) -> Optional[np.ndarray]:
+    def table_f2(self, params: dict, rows: np.ndarray) -> np.ndarray | None:
         """Each row's F2 under a threshold rule, from the tables (= apply_rule's labels); None for the others."""
         rule, (lo, hi), whole = params["rule"], _total_bounds(params), self.tables[ALL]
         if rule in ("global", "relative"):  # a prefix of the row's top labels, before and after the bounds
             vals = whole.vals[rows]
             t = params["threshold"] if rule == "global" else vals[:, :1].astype(np.float64) * params["factor"]
-            kept = np.minimum(np.clip(whole.kept(t, params["min_labels"], params["max_labels"], rows), lo, hi),
-                              vals.shape[1])
+            kept = np.minimum(
+                np.clip(whole.kept(t, params["min_labels"], params["max_labels"], rows), lo, hi), vals.shape[1]
+            )
             return _f2(whole.cumtrue[rows, kept], whole.n_true[rows], kept)
         if rule != "per_group" or self.merged is None:
             return None
@@ -143,7 +158,7 @@ class _Oof:
 class _Fitter:
     """Fits the rules on one set of rows; the global and per-group fits are shared by the rules built on them."""
 
-    def __init__(self, tables: Dict[str, TopTable], hist: Callable[[], tuple], groups, grid, rank, bounds):
+    def __init__(self, tables: dict[str, TopTable], hist: Callable[[], tuple], groups, grid, rank, bounds):
         self.tables, self.hist, self.groups, self.grid, self.rank = tables, hist, groups, grid, rank
         self.lo, self.hi = bounds
         self._cache: dict = {}
@@ -164,8 +179,9 @@ class _Fitter:
             return self._cache["groups"]
         names = list(self.groups)
         mins, maxs = _choices(self.lo if len(names) == 1 else 0, self.hi)
-        params = {g: {"threshold": self._global()["threshold"], "min_labels": mins[0], "max_labels": maxs[-1]}
-                  for g in names}
+        params = {
+            g: {"threshold": self._global()["threshold"], "min_labels": mins[0], "max_labels": maxs[-1]} for g in names
+        }
         kept = {g: self.tables[g].kept(**params[g]) for g in names}
         n_true = sum(self.tables[g].n_true for g in names).astype(np.int64)
         for _ in range(passes if len(names) > 1 else 1):
@@ -194,20 +210,33 @@ class _Fitter:
             for g, idx in self.groups.items():
                 group_t[idx] = base[g]["threshold"]
             weight = pos / (pos + SHRINK_POSITIVES)
-            return {"rule": rule, "groups": base,
-                    "thresholds": np.round(weight * own + (1 - weight) * group_t, 4).tolist(), **bounds}
+            return {
+                "rule": rule,
+                "groups": base,
+                "thresholds": np.round(weight * own + (1 - weight) * group_t, 4).tolist(),
+                **bounds,
+            }
         if rule == "relative":
             t, factors = self.tables[ALL], np.asarray(RELATIVE_FACTORS, dtype=np.float64)
             self._global()  # the same gains
             pos = threshold_positions(t.vals, t.vals[:, :1].astype(np.float64) * factors[None, :])
-            j, mn, mx = best_counts(pos, self._cache["gain"], (self.lo,), _choices(self.lo, self.hi)[1],
-                                    ascending_ranks(factors))
+            j, mn, mx = best_counts(
+                pos, self._cache["gain"], (self.lo,), _choices(self.lo, self.hi)[1], ascending_ranks(factors)
+            )
             return {"rule": rule, "factor": float(factors[j]), "min_labels": mn, "max_labels": mx, **bounds}
         raise ValueError(f"unknown decision rule {rule!r}; known: {list(RULES)}")
 
 
-def fit_rule(rule: str, y: np.ndarray, probs: np.ndarray, groups: Dict[str, np.ndarray], grid: np.ndarray, *,
-             min_labels: int = SEED_MIN_LABELS, max_labels: int = SEED_MAX_LABELS) -> dict:
+def fit_rule(
+    rule: str,
+    y: np.ndarray,
+    probs: np.ndarray,
+    groups: dict[str, np.ndarray],
+    grid: np.ndarray,
+    *,
+    min_labels: int = SEED_MIN_LABELS,
+    max_labels: int = SEED_MAX_LABELS,
+) -> dict:
     """Fits one rule's parameters on (y, probs).
 
     Args:
@@ -235,26 +264,33 @@ def _bound_total(sel: np.ndarray, probs: np.ndarray, lo: int, hi: int) -> np.nda
     return sel
 
 
-def _select(params: dict, probs: np.ndarray, groups: Dict[str, np.ndarray]) -> np.ndarray:
+def _select(params: dict, probs: np.ndarray, groups: dict[str, np.ndarray]) -> np.ndarray:
     """The boolean labels of a block of rows."""
     rule = params["rule"]
     if rule in ("global", "relative"):
-        t = params["threshold"] if rule == "global" else \
-            probs.max(axis=1, keepdims=True).astype(np.float64) * params["factor"]
+        t = (
+            params["threshold"]
+            if rule == "global"
+            else probs.max(axis=1, keepdims=True).astype(np.float64) * params["factor"]
+        )
         sel = binarize_mask(probs, t, min_labels=params["min_labels"], max_labels=params["max_labels"])
     elif rule in ("per_group", "per_class"):
         sel = np.zeros(probs.shape, dtype=bool)
         t = np.asarray(params["thresholds"], dtype=np.float64) if rule == "per_class" else None
         for g, idx in groups.items():
             p, take = params["groups"][g], column_view(idx)
-            sel[:, take] = binarize_mask(probs[:, take], p["threshold"] if t is None else t[take],
-                                         min_labels=p["min_labels"], max_labels=p["max_labels"])
+            sel[:, take] = binarize_mask(
+                probs[:, take],
+                p["threshold"] if t is None else t[take],
+                min_labels=p["min_labels"],
+                max_labels=p["max_labels"],
+            )
     else:
         raise ValueError(f"unknown decision rule {rule!r}; known: {list(RULES)}")
     return _bound_total(sel, probs, *_total_bounds(params))
 
 
-def apply_rule(params: dict, probs: np.ndarray, groups: Dict[str, np.ndarray]) -> np.ndarray:
+def apply_rule(params: dict, probs: np.ndarray, groups: dict[str, np.ndarray]) -> np.ndarray:
     """Applies fitted parameters (from ``fit_rule`` or decision.json) to probabilities -> 0/1 uint8 matrix.
 
     Every row gets at least ``max(1, min_labels_total)`` and at most ``max_labels_total`` labels (1 and 10
@@ -271,14 +307,24 @@ def _dense_f2(params: dict, y: np.ndarray, probs: np.ndarray, groups, rows: np.n
     out = np.empty(len(rows))
     for b in row_blocks(len(rows), probs.shape[1]):
         sel, truth = _select(params, probs[rows[b]], groups), np.asarray(y[rows[b]]) > 0
-        out[b] = _f2(np.count_nonzero(sel & truth, axis=1), np.count_nonzero(truth, axis=1),
-                     np.count_nonzero(sel, axis=1))
+        out[b] = _f2(
+            np.count_nonzero(sel & truth, axis=1), np.count_nonzero(truth, axis=1), np.count_nonzero(sel, axis=1)
+        )
     return out
 
 
-def choose_rule(y: np.ndarray, probs: np.ndarray, folds: np.ndarray, groups: Dict[str, np.ndarray], *,
-                grid: np.ndarray, rules: Sequence[str] = RULES, min_labels: int = SEED_MIN_LABELS,
-                max_labels: int = SEED_MAX_LABELS, log: Callable[[str], None] = lambda s: None) -> dict:
+def choose_rule(
+    y: np.ndarray,
+    probs: np.ndarray,
+    folds: np.ndarray,
+    groups: dict[str, np.ndarray],
+    *,
+    grid: np.ndarray,
+    rules: Sequence[str] = RULES,
+    min_labels: int = SEED_MIN_LABELS,
+    max_labels: int = SEED_MAX_LABELS,
+    log: Callable[[str], None] = lambda s: None,
+) -> dict:
     """Scores every rule by cross-fitting over folds, picks the best, keeps its fit on all OOF.
 
     Args:
@@ -327,5 +373,10 @@ def choose_rule(y: np.ndarray, probs: np.ndarray, folds: np.ndarray, groups: Dic
         gain = f"{best}'s gain over {FALLBACK} {crossfit[best] - crossfit[FALLBACK]:+.4f} [{lo:+.4f}, {hi:+.4f}]"
         chosen, why = (best, f"{gain}: clear") if lo > 0 else (FALLBACK, f"{gain}: within noise, {FALLBACK} kept")
         log(f"rule choice: {why}")
-    return {"chosen": chosen, "params": fitted[chosen], "oof_f2": crossfit, "oof_f2_in_sample": in_sample,
-            "chosen_because": why}
+    return {
+        "chosen": chosen,
+        "params": fitted[chosen],
+        "oof_f2": crossfit,
+        "oof_f2_in_sample": in_sample,
+        "chosen_because": why,
+    }

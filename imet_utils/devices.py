@@ -1,8 +1,9 @@
 """Devices: the distribution strategy and mixed-precision policy, and what XLA can run on."""
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
@@ -11,7 +12,7 @@ from imet_utils.config import TrainConfig
 from imet_utils.console import log, warn
 
 
-def setup_strategy(config: TrainConfig, devices: Optional[Sequence[str]] = None) -> tf.distribute.Strategy:
+def setup_strategy(config: TrainConfig, devices: Sequence[str] | None = None) -> tf.distribute.Strategy:
     """Picks the distribution strategy and the mixed-precision policy.
 
     TPU -> TPUStrategy with bfloat16; several GPUs (Kaggle's T4 x2) -> MirroredStrategy with float16;

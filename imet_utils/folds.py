@@ -8,6 +8,7 @@ Methods:
 
 CLI: ``python -m imet_utils.folds TRAIN_CSV --out folds.csv [--n-folds K] [--method M] [--seed S] [--report]``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,9 +18,9 @@ import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Hashable, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -35,7 +36,7 @@ MAX_ROUNDS = 10_000  # local search passes over all labels; the deadline normall
 MOVES_PER_LABEL = 64  # moves for one label before the pass goes on to the next
 
 
-def fold_size_bounds(n_images: int, n_folds: int) -> Tuple[int, int]:
+def fold_size_bounds(n_images: int, n_folds: int) -> tuple[int, int]:
     """Sizes s allowed: |s - n/K| <= max(1, 0.5% of n/K), s >= 1; they hold floor(n/K) and ceil(n/K)."""
     ideal = Fraction(n_images, n_folds)
     slack = max(Fraction(1), ideal * SIZE_TOLERANCE)
@@ -80,14 +81,15 @@ def rounding_floor(counts: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------- seed greedy
-def read_attribute_tokens(train_csv: Path) -> List[List[str]]:
+def read_attribute_tokens(train_csv: Path) -> list[list[str]]:
     """Each row's attribute_ids tokens as written in train.csv (order and duplicates kept): greedy's exact input."""
     raw = pd.read_csv(train_csv, dtype=str, keep_default_na=False)
     return [s.split() for s in raw["attribute_ids"]]
 
 
-def greedy_folds(label_lists: Sequence[Sequence[Hashable]], n_classes: int, n_folds: int = 5,
-                 seed: int = DEFAULT_SEED) -> np.ndarray:
+def greedy_folds(
+    label_lists: Sequence[Sequence[Hashable]], n_classes: int, n_folds: int = 5, seed: int = DEFAULT_SEED
+) -> np.ndarray:
     """The seed's split (Lopuhin's ``make_folds``, kaggle-imet-2019), assignment for assignment.
 
     Rows go in ``DataFrame.sample(frac=1, random_state=seed)`` order (the seed fixed 42). Each joins the fold
@@ -125,8 +127,9 @@ def greedy_folds(label_lists: Sequence[Sequence[Hashable]], n_classes: int, n_fo
 
 
 # ---------------------------------------------------------------- balanced
-def _stratified_start(indptr: np.ndarray, indices: np.ndarray, n_classes: int, n_folds: int,
-                      rng: np.random.Generator) -> np.ndarray:
+def _stratified_start(
+    indptr: np.ndarray, indices: np.ndarray, n_classes: int, n_folds: int, rng: np.random.Generator
+) -> np.ndarray:
     """Rarest label first: each label's still-free images fill the folds' deficits of that label."""
     n = len(indptr) - 1
     owner = np.repeat(np.arange(n), np.diff(indptr))
@@ -138,7 +141,7 @@ def _stratified_start(indptr: np.ndarray, indices: np.ndarray, n_classes: int, n
     counts = np.zeros((n_folds, n_classes), dtype=np.int64)
     sizes = np.zeros(n_folds, dtype=np.int64)
     for label in np.argsort(totals, kind="stable"):
-        imgs = label_images[label_ptr[label]:label_ptr[label + 1]]
+        imgs = label_images[label_ptr[label] : label_ptr[label + 1]]
         free = imgs[folds[imgs] < 0]
         if free.size == 0:
             continue
@@ -146,9 +149,10 @@ def _stratified_start(indptr: np.ndarray, indices: np.ndarray, n_classes: int, n
         # Hand out the free images one by one to the fold with the largest deficit,
         # breaking ties by the smaller fold; done in closed form by sorting slots.
         m = free.size
-        slots = np.concatenate([np.stack([need[k] - np.arange(m), np.full(m, -sizes[k]), np.full(m, k)], axis=1)
-                                for k in range(n_folds)])
-        pick = np.lexsort((rng.random(len(slots)), slots[:, 1], slots[:, 0]))[::-1][:free.size]
+        slots = np.concatenate(
+            [np.stack([need[k] - np.arange(m), np.full(m, -sizes[k]), np.full(m, k)], axis=1) for k in range(n_folds)]
+        )
+        pick = np.lexsort((rng.random(len(slots)), slots[:, 1], slots[:, 0]))[::-1][: free.size]
         assigned = slots[pick, 2].astype(np.int64)
         folds[free] = assigned
         flat, lens = _flat_labels(indptr, free)
@@ -191,7 +195,7 @@ class _LocalSearch:
         return np.bincount(owner, weights=old - self._objective(c, t, it), minlength=len(imgs))
 
     def move(self, img: int, a: int, b: int) -> None:
-        labs = self.indices[self.indptr[img]:self.indptr[img + 1]]
+        labs = self.indices[self.indptr[img] : self.indptr[img + 1]]
         self.counts[a, labs] -= 1
         self.counts[b, labs] += 1
         self.folds[img] = b
@@ -216,7 +220,7 @@ class _LocalSearch:
         if c.max() - c.min() <= 1:
             return False  # already a perfect integer split
         a = int(np.argmax(c))  # only the fullest fold's excess is tried; others come on later calls
-        imgs = self.label_images[self.label_ptr[label]:self.label_ptr[label + 1]]
+        imgs = self.label_images[self.label_ptr[label] : self.label_ptr[label + 1]]
         imgs = imgs[self.folds[imgs] == a]
         if imgs.size > MAX_CANDIDATES:
             imgs = self.rng.choice(imgs, MAX_CANDIDATES, replace=False)
@@ -263,8 +267,13 @@ class _LocalSearch:
                 break
 
 
-def balanced_folds(label_lists: Sequence[Sequence[int]], n_classes: int, n_folds: int = 5,
-                   seed: int = DEFAULT_SEED, time_limit: float = 3.0) -> np.ndarray:
+def balanced_folds(
+    label_lists: Sequence[Sequence[int]],
+    n_classes: int,
+    n_folds: int = 5,
+    seed: int = DEFAULT_SEED,
+    time_limit: float = 3.0,
+) -> np.ndarray:
     """The default split: stratified start, then exact-gain local search until no move helps or time runs out.
 
     Fold sizes end within ``fold_size_bounds``; every loop is capped, so it returns soon after ``time_limit``.
@@ -289,8 +298,9 @@ def balanced_folds(label_lists: Sequence[Sequence[int]], n_classes: int, n_folds
     return search.folds
 
 
-def iterstrat_folds(label_lists: Sequence[Sequence[int]], n_classes: int, n_folds: int = 5,
-                    seed: int = DEFAULT_SEED) -> np.ndarray:
+def iterstrat_folds(
+    label_lists: Sequence[Sequence[int]], n_classes: int, n_folds: int = 5, seed: int = DEFAULT_SEED
+) -> np.ndarray:
     """iterative-stratification's ``MultilabelStratifiedKFold`` (slow on the full set)."""
     try:
         from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
@@ -304,13 +314,22 @@ def iterstrat_folds(label_lists: Sequence[Sequence[int]], n_classes: int, n_fold
     return folds
 
 
-METHODS: Dict[str, Callable[..., np.ndarray]] = {"balanced": balanced_folds, "greedy": greedy_folds,
-                                                  "iterstrat": iterstrat_folds}
+METHODS: dict[str, Callable[..., np.ndarray]] = {
+    "balanced": balanced_folds,
+    "greedy": greedy_folds,
+    "iterstrat": iterstrat_folds,
+}
 
 
-def make_folds(label_lists: Sequence[Sequence[int]], n_classes: int, *, n_folds: int = 5,
-               method: str = DEFAULT_METHOD, seed: int = DEFAULT_SEED,
-               tokens: Optional[Sequence[Sequence[str]]] = None) -> np.ndarray:
+def make_folds(
+    label_lists: Sequence[Sequence[int]],
+    n_classes: int,
+    *,
+    n_folds: int = 5,
+    method: str = DEFAULT_METHOD,
+    seed: int = DEFAULT_SEED,
+    tokens: Sequence[Sequence[str]] | None = None,
+) -> np.ndarray:
     """Splits images into ``n_folds`` folds with the named method; returns each image's fold.
 
     ``tokens`` (``read_attribute_tokens``), if given, replace ``label_lists`` for ``greedy``: the seed's exact input.
@@ -333,15 +352,18 @@ class FoldReport:
     excess_floor: float
     max_dev: float
     floor: float
-    sizes: List[int]
+    sizes: list[int]
     missing: int  # labels with >= K images absent from some fold
     seconds: float
 
-    def lines(self) -> List[str]:
-        return [f"mean dev {self.mean_dev:.4f} (rounding floor {self.floor:.4f}), max dev {self.max_dev:.3f}",
-                f"mean excess dev {self.mean_excess:.4f} (rounding floor {self.excess_floor:.4f})",
-                f"fold sizes {self.sizes}", f"labels with >= K images missing from some fold: {self.missing}",
-                f"time {self.seconds:.2f} s"]
+    def lines(self) -> list[str]:
+        return [
+            f"mean dev {self.mean_dev:.4f} (rounding floor {self.floor:.4f}), max dev {self.max_dev:.3f}",
+            f"mean excess dev {self.mean_excess:.4f} (rounding floor {self.excess_floor:.4f})",
+            f"fold sizes {self.sizes}",
+            f"labels with >= K images missing from some fold: {self.missing}",
+            f"time {self.seconds:.2f} s",
+        ]
 
 
 def fold_report(label_lists, folds, n_classes, n_folds, seconds) -> FoldReport:
@@ -353,14 +375,18 @@ def fold_report(label_lists, folds, n_classes, n_folds, seconds) -> FoldReport:
     excess = (counts[:, has] - target[has]).max(axis=0) / target[has]
     excess_floor = (np.ceil(target[has]) - target[has]) / target[has]
     return FoldReport(
-        mean_dev=float(np.nanmean(dev)), max_dev=float(np.nanmax(dev)), floor=rounding_floor(counts),
-        mean_excess=float(excess.mean()), excess_floor=float(excess_floor.mean()),
+        mean_dev=float(np.nanmean(dev)),
+        max_dev=float(np.nanmax(dev)),
+        floor=rounding_floor(counts),
+        mean_excess=float(excess.mean()),
+        excess_floor=float(excess_floor.mean()),
         sizes=np.bincount(folds, minlength=n_folds).tolist(),
-        missing=int(((counts == 0) & (totals >= n_folds)).any(axis=0).sum()), seconds=seconds,
+        missing=int(((counts == 0) & (totals >= n_folds)).any(axis=0).sum()),
+        seconds=seconds,
     )
 
 
-def folds_cli(argv: Optional[List[str]] = None) -> int:
+def folds_cli(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m imet_utils.folds", description="Split an iMet train.csv into K folds.")
     p.add_argument("train_csv", type=Path)
     p.add_argument("--out", type=Path, required=True)
@@ -374,12 +400,14 @@ def folds_cli(argv: Optional[List[str]] = None) -> int:
     beside = args.train_csv.with_name("labels.csv")
     labels_csv = args.labels or (beside if beside.is_file() else None)
     tokens = read_attribute_tokens(args.train_csv) if args.method == "greedy" or not labels_csv else None
-    n_classes = (read_labels(labels_csv).n_classes if labels_csv  # else the largest id seen decides
-                 else max((int(t) for row in tokens for t in row if t.isdigit()), default=-1) + 1)
+    n_classes = (
+        read_labels(labels_csv).n_classes
+        if labels_csv  # else the largest id seen decides
+        else max((int(t) for row in tokens for t in row if t.isdigit()), default=-1) + 1
+    )
     train = read_train(args.train_csv, n_classes)
     label_lists = list(train["labels"])
-    folds = make_folds(label_lists, n_classes, n_folds=args.n_folds, method=args.method, seed=args.seed,
-                       tokens=tokens)
+    folds = make_folds(label_lists, n_classes, n_folds=args.n_folds, method=args.method, seed=args.seed, tokens=tokens)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"id": train["id"], "fold": folds}).to_csv(args.out, index=False)
     seconds = time.perf_counter() - start

@@ -14,13 +14,14 @@ and noisy train labels, so a plain CNN sits well below the ceiling as on the rea
 CLI: ``python -m imet_utils.generate OUT [--n-train 1000] [--n-test 200] [--groups culture:6,tag:14]
 [--mode toy|realistic]``
 """
+
 from __future__ import annotations
 
 import argparse
 import colorsys
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -32,7 +33,7 @@ SHAPES = ("circle", "square", "triangle", "ring", "cross")
 MODES = ("toy", "realistic")
 
 
-def _palette(n: int, offset: float, sat: float, val: float) -> List[Tuple[int, int, int]]:
+def _palette(n: int, offset: float, sat: float, val: float) -> list[tuple[int, int, int]]:
     return [tuple(int(255 * c) for c in colorsys.hsv_to_rgb((offset + i / n) % 1.0, sat, val)) for i in range(n)]
 
 
@@ -67,8 +68,11 @@ def paint_shape(img: np.ndarray, shape: str, cx: int, cy: int, r: int, color: tu
     elif shape == "square":
         cv2.rectangle(img, (cx - r, cy - r), (cx + r, cy + r), c, -1)
     elif shape in ("triangle", "diamond"):
-        pts = [[cx, cy - r], [cx - r, cy + r], [cx + r, cy + r]] if shape == "triangle" else \
-            [[cx, cy - r], [cx - r, cy], [cx, cy + r], [cx + r, cy]]
+        pts = (
+            [[cx, cy - r], [cx - r, cy + r], [cx + r, cy + r]]
+            if shape == "triangle"
+            else [[cx, cy - r], [cx - r, cy], [cx, cy + r], [cx + r, cy]]
+        )
         cv2.fillPoly(img, [np.array(pts, dtype=np.int32)], c)
     elif shape == "ring":
         cv2.circle(img, (cx, cy), r, c, max(2, r // 3))
@@ -78,10 +82,11 @@ def paint_shape(img: np.ndarray, shape: str, cx: int, cy: int, r: int, color: tu
         cv2.rectangle(img, (cx - t, cy - r), (cx + t, cy + r), c, -1)
 
 
-def _sample_labels(rng: np.random.Generator, groups: Sequence[Tuple[str, int]], offsets: List[int],
-                   weights: List[np.ndarray]) -> List[int]:
-    labels: List[int] = []
-    for g, ((name, n), off, w) in enumerate(zip(groups, offsets, weights)):
+def _sample_labels(
+    rng: np.random.Generator, groups: Sequence[tuple[str, int]], offsets: list[int], weights: list[np.ndarray]
+) -> list[int]:
+    labels: list[int] = []
+    for g, ((_name, n), off, w) in enumerate(zip(groups, offsets, weights)):
         if g == 0:
             k = 1  # the first group (culture in 2019) has exactly one label
         else:
@@ -90,9 +95,17 @@ def _sample_labels(rng: np.random.Generator, groups: Sequence[Tuple[str, int]], 
     return sorted(set(labels))
 
 
-def generate_competition(out: Path, *, n_train: int = 1000, n_test: int = 200,
-                         groups: Optional[Sequence[Tuple[str, int]]] = None, min_side: int = 72,
-                         max_side: int = 160, seed: int = 0, mode: str = "toy") -> Path:
+def generate_competition(
+    out: Path,
+    *,
+    n_train: int = 1000,
+    n_test: int = 200,
+    groups: Sequence[tuple[str, int]] | None = None,
+    min_side: int = 72,
+    max_side: int = 160,
+    seed: int = 0,
+    mode: str = "toy",
+) -> Path:
     """Writes a small iMet-format competition to ``out``.
 
     Args:
@@ -117,8 +130,15 @@ def generate_competition(out: Path, *, n_train: int = 1000, n_test: int = 200,
     if mode == "realistic":
         from imet_utils.realistic import REALISTIC_GROUPS, generate_realistic
 
-        return generate_realistic(out, n_train=n_train, n_test=n_test, min_side=min_side, max_side=max_side,
-                                  groups=REALISTIC_GROUPS if groups is None else groups, seed=seed)
+        return generate_realistic(
+            out,
+            n_train=n_train,
+            n_test=n_test,
+            min_side=min_side,
+            max_side=max_side,
+            groups=REALISTIC_GROUPS if groups is None else groups,
+            seed=seed,
+        )
     groups = IMET_2019_GROUPS if groups is None else groups
     rng = np.random.default_rng(seed)
     out = Path(out)
@@ -163,24 +183,35 @@ def generate_competition(out: Path, *, n_train: int = 1000, n_test: int = 200,
     return out
 
 
-def _parse_groups(text: str) -> Tuple[Tuple[str, int], ...]:
+def _parse_groups(text: str) -> tuple[tuple[str, int], ...]:
     return tuple((name, int(n)) for name, n in (part.split(":") for part in text.split(",")))
 
 
-def generate_cli(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m imet_utils.generate", description="Write a small iMet-format competition.")
+def generate_cli(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m imet_utils.generate", description="Write a small iMet-format competition."
+    )
     p.add_argument("out", type=Path)
     p.add_argument("--n-train", type=int, default=1000)
     p.add_argument("--n-test", type=int, default=200)
-    p.add_argument("--groups", type=_parse_groups, default=None,
-                   help="name:count,... e.g. culture:6,tag:14 (2020 style: country:3,culture:6,dimension:2,"
-                        "medium:8,tags:8); default: culture:6,tag:14 (toy), culture:10,tag:28 (realistic)")
-    p.add_argument("--mode", choices=MODES, default="toy",
-                   help="toy (easy) or realistic (cluttered, long-tailed, noisy train labels)")
+    p.add_argument(
+        "--groups",
+        type=_parse_groups,
+        default=None,
+        help="name:count,... e.g. culture:6,tag:14 (2020 style: country:3,culture:6,dimension:2,"
+        "medium:8,tags:8); default: culture:6,tag:14 (toy), culture:10,tag:28 (realistic)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="toy",
+        help="toy (easy) or realistic (cluttered, long-tailed, noisy train labels)",
+    )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    generate_competition(args.out, n_train=args.n_train, n_test=args.n_test, groups=args.groups, seed=args.seed,
-                         mode=args.mode)
+    generate_competition(
+        args.out, n_train=args.n_train, n_test=args.n_test, groups=args.groups, seed=args.seed, mode=args.mode
+    )
     print(f"wrote a {args.mode} competition of {args.n_train} train and {args.n_test} test images to {args.out}")
     return 0
 

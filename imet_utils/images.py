@@ -6,13 +6,14 @@ long images. ``decode_image`` turns each into 3-channel RGB uint8 or raises
 short side is the training crop plus a margin, so every epoch, fold and TTA pass
 decodes small JPEGs instead of large PNGs.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -107,9 +108,9 @@ def cache_short_side(image_size: int, cache_scale: float) -> int:
 class CachedSplit:
     """Cached JPEG paths for a list of ids; ``bad`` maps unusable ids to the reason."""
 
-    ids: List[str]
-    paths: List[Optional[str]]
-    bad: Dict[str, str]
+    ids: list[str]
+    paths: list[str | None]
+    bad: dict[str, str]
 
     def good_mask(self) -> np.ndarray:
         return np.array([p is not None for p in self.paths], dtype=bool)
@@ -121,12 +122,13 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _cache_one(src: Path, dst: Path, short_side: int, max_aspect: float) -> Optional[str]:
+def _cache_one(src: Path, dst: Path, short_side: int, max_aspect: float) -> str | None:
     if dst.is_file():
         return None
     img = resize_short_side(decode_image(src), short_side, max_aspect=max_aspect)
-    ok, buf = cv2.imencode(CACHE_SUFFIX, cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, CACHE_JPEG_QUALITY])
+    ok, buf = cv2.imencode(
+        CACHE_SUFFIX, cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, CACHE_JPEG_QUALITY]
+    )
     if not ok:
         raise BadImage(f"{src}: could not be re-encoded")
     _write_atomic(dst, buf.tobytes())
@@ -138,8 +140,16 @@ def cache_dir_for(root: Path, split: str, *, short_side: int, max_aspect: float)
     return Path(root) / f"jpeg_s{short_side}_a{max_aspect:g}" / split
 
 
-def build_cache(ids: Sequence[str], src_dir: Path, cache_root: Path, *, split: str, short_side: int,
-                max_aspect: float, workers: int = 0) -> CachedSplit:
+def build_cache(
+    ids: Sequence[str],
+    src_dir: Path,
+    cache_root: Path,
+    *,
+    split: str,
+    short_side: int,
+    max_aspect: float,
+    workers: int = 0,
+) -> CachedSplit:
     """Converts ``<src_dir>/<id>.png`` to cached JPEGs once; later calls reuse them.
 
     Args:
@@ -160,7 +170,7 @@ def build_cache(ids: Sequence[str], src_dir: Path, cache_root: Path, *, split: s
     ids = [str(i) for i in ids]
     dsts = [out / f"{i}{CACHE_SUFFIX}" for i in ids]
 
-    def job(k: int) -> Optional[str]:
+    def job(k: int) -> str | None:
         try:
             _cache_one(Path(src_dir) / f"{ids[k]}{IMAGE_SUFFIX}", dsts[k], short_side, max_aspect)
             return None
@@ -170,7 +180,7 @@ def build_cache(ids: Sequence[str], src_dir: Path, cache_root: Path, *, split: s
             return f"{Path(src_dir) / (ids[k] + IMAGE_SUFFIX)}: {str(e).strip().splitlines()[-1]}"
 
     todo = [k for k, d in enumerate(dsts) if not d.is_file()]
-    errors: Dict[int, str] = {}
+    errors: dict[int, str] = {}
     if todo:
         with ThreadPoolExecutor(workers) as pool:
             for k, err in zip(todo, progress(pool.map(job, todo), total=len(todo), desc=f"cache {split}")):
@@ -180,10 +190,17 @@ def build_cache(ids: Sequence[str], src_dir: Path, cache_root: Path, *, split: s
     return CachedSplit(ids=ids, paths=paths, bad={ids[k]: e for k, e in errors.items()})
 
 
-def cache_for_model(ids: Sequence[str], src_dir: Path, *, split: str, model_config, root: Path,
-                    workers: int = 0) -> CachedSplit:
+def cache_for_model(
+    ids: Sequence[str], src_dir: Path, *, split: str, model_config, root: Path, workers: int = 0
+) -> CachedSplit:
     """The kernels' one way to cache a split for a trained model's input: its ``image_size``, ``cache_scale`` and
     ``max_aspect`` (a TrainConfig) decide the cached size, under ``root`` (a scratch folder, or ``cache_dir``)."""
-    return build_cache(ids, src_dir, Path(root), split=split,
-                       short_side=cache_short_side(model_config.image_size, model_config.cache_scale),
-                       max_aspect=model_config.max_aspect, workers=workers)
+    return build_cache(
+        ids,
+        src_dir,
+        Path(root),
+        split=split,
+        short_side=cache_short_side(model_config.image_size, model_config.cache_scale),
+        max_aspect=model_config.max_aspect,
+        workers=workers,
+    )

@@ -3,21 +3,21 @@
 Runs with TensorFlow, numpy and pandas alone: models are TF SavedModels, views
 are TF ops. Image size and classes come from each train output's config.json.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
 from imet_utils.config import TrainConfig, keys_where, load_train_config, to_dict
 from imet_utils.console import log, warn
-from imet_utils.layout import (CONFIG_FILE, MODEL_DIR, SAVED_MODEL_FILE, TEST_PROBS_FILE, fold_dir, oof_views,
-                               read_oof)
+from imet_utils.layout import CONFIG_FILE, MODEL_DIR, SAVED_MODEL_FILE, TEST_PROBS_FILE, fold_dir, oof_views, read_oof
 from imet_utils.prediction import load_for_inference, predict_views
 
 
@@ -27,10 +27,10 @@ class TrainOutput:
 
     root: Path
     config: TrainConfig
-    folds: List[int]
+    folds: list[int]
 
     @property
-    def model_dirs(self) -> List[Path]:
+    def model_dirs(self) -> list[Path]:
         return [fold_dir(self.root, k) / MODEL_DIR for k in self.folds]
 
 
@@ -55,9 +55,9 @@ def _family(out: TrainOutput) -> str:
     return json.dumps({k: v for k, v in to_dict(out.config).items() if k not in RUN_KEYS_IGNORED}, sort_keys=True)
 
 
-def model_families(outputs: Sequence[TrainOutput]) -> List[List[TrainOutput]]:
+def model_families(outputs: Sequence[TrainOutput]) -> list[list[TrainOutput]]:
     """Groups train outputs into model families: per-fold kernels of one model join, other models stay apart."""
-    families: Dict[str, List[TrainOutput]] = {}
+    families: dict[str, list[TrainOutput]] = {}
     for out in outputs:
         families.setdefault(_family(out), []).append(out)
     return list(families.values())
@@ -82,7 +82,7 @@ def oof_predictions(families: Sequence[Sequence[TrainOutput]], train_ids: Sequen
     return common, [np.stack(f.loc[common].to_numpy()) for f in frames], fold_of.loc[common].to_numpy()
 
 
-def oof_view_mismatches(families: Sequence[Sequence[TrainOutput]], views: Sequence[str]) -> List[str]:
+def oof_view_mismatches(families: Sequence[Sequence[TrainOutput]], views: Sequence[str]) -> list[str]:
     """A warning for each train output whose saved OOF averages other views than the test images get (its
     ``oof_tta`` differs from the submit kernel's ``tta``): the decision would be fitted on other probabilities
     than those it is applied to."""
@@ -90,9 +90,11 @@ def oof_view_mismatches(families: Sequence[Sequence[TrainOutput]], views: Sequen
     for out in (o for family in families for o in family):
         seen = sorted(set(oof_views(out.root, out.config.n_folds)))
         if seen != [tuple(views)]:
-            messages.append(f"{out.root}: its OOF averages the views {seen}, the test images get {list(views)}: the "
-                            f"decision is fitted on other probabilities than it is applied to; train with "
-                            f"oof_tta={len(views)} (this kernel's tta)")
+            messages.append(
+                f"{out.root}: its OOF averages the views {seen}, the test images get {list(views)}: the "
+                f"decision is fitted on other probabilities than it is applied to; train with "
+                f"oof_tta={len(views)} (this kernel's tta)"
+            )
     return messages
 
 
@@ -121,8 +123,9 @@ def blend(stacks: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
     return np.tensordot(np.asarray(weights, dtype=np.float64), np.stack(stacks), axes=1).astype(np.float32)
 
 
-def plan_prediction(*, n_images: int, n_models: int, tta: int, seconds_per_view: float,
-                    seconds_left: float) -> Tuple[int, int]:
+def plan_prediction(
+    *, n_images: int, n_models: int, tta: int, seconds_per_view: float, seconds_left: float
+) -> tuple[int, int]:
     """How many models and TTA views fit the time left: views are dropped first, then models.
 
     Args:
@@ -135,6 +138,7 @@ def plan_prediction(*, n_images: int, n_models: int, tta: int, seconds_per_view:
     Returns:
         (models, views) to use; at least (1, 1), which is always run.
     """
+
     def cost(m: int, v: int) -> float:
         return m * v * n_images * seconds_per_view
 
@@ -147,8 +151,15 @@ def plan_prediction(*, n_images: int, n_models: int, tta: int, seconds_per_view:
     return models, views
 
 
-def predict_ensemble(outputs: Sequence[TrainOutput], paths: Sequence[str], *, views: Sequence[str], batch_size: int,
-                     workers: int = 0, seconds_left: Optional[float] = None) -> np.ndarray:
+def predict_ensemble(
+    outputs: Sequence[TrainOutput],
+    paths: Sequence[str],
+    *,
+    views: Sequence[str],
+    batch_size: int,
+    workers: int = 0,
+    seconds_left: float | None = None,
+) -> np.ndarray:
     """Mean over every fold model of every output and over the TTA ``views``.
 
     With ``seconds_left``, the first model is timed on a few batches and the TTA count, then the
@@ -162,14 +173,20 @@ def predict_ensemble(outputs: Sequence[TrainOutput], paths: Sequence[str], *, vi
         model = load_for_inference(d)
         predict_views(model, probe[:batch_size], size=out.config.image_size, batch_size=batch_size, views=views)
         start = time.time()
-        predict_views(model, probe, size=out.config.image_size, batch_size=batch_size, views=views,
-                      workers=workers)
+        predict_views(model, probe, size=out.config.image_size, batch_size=batch_size, views=views, workers=workers)
         per_view = (time.time() - start) / (len(probe) * len(views))
-        n_models, n_views = plan_prediction(n_images=len(paths), n_models=len(models), tta=len(views),
-                                            seconds_per_view=per_view, seconds_left=seconds_left)
+        n_models, n_views = plan_prediction(
+            n_images=len(paths),
+            n_models=len(models),
+            tta=len(views),
+            seconds_per_view=per_view,
+            seconds_left=seconds_left,
+        )
         estimate = per_view * len(paths) * n_models * n_views / 60
-        log(f"inference plan: {n_models} model(s) x {n_views} view(s) x {len(paths)} images, "
-            f"about {estimate:.0f} min ({seconds_left / 60:.0f} min left)")
+        log(
+            f"inference plan: {n_models} model(s) x {n_views} view(s) x {len(paths)} images, "
+            f"about {estimate:.0f} min ({seconds_left / 60:.0f} min left)"
+        )
         if n_views < len(views):
             warn(f"time budget: TTA lowered from {len(views)} to {n_views} views (dropped {list(views[n_views:])})")
         if n_models < len(models):
@@ -180,11 +197,20 @@ def predict_ensemble(outputs: Sequence[TrainOutput], paths: Sequence[str], *, vi
     for out, d in models:
         start = time.time()
         model = load_for_inference(d)
-        probs = predict_views(model, paths, size=out.config.image_size, batch_size=batch_size, views=views,
-                              workers=workers, desc=f"{out.root.name}/{d.parent.name} x{len(views)} TTA")
+        probs = predict_views(
+            model,
+            paths,
+            size=out.config.image_size,
+            batch_size=batch_size,
+            views=views,
+            workers=workers,
+            desc=f"{out.root.name}/{d.parent.name} x{len(views)} TTA",
+        )
         total = probs if total is None else total + probs
-        log(f"predicted {len(paths)} images with {d.parent.name} of {out.root.name} "
-            f"({len(views)} views, {time.time() - start:.0f}s)")
+        log(
+            f"predicted {len(paths)} images with {d.parent.name} of {out.root.name} "
+            f"({len(views)} views, {time.time() - start:.0f}s)"
+        )
     return total / len(models)
 
 
@@ -207,15 +233,21 @@ class TestPredictions:
     probs: np.ndarray  # (readable images, classes) float32, rows in the order of ids[good]
     good: np.ndarray  # bool per id: readable (the others get the fallback labels)
     weights: np.ndarray  # blend weight of each model family
-    models: List[str]  # each family's model name
+    models: list[str]  # each family's model name
 
     def save(self, path: Path) -> Path:
         """Writes ``path`` atomically (a crash mid-write leaves no half file to reuse)."""
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, ids=np.asarray(self.ids, dtype=str), probs=self.probs.astype(np.float32),
-                 good=self.good.astype(bool), classes=np.arange(self.probs.shape[1]),
-                 weights=np.asarray(self.weights, dtype=np.float64), models=np.asarray(self.models, dtype=str))
+        np.savez(
+            tmp,
+            ids=np.asarray(self.ids, dtype=str),
+            probs=self.probs.astype(np.float32),
+            good=self.good.astype(bool),
+            classes=np.arange(self.probs.shape[1]),
+            weights=np.asarray(self.weights, dtype=np.float64),
+            models=np.asarray(self.models, dtype=str),
+        )
         tmp.replace(path)
         return path
 
@@ -241,5 +273,10 @@ def load_test_predictions(path: Path, test_ids: Sequence[str], n_classes: int) -
     row_of = np.full(len(ids), -1)
     row_of[good] = np.arange(good.sum())
     good_new = good[where]
-    return TestPredictions(ids=np.asarray(test_ids, dtype=str), probs=probs[row_of[where[good_new]]],
-                           good=good_new, weights=z["weights"], models=z["models"].astype(str).tolist())
+    return TestPredictions(
+        ids=np.asarray(test_ids, dtype=str),
+        probs=probs[row_of[where[good_new]]],
+        good=good_new,
+        weights=z["weights"],
+        models=z["models"].astype(str).tolist(),
+    )

@@ -9,12 +9,12 @@ A train output holds ``config.json``, ``folds.csv`` and, per fold, ``fold<k>/``:
 
 A submit output holds ``decision.json``, ``test_probs.npz`` and ``submission.csv``.
 """
+
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
-from typing import List
 
 import numpy as np
 import pandas as pd
@@ -48,11 +48,15 @@ def fold_dir(out: Path, fold: int) -> Path:
 
 def save_oof(d: Path, ids, probs: np.ndarray, views) -> None:
     """A fold's OOF file: its validation ids, their probabilities (the mean over ``views``) and the views' names."""
-    np.savez_compressed(Path(d) / OOF_FILE, ids=np.asarray(ids, dtype=str), probs=np.asarray(probs, np.float32),
-                        views=np.asarray(list(views), dtype=str))
+    np.savez_compressed(
+        Path(d) / OOF_FILE,
+        ids=np.asarray(ids, dtype=str),
+        probs=np.asarray(probs, np.float32),
+        views=np.asarray(list(views), dtype=str),
+    )
 
 
-def oof_views(out: Path, n_folds: int) -> List[tuple]:
+def oof_views(out: Path, n_folds: int) -> list[tuple]:
     """The views each finished fold's OOF averages, in fold order; ``("center",)`` for files written before the
     OOF recorded them (they held the centre view)."""
     found = []
@@ -78,7 +82,7 @@ def read_oof(out: Path, n_folds: int) -> pd.DataFrame:
 RESUME_KEYS = keys_where(TrainConfig, "resume")  # what must match to resume an output
 
 
-def _changed_keys(config_json: Path, config: TrainConfig) -> List[str]:
+def _changed_keys(config_json: Path, config: TrainConfig) -> list[str]:
     before = json.loads(Path(config_json).read_text())
     now = to_dict(config)
     return [k for k in RESUME_KEYS if before.get(k) != now[k]]
@@ -94,8 +98,10 @@ def check_resumable(out: Path, config: TrainConfig) -> None:
     if path.is_file() and any(Path(out).glob(f"fold*/{STATE_FILE}")):
         changed = _changed_keys(path, config)
         if changed:
-            raise RuntimeError(f"{out} holds folds trained with other {changed}; resuming them would mix models. "
-                               f"Use an empty output folder (locally: drop --resume or use another --work-dir).")
+            raise RuntimeError(
+                f"{out} holds folds trained with other {changed}; resuming them would mix models. "
+                f"Use an empty output folder (locally: drop --resume or use another --work-dir)."
+            )
 
 
 def copy_previous_output(previous: Path, out: Path, config: TrainConfig) -> None:
@@ -114,8 +120,10 @@ def copy_previous_output(previous: Path, out: Path, config: TrainConfig) -> None
     except (OSError, ValueError) as e:
         raise RuntimeError(f"resume_from={config.resume_from!r}: {previous}/config.json can't be read ({e})") from None
     if changed:
-        raise RuntimeError(f"resume_from={config.resume_from!r}: {previous} was trained with other {changed} "
-                           f"than this config; restore them to resume, or set resume_from=None to train afresh")
+        raise RuntimeError(
+            f"resume_from={config.resume_from!r}: {previous} was trained with other {changed} "
+            f"than this config; restore them to resume, or set resume_from=None to train afresh"
+        )
     for name in (FOLDS_FILE,):
         if (previous / name).is_file() and not (Path(out) / name).exists():
             shutil.copy2(previous / name, Path(out) / name)

@@ -2,9 +2,10 @@
 
 Pure numpy functions, tested against sklearn's ``fbeta_score(average='samples')``.
 """
+
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -20,6 +21,8 @@ def f_beta_from_counts(tp, n_true, n_pred) -> np.ndarray:
     num = (1 + _B2) * np.asarray(tp, dtype=np.float64)
     den = _B2 * np.asarray(n_true, dtype=np.float64) + n_pred
     return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den > 0)
+
+
 TOP_K_BLOCKS = 4  # top_k bounds a row's k-th largest by the maxima of this many column blocks per k
 TIE_PER_ROW = 1e-12  # best_counts: scores closer than this per row are ties
 BLOCK_CELLS = 1 << 22  # matrix cells per block of rows in the passes over a whole OOF or test matrix
@@ -42,7 +45,7 @@ def f2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(f2_per_sample(y_true, y_pred).mean())
 
 
-def row_blocks(n_rows: int, n_cols: int) -> List[slice]:
+def row_blocks(n_rows: int, n_cols: int) -> list[slice]:
     """Row slices of about ``BLOCK_CELLS`` cells, so that a pass over a large matrix keeps its temporaries small."""
     step = max(1, BLOCK_CELLS // max(1, n_cols))
     return [slice(s, min(s + step, n_rows)) for s in range(0, n_rows, step)]
@@ -114,7 +117,9 @@ def _threshold_for(threshold, dtype) -> np.ndarray:
     return np.where(t32 > t, np.nextafter(t32, np.float32(-np.inf)), t32)
 
 
-def binarize_mask(probs: np.ndarray, threshold, *, min_labels: int = SEED_MIN_LABELS, max_labels: int = SEED_MAX_LABELS) -> np.ndarray:
+def binarize_mask(
+    probs: np.ndarray, threshold, *, min_labels: int = SEED_MIN_LABELS, max_labels: int = SEED_MAX_LABELS
+) -> np.ndarray:
     """``binarize`` as a boolean mask (see there)."""
     above = probs > _threshold_for(threshold, probs.dtype)
     count = np.count_nonzero(above, axis=1)
@@ -127,7 +132,9 @@ def binarize_mask(probs: np.ndarray, threshold, *, min_labels: int = SEED_MIN_LA
     return above
 
 
-def binarize(probs: np.ndarray, threshold, *, min_labels: int = SEED_MIN_LABELS, max_labels: int = SEED_MAX_LABELS) -> np.ndarray:
+def binarize(
+    probs: np.ndarray, threshold, *, min_labels: int = SEED_MIN_LABELS, max_labels: int = SEED_MAX_LABELS
+) -> np.ndarray:
     """The seed's ``binarize_prediction``: p > threshold, then at least ``min_labels`` and at most ``max_labels``.
 
     Args:
@@ -144,13 +151,13 @@ def binarize(probs: np.ndarray, threshold, *, min_labels: int = SEED_MIN_LABELS,
     return binarize_mask(probs, threshold, min_labels=min_labels, max_labels=max_labels).view(np.uint8)
 
 
-def f2_by_group(y_true: np.ndarray, y_pred: np.ndarray, groups: dict) -> Dict[str, Optional[float]]:
+def f2_by_group(y_true: np.ndarray, y_pred: np.ndarray, groups: dict) -> dict[str, float | None]:
     """Sample-averaged F2 restricted to each group's labels (images with no true label there are skipped).
 
     Returns:
         group name -> F2, or None for a group with no true label in any row (nothing to score there).
     """
-    out: Dict[str, Optional[float]] = {}
+    out: dict[str, float | None] = {}
     for name, idx in groups.items():
         take, rows = column_view(idx), [np.zeros(0)]
         for b in row_blocks(len(y_true), len(np.asarray(idx))):
@@ -167,8 +174,14 @@ def threshold_grid(start: float, stop: float, step: float) -> np.ndarray:
     return np.round(start + step * np.arange(n), 6)
 
 
-def search_threshold(y_true: np.ndarray, probs: np.ndarray, grid: np.ndarray, *,
-                     min_labels: int = SEED_MIN_LABELS, max_labels: int = SEED_MAX_LABELS) -> Tuple[float, float, np.ndarray]:
+def search_threshold(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    grid: np.ndarray,
+    *,
+    min_labels: int = SEED_MIN_LABELS,
+    max_labels: int = SEED_MAX_LABELS,
+) -> tuple[float, float, np.ndarray]:
     """Tries every threshold of ``grid`` with ``binarize``'s rule, scoring each from every row's top
     ``max_labels`` probabilities alone (no rule keeps more), so the matrix is never sorted or binarized in full.
 
@@ -183,8 +196,9 @@ def search_threshold(y_true: np.ndarray, probs: np.ndarray, grid: np.ndarray, *,
         p, y = probs[b], np.asarray(y_true[b]) > 0
         idx = top_k(p, depth)
         vals = np.take_along_axis(p, idx, axis=1)
-        cumtrue = np.concatenate([np.zeros((len(p), 1), np.int64),
-                                  np.cumsum(np.take_along_axis(y, idx, axis=1), axis=1)], axis=1)
+        cumtrue = np.concatenate(
+            [np.zeros((len(p), 1), np.int64), np.cumsum(np.take_along_axis(y, idx, axis=1), axis=1)], axis=1
+        )
         k = np.clip(np.count_nonzero(vals[:, :, None] > grid[None, None, :], axis=1), min_labels, depth)
         tp = np.take_along_axis(cumtrue, k, axis=1)
         rows_f2[:, b] = f_beta_from_counts(tp, np.count_nonzero(y, axis=1)[:, None], k).T
@@ -217,20 +231,26 @@ class TopTable:
     def __init__(self, vals: np.ndarray, cols: np.ndarray, ys: np.ndarray, n_true: np.ndarray):
         self.vals, self.cols, self.ys, self.n_true = vals, cols, ys, n_true
         self.cumtrue = np.concatenate([np.zeros((len(ys), 1), np.int16), np.cumsum(ys, axis=1, dtype=np.int16)], 1)
-        self.pos: Optional[np.ndarray] = None  # set by the caller: threshold_positions of vals
+        self.pos: np.ndarray | None = None  # set by the caller: threshold_positions of vals
 
     @classmethod
-    def build(cls, y_true: np.ndarray, probs: np.ndarray, columns: np.ndarray, depth: int) -> "TopTable":
+    def build(cls, y_true: np.ndarray, probs: np.ndarray, columns: np.ndarray, depth: int) -> TopTable:
         columns, take = np.asarray(columns), column_view(columns)
         parts = []
         for b in row_blocks(len(probs), len(columns)):
             p, t = probs[b][:, take], np.asarray(y_true[b])[:, take] > 0
             top = top_k(p, depth)
-            parts.append((np.take_along_axis(p, top, 1), columns[top].astype(np.int32),
-                          np.take_along_axis(t, top, 1), np.count_nonzero(t, axis=1)))
+            parts.append(
+                (
+                    np.take_along_axis(p, top, 1),
+                    columns[top].astype(np.int32),
+                    np.take_along_axis(t, top, 1),
+                    np.count_nonzero(t, axis=1),
+                )
+            )
         return cls(*(np.concatenate([q[i] for q in parts]) for i in range(4)))
 
-    def subset(self, rows: np.ndarray) -> "TopTable":
+    def subset(self, rows: np.ndarray) -> TopTable:
         t = TopTable.__new__(TopTable)
         for a in ("vals", "cols", "ys", "n_true", "cumtrue", "pos"):
             setattr(t, a, None if getattr(self, a) is None else getattr(self, a)[rows])
@@ -258,12 +278,14 @@ def threshold_positions(vals: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
 def f2_gains(table: TopTable, n_true: np.ndarray, rest_tp=0, rest_k=0) -> np.ndarray:
     """gain[i, k]: row i's F2 when it keeps the table's top k and other columns add (rest_tp, rest_k);
     F2 = 5 tp / (4 n_true + labels kept)."""
-    return f_beta_from_counts(table.cumtrue.astype(np.int64) + np.reshape(rest_tp, (-1, 1)), n_true[:, None],
-                              np.arange(table.cumtrue.shape[1])[None, :] + np.reshape(rest_k, (-1, 1)))
+    return f_beta_from_counts(
+        table.cumtrue.astype(np.int64) + np.reshape(rest_tp, (-1, 1)),
+        n_true[:, None],
+        np.arange(table.cumtrue.shape[1])[None, :] + np.reshape(rest_k, (-1, 1)),
+    )
 
 
-def best_counts(pos: np.ndarray, gain: np.ndarray, mins: Sequence[int], maxs: Sequence[int],
-                rank: np.ndarray) -> tuple:
+def best_counts(pos: np.ndarray, gain: np.ndarray, mins: Sequence[int], maxs: Sequence[int], rank: np.ndarray) -> tuple:
     """The first (threshold index, min, max) of highest summed gain when each row keeps clip(its values above
     the threshold, min, max) labels, in nested-loop order: threshold (``rank``: each one's place in ascending
     order), min, max. Scores closer than ``TIE_PER_ROW`` per row are ties (the same labels, summed in
@@ -273,8 +295,13 @@ def best_counts(pos: np.ndarray, gain: np.ndarray, mins: Sequence[int], maxs: Se
     threshold's score is a running sum of the changes binned at ``pos``: change[j, m, k]."""
     n, depth = pos.shape
     key = (pos.astype(np.int64) * depth + np.arange(depth)[None, :]).ravel()
-    change = np.stack([np.bincount(key, weights=np.repeat(gain[:, k], depth), minlength=(len(rank) + 1) * depth)
-                       for k in range(depth + 1)], axis=1).reshape(len(rank) + 1, depth, depth + 1)
+    change = np.stack(
+        [
+            np.bincount(key, weights=np.repeat(gain[:, k], depth), minlength=(len(rank) + 1) * depth)
+            for k in range(depth + 1)
+        ],
+        axis=1,
+    ).reshape(len(rank) + 1, depth, depth + 1)
     base, m = gain.sum(axis=0), np.arange(depth)
     scores = np.full((len(rank), len(mins), len(maxs)), -np.inf)
     for i, mn in enumerate(mins):
@@ -328,4 +355,3 @@ def best_constant_f2(y_true: np.ndarray) -> float:
         pred[order[:k]] = True
         best = max(best, f2_score(y_true, np.broadcast_to(pred, y_true.shape)))
     return best
-

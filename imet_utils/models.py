@@ -6,12 +6,13 @@ normalise differently from training. The head is the seed's:
 GAP -> Dense(512, relu) -> Dropout(0.5) -> Dense(n, sigmoid), output in float32
 under mixed precision.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import importlib
 import importlib.util
-from typing import Callable, Dict, Optional, Tuple
+from collections.abc import Callable
 
 import keras
 from keras import layers
@@ -27,10 +28,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class Backbone:
     """A registered backbone: a builder of its feature extractor and its input normalisation."""
 
-    build: Callable[[Tuple[int, int, int], Optional[str]], keras.Model]
-    mean: Tuple[float, float, float] = IMAGENET_MEAN  # on 0..1 pixels
-    std: Tuple[float, float, float] = IMAGENET_STD
-    needs_package: Optional[str] = None
+    build: Callable[[tuple[int, int, int], str | None], keras.Model]
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # on 0..1 pixels
+    std: tuple[float, float, float] = IMAGENET_STD
+    needs_package: str | None = None
 
 
 def _efficientnet(variant: str) -> Callable:
@@ -38,16 +39,18 @@ def _efficientnet(variant: str) -> Callable:
         import efficientnet.tfkeras as efn  # only the train kernel needs the package
 
         return getattr(efn, f"EfficientNet{variant}")(include_top=False, weights=weights, input_shape=shape)
+
     return build
 
 
-def _plain_cnn(name: str, stages: Tuple[Tuple[int, int], ...]) -> Callable:
+def _plain_cnn(name: str, stages: tuple[tuple[int, int], ...]) -> Callable:
     """A plain CNN trained from scratch: per stage, ``convs`` 3x3 conv-BN-ReLU of ``filters``, then a 2x2 max-pool.
 
     Args:
         name: the Keras model's name.
         stages: (filters, convs) per stage.
     """
+
     def build(shape, weights):
         if weights is not None:
             raise ValueError(f"{name} has no pretrained weights; set weights=None")
@@ -60,21 +63,24 @@ def _plain_cnn(name: str, stages: Tuple[Tuple[int, int], ...]) -> Callable:
                 x = layers.Activation("relu")(x)
             x = layers.MaxPooling2D()(x)
         return keras.Model(inputs, x, name=name)
+
     return build
 
 
 def _keras_app(cls_name: str) -> Callable:
     """A keras.applications backbone without its own preprocessing (ours sits in front of it)."""
+
     def build(shape, weights):
         cls = getattr(keras.applications, cls_name)
         return cls(include_top=False, weights=weights, input_shape=shape, include_preprocessing=False)
+
     return build
 
 
 MINUS_ONE_TO_ONE = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # (x / 255 - 0.5) / 0.5
 FROM_SCRATCH = ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 
-MODELS: Dict[str, Backbone] = {
+MODELS: dict[str, Backbone] = {
     # qubvel's efficientnet package (weights from its GitHub releases): the seed's family.
     **{f"efficientnet-b{i}": Backbone(_efficientnet(f"B{i}"), needs_package="efficientnet") for i in range(8)},
     # keras.applications (weights from Keras' storage): no extra package on Kaggle.
@@ -106,7 +112,7 @@ def ensure_backbone_package(name: str) -> None:
     importlib.invalidate_caches()
 
 
-def fetch_backbone(name: str, *, image_size: int, weights: Optional[str]) -> None:
+def fetch_backbone(name: str, *, image_size: int, weights: str | None) -> None:
     """Builds the backbone once, with its weights, then drops it.
 
     A missing package, a failed download (internet off) or an unknown weights name then stops the kernel in
@@ -120,8 +126,10 @@ def fetch_backbone(name: str, *, image_size: int, weights: Optional[str]) -> Non
     except ImportError as e:
         raise RuntimeError(f"model {name!r} needs a package that can't be imported: {e}") from e
     except Exception as e:  # a download error comes as URLError, HTTPError, OSError or ValueError
-        raise RuntimeError(f"model {name!r}: could not load weights={weights!r} ({type(e).__name__}: {e}); "
-                           f"the train kernel needs internet on for pretrained weights, or weights=None") from e
+        raise RuntimeError(
+            f"model {name!r}: could not load weights={weights!r} ({type(e).__name__}: {e}); "
+            f"the train kernel needs internet on for pretrained weights, or weights=None"
+        ) from e
     finally:
         keras.backend.clear_session()
 
@@ -132,9 +140,17 @@ def get_backbone(name: str) -> Backbone:
     return MODELS[name]
 
 
-def create_model(name: str, n_classes: int, *, image_size: int, weights: Optional[str] = None,
-                 dense_units: int = 512, dropout: float = 0.5, bn_momentum: Optional[float] = None,
-                 device_augment: bool = False) -> keras.Model:
+def create_model(
+    name: str,
+    n_classes: int,
+    *,
+    image_size: int,
+    weights: str | None = None,
+    dense_units: int = 512,
+    dropout: float = 0.5,
+    bn_momentum: float | None = None,
+    device_augment: bool = False,
+) -> keras.Model:
     """Builds backbone + the seed's head on uint8 input.
 
     Args:

@@ -4,13 +4,14 @@ A kernel sees ``<root>/input/...`` and writes to ``<root>/working``. On Kaggle t
 root is ``/kaggle``; ``build_kernel.py --run-local`` sets ``IMET_KAGGLE_ROOT`` to a
 folder laid out the same way.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Optional, Sequence
 
 LOCAL_ROOT_ENV = "IMET_KAGGLE_ROOT"
 COMPETITION_MARKER = "labels.csv"
@@ -57,8 +58,9 @@ def _first_holding(tried: Sequence[Path], marker: str, paths: KagglePaths, *, wh
     for cand in tried:
         if (cand / marker).is_file():
             return cand
-    raise FileNotFoundError(f"{what} not found: no {marker} in " + ", ".join(map(str, tried))
-                            + f". {hint} {_listing(paths.input)}")
+    raise FileNotFoundError(
+        f"{what} not found: no {marker} in " + ", ".join(map(str, tried)) + f". {hint} {_listing(paths.input)}"
+    )
 
 
 def find_competition_dir(paths: KagglePaths, slug: str) -> Path:
@@ -68,8 +70,9 @@ def find_competition_dir(paths: KagglePaths, slug: str) -> Path:
         FileNotFoundError: naming every place tried and what the input folder holds.
     """
     tried = [paths.input / slug, paths.input / "competitions" / slug]
-    return _first_holding(tried, COMPETITION_MARKER, paths,
-                          what=f"competition {slug!r}", hint="Add the competition as a data source.")
+    return _first_holding(
+        tried, COMPETITION_MARKER, paths, what=f"competition {slug!r}", hint="Add the competition as a data source."
+    )
 
 
 def find_kernel_output(paths: KagglePaths, slug: str, marker: str) -> Path:
@@ -81,20 +84,21 @@ def find_kernel_output(paths: KagglePaths, slug: str, marker: str) -> Path:
         marker: a file name that the output must contain.
     """
     owner, _, name = slug.rpartition("/")
-    tried: List[Path] = [paths.input / name]
+    tried: list[Path] = [paths.input / name]
     if owner:
         tried.append(paths.input / "notebooks" / owner / name)
     else:
         tried.extend(sorted((paths.input / "notebooks").glob(f"*/{name}")))
-    return _first_holding(tried, marker, paths, what=f"output of kernel {slug!r}",
-                          hint="Attach the kernel as a data source.")
+    return _first_holding(
+        tried, marker, paths, what=f"output of kernel {slug!r}", hint="Attach the kernel as a data source."
+    )
 
 
-def find_kernel_outputs(paths: KagglePaths, slugs: Sequence[str], marker: str) -> List[Path]:
+def find_kernel_outputs(paths: KagglePaths, slugs: Sequence[str], marker: str) -> list[Path]:
     return [find_kernel_output(paths, s, marker) for s in slugs]
 
 
-def previous_output(paths: KagglePaths, slug: Optional[str], marker: str) -> Optional[Path]:
+def previous_output(paths: KagglePaths, slug: str | None, marker: str) -> Path | None:
     """The previous output named by ``resume_from`` (None if unset).
 
     Raises:

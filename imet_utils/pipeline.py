@@ -4,10 +4,11 @@ Float conversion and normalisation live inside the model, so the offline kernel
 can't preprocess differently from training. Eval views (for validation and TTA)
 are plain TF ops, so the submit kernel needs neither albumentations nor cv2 here.
 """
+
 from __future__ import annotations
 
 import functools
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -37,7 +38,7 @@ def _png_crop_flip(data: bytes, size: int, rng: np.random.Generator) -> np.ndarr
         img = scale_up_to(img, size)
         h, w = img.shape[:2]
     top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-    crop = to_rgb8(img[top:top + size, left:left + size])
+    crop = to_rgb8(img[top : top + size, left : left + size])
     return cv2.flip(crop, 1) if rng.random() < 0.5 else crop
 
 
@@ -100,9 +101,18 @@ def _jpeg_crop_flip(path: tf.Tensor, size: int) -> tf.Tensor:
     return tf.image.random_flip_left_right(img)
 
 
-def train_dataset(paths: Sequence[str], targets: np.ndarray, *, size: int, batch_size: int, seed: int,
-                  transform: Optional[Callable[[np.ndarray], np.ndarray]] = None, workers: int = 0,
-                  repeat: bool = False, mixup_alpha: float = 0.0) -> tf.data.Dataset:
+def train_dataset(
+    paths: Sequence[str],
+    targets: np.ndarray,
+    *,
+    size: int,
+    batch_size: int,
+    seed: int,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    workers: int = 0,
+    repeat: bool = False,
+    mixup_alpha: float = 0.0,
+) -> tf.data.Dataset:
     """Shuffled (image uint8, target uint8) batches.
 
     Args:
@@ -135,12 +145,15 @@ def train_dataset(paths: Sequence[str], targets: np.ndarray, *, size: int, batch
             img = tf.numpy_function(crop, [tf.io.read_file(p)], tf.uint8, stateful=True)
             img.set_shape([size, size, 3])
             return img, y
+
         ds = ds.map(_png, num_parallel_calls=AUTOTUNE)
     else:
+
         def _np_augment(p, y):
             out = tf.numpy_function(transform, [read_image(p)], tf.uint8, stateful=True)
             out.set_shape([size, size, 3])
             return out, y
+
         ds = ds.map(_np_augment, num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size)
     if mixup_alpha > 0:
@@ -160,8 +173,9 @@ def _mixup(images: tf.Tensor, targets: tf.Tensor, alpha: float):
     return tf.cast(tf.round(mixed), tf.uint8), lam * y + (1 - lam) * tf.gather(y, perm)
 
 
-def views_dataset(paths: Sequence[str], *, size: int, batch_size: int, views: Sequence[str] = ("center",),
-                  workers: int = 0) -> tf.data.Dataset:
+def views_dataset(
+    paths: Sequence[str], *, size: int, batch_size: int, views: Sequence[str] = ("center",), workers: int = 0
+) -> tf.data.Dataset:
     """Batches of (batch, n_views, size, size, 3) uint8, in the order of ``paths``; one decode per image."""
     unknown = [v for v in views if v not in TTA_VIEWS]
     if unknown:

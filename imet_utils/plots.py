@@ -1,8 +1,9 @@
 """PNG plots for the kernels' output (matplotlib's object API: no global backend to set)."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Sequence
 
 import numpy as np
 
@@ -13,16 +14,22 @@ def _figure(w: float = 10, h: float = 4):
     return Figure(figsize=(w, h), dpi=100)
 
 
-def plot_history(histories: Dict[int, List[dict]], path: Path) -> Path:
+def plot_history(histories: dict[int, list[dict]], path: Path) -> Path:
     """Train loss and validation loss (solid and dashed) and validation F2 per epoch, one colour per fold."""
     fig = _figure()
     ax_loss, ax_f2 = fig.subplots(1, 2)
     for fold, rows in sorted(histories.items()):
         epochs = [r["epoch"] for r in rows]
-        line, = ax_loss.plot(epochs, [r["loss"] for r in rows], marker="o", label=f"fold {fold} loss")
+        (line,) = ax_loss.plot(epochs, [r["loss"] for r in rows], marker="o", label=f"fold {fold} loss")
         if all("val_loss" in r for r in rows):  # histories written before val_loss was kept have none
-            ax_loss.plot(epochs, [r["val_loss"] for r in rows], marker="x", linestyle="--", color=line.get_color(),
-                         label=f"fold {fold} val_loss")
+            ax_loss.plot(
+                epochs,
+                [r["val_loss"] for r in rows],
+                marker="x",
+                linestyle="--",
+                color=line.get_color(),
+                label=f"fold {fold} val_loss",
+            )
         ax_f2.plot(epochs, [r["val_f2"] for r in rows], marker="o", label=f"fold {fold}")
     ax_loss.set(title="loss (solid) and val_loss (dashed)", xlabel="epoch")
     ax_f2.set(title="validation F2 (best threshold)", xlabel="epoch")
@@ -51,8 +58,12 @@ def plot_fold_label_counts(counts: np.ndarray, path: Path, *, top: int = 60) -> 
         dev = np.abs(counts - target).max(axis=0) / target
     by_freq = np.argsort(-totals, kind="stable")
     ax_dev.plot(dev[by_freq], lw=0.8)
-    ax_dev.set(title="max |count - n/K| / (n/K) per label, labels by frequency", xlabel="label rank",
-               ylabel="deviation", yscale="symlog")
+    ax_dev.set(
+        title="max |count - n/K| / (n/K) per label, labels by frequency",
+        xlabel="label rank",
+        ylabel="deviation",
+        yscale="symlog",
+    )
     fig.tight_layout()
     fig.savefig(path)
     return Path(path)
@@ -74,9 +85,9 @@ def plot_threshold_curve(grid: Sequence[float], scores: Sequence[float], path: P
 
 
 def _image_grid(comp, ids: Sequence[str], titles: Sequence[str], path: Path, *, cols: int = 4) -> Path:
-    from imet_utils.images import BadImage, decode_image
-
     import textwrap
+
+    from imet_utils.images import BadImage, decode_image
 
     rows = max(1, (len(ids) + cols - 1) // cols)
     titles = ["\n".join(textwrap.fill(line, 42) for line in t.split("\n")) for t in titles]
@@ -108,16 +119,21 @@ def plot_sample_images(comp, path: Path, *, n: int = 8, seed: int = 0) -> Path:
     return _image_grid(comp, ids, titles, path)
 
 
-def plot_sample_predictions(comp, ids: Sequence[str], y_true: np.ndarray, y_pred: np.ndarray, path: Path, *,
-                            n: int = 8, seed: int = 0) -> Path:
+def plot_sample_predictions(
+    comp, ids: Sequence[str], y_true: np.ndarray, y_pred: np.ndarray, path: Path, *, n: int = 8, seed: int = 0
+) -> Path:
     """Out-of-fold predictions on train images: true label names against predicted ones."""
     rng = np.random.default_rng(seed)
     rows = rng.choice(len(ids), size=min(n, len(ids)), replace=False)
     titles = []
     for r in rows:
         t, p = set(np.flatnonzero(y_true[r])), set(np.flatnonzero(y_pred[r]))
-        titles.append("true: " + ", ".join(comp.labels.names[i] for i in sorted(t))
-                      + "\npred: " + ", ".join(("" if i in t else "✗ ") + comp.labels.names[i] for i in sorted(p)))
+        titles.append(
+            "true: "
+            + ", ".join(comp.labels.names[i] for i in sorted(t))
+            + "\npred: "
+            + ", ".join(("" if i in t else "✗ ") + comp.labels.names[i] for i in sorted(p))
+        )
     return _image_grid(comp, [ids[r] for r in rows], titles, path)
 
 

@@ -2,9 +2,10 @@
 
 The submit kernel runs this without Keras applications, efficientnet or albumentations.
 """
+
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -32,8 +33,16 @@ def load_for_inference(path) -> InferenceModel:
     return InferenceModel(path)
 
 
-def predict_views(model, paths: Sequence[str], *, size: int, batch_size: int, views: Sequence[str] = ("center",),
-                  workers: int = 0, desc: Optional[str] = None) -> np.ndarray:
+def predict_views(
+    model,
+    paths: Sequence[str],
+    *,
+    size: int,
+    batch_size: int,
+    views: Sequence[str] = ("center",),
+    workers: int = 0,
+    desc: str | None = None,
+) -> np.ndarray:
     """Mean probability over ``views`` for each path, in order (float32); ``desc`` shows a progress bar."""
     out = []
     batches = views_dataset(paths, size=size, batch_size=batch_size, views=views, workers=workers)

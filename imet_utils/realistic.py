@@ -13,11 +13,12 @@ what the same pipeline scores on real iMet data (~0.61). This mode is shaped aft
 * Noisy train labels (``DROP_CULTURE``, ``DROP_TAG``, ``SPURIOUS``); solution.csv stays clean, and the
   clean train labels are written to ``train_clean.csv`` (no kernel reads it) for tests.
 """
+
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -71,7 +72,7 @@ def zipf_weights(n: int, exponent: float) -> np.ndarray:
 class _LabelModel:
     """Clean label sampling: one group of cultures (the first), the other groups pooled as tags."""
 
-    def __init__(self, groups: Sequence[Tuple[str, int]], rng: np.random.Generator):
+    def __init__(self, groups: Sequence[tuple[str, int]], rng: np.random.Generator):
         self.n_culture = groups[0][1]
         self.culture_w = zipf_weights(self.n_culture, ZIPF_EXPONENT["culture"])
         tag_w = [zipf_weights(n, ZIPF_EXPONENT["tag"]) * n for _, n in groups[1:]]
@@ -90,11 +91,12 @@ class _LabelModel:
         self.marginal = np.concatenate([self.culture_w, self.tag_w / max(self.tag_w.sum(), 1e-9) * tag_mass])
         self.marginal /= self.marginal.sum()
 
-    def sample(self, rng: np.random.Generator) -> Tuple[List[int], List[int]]:
+    def sample(self, rng: np.random.Generator) -> tuple[list[int], list[int]]:
         """(cultures, tags) of one clean image; tag ids count from 0 within the pooled tags."""
         k = int(rng.choice(list(CULTURE_COUNTS), p=list(CULTURE_COUNTS.values())))
-        cultures = [int(c) for c in rng.choice(self.n_culture, size=min(k, self.n_culture), replace=False,
-                                               p=self.culture_w)]
+        cultures = [
+            int(c) for c in rng.choice(self.n_culture, size=min(k, self.n_culture), replace=False, p=self.culture_w)
+        ]
         if not self.n_tag:
             return cultures, []
         w = self.tag_w * self.boost[cultures].max(axis=0) / self.mean_boost
@@ -103,9 +105,16 @@ class _LabelModel:
         return cultures, tags
 
 
-def noisy_labels(clean: List[int], *, n_culture: int, marginal: np.ndarray, rng: np.random.Generator,
-                 drop_culture: float = DROP_CULTURE, drop_tag: float = DROP_TAG,
-                 spurious: float = SPURIOUS) -> List[int]:
+def noisy_labels(
+    clean: list[int],
+    *,
+    n_culture: int,
+    marginal: np.ndarray,
+    rng: np.random.Generator,
+    drop_culture: float = DROP_CULTURE,
+    drop_tag: float = DROP_TAG,
+    spurious: float = SPURIOUS,
+) -> list[int]:
     """What one annotator writes for an image whose true labels are ``clean``: each true culture missed with
     ``drop_culture``, each true tag with ``drop_tag``, and with ``spurious`` one label drawn from
     ``marginal`` added. Never empty (an iMet train row always has a label): if all were missed, one true
@@ -119,13 +128,13 @@ def noisy_labels(clean: List[int], *, n_culture: int, marginal: np.ndarray, rng:
     return sorted(set(kept))
 
 
-def _background(h: int, w: int, hues: List[float], rng: np.random.Generator) -> np.ndarray:
+def _background(h: int, w: int, hues: list[float], rng: np.random.Generator) -> np.ndarray:
     sat, val = rng.uniform(0.35, 0.6), rng.uniform(0.6, 0.9)
     cols = [_rgb(hu + rng.normal(0, 0.012), sat, val) for hu in hues]
     kind = TEXTURES[int(rng.integers(len(TEXTURES)))]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     angle = rng.uniform(0, np.pi)
-    proj = (np.cos(angle) * xx + np.sin(angle) * yy)
+    proj = np.cos(angle) * xx + np.sin(angle) * yy
     if kind == "gradient":
         t = (proj - proj.min()) / max(float(np.ptp(proj)), 1.0)
         second = cols[1] if len(cols) > 1 else _rgb(hues[0], sat, val * rng.uniform(0.4, 0.7))
@@ -153,8 +162,9 @@ def _draw(img: np.ndarray, shape: str, color: np.ndarray, rng: np.random.Generat
     paint_shape(img, shape, cx, cy, r, tuple(float(v) for v in color), min_bar=1)
 
 
-def render(cultures: List[int], tags: List[int], *, n_culture: int, n_tag: int, h: int, w: int,
-           rng: np.random.Generator) -> np.ndarray:
+def render(
+    cultures: list[int], tags: list[int], *, n_culture: int, n_tag: int, h: int, w: int, rng: np.random.Generator
+) -> np.ndarray:
     """One uint8 RGB image of these clean labels (tag ids within the pooled tags)."""
     hues = [0.05 + c / n_culture for c in cultures] or [rng.random()]
     img = _background(h, w, hues, rng).astype(np.float32)
@@ -173,8 +183,9 @@ def render(cultures: List[int], tags: List[int], *, n_culture: int, n_tag: int, 
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def generate_realistic(out: Path, *, n_train: int, n_test: int, groups: Sequence[Tuple[str, int]],
-                       min_side: int, max_side: int, seed: int) -> Path:
+def generate_realistic(
+    out: Path, *, n_train: int, n_test: int, groups: Sequence[tuple[str, int]], min_side: int, max_side: int, seed: int
+) -> Path:
     """Writes a realistic iMet-format competition to ``out`` (see the module docstring); the arguments are
     ``generate_competition``'s. Besides the iMet files it writes ``solution.csv`` (clean test labels) and
     ``train_clean.csv`` (the train labels before the annotator noise)."""
@@ -189,8 +200,8 @@ def generate_realistic(out: Path, *, n_train: int, n_test: int, groups: Sequence
     model = _LabelModel(groups, rng)
     used: set = set()
 
-    def make(split: str, n: int) -> Dict[str, list]:
-        rows: Dict[str, list] = {"id": [], "clean": [], "noisy": []}
+    def make(split: str, n: int) -> dict[str, list]:
+        rows: dict[str, list] = {"id": [], "clean": [], "noisy": []}
         for _ in range(n):
             img_id = random_id(rng, used)
             cultures, tags = model.sample(rng)

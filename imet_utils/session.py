@@ -1,4 +1,5 @@
 """One kernel start-up for both kernels: the config, the clock counted from the process start, and the paths."""
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple

@@ -13,11 +13,12 @@ decision rules are then chosen on the cross-fitted matrix (``choose_rule``), and
 only when its cross-fitted F2 beats the best first-level rule's. For the test images it is refitted on all
 OOF rows. The model trains on the candidates of at most ``MAX_TRAIN_PAIRS // TOP_CANDIDATES`` sampled images.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable, Dict, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -28,10 +29,28 @@ from imet_utils.metrics import column_view, row_blocks, top_k
 TOP_CANDIDATES = 24  # classes per image the second level scores; the rest get 0 (max_labels is at most 10)
 MAX_TRAIN_PAIRS = 300_000  # (image, class) pairs a fit trains on, all candidates of sampled images
 COOC_SMOOTHING = 10.0  # P(c | c') is shrunk toward P(c) as if from this many more images with c'
-MODEL_PARAMS = {"max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 100,
-                "l2_regularization": 1.0, "early_stopping": False}
-FEATURES = ("p", "rank", "p_over_top", "row_top", "row_sum", "group_top", "group_sum", "group", "log_prior",
-            "p_over_class_mean", "cooc_sum", "cooc_max")
+MODEL_PARAMS = {
+    "max_iter": 100,
+    "learning_rate": 0.1,
+    "max_leaf_nodes": 31,
+    "min_samples_leaf": 100,
+    "l2_regularization": 1.0,
+    "early_stopping": False,
+}
+FEATURES = (
+    "p",
+    "rank",
+    "p_over_top",
+    "row_top",
+    "row_sum",
+    "group_top",
+    "group_sum",
+    "group",
+    "log_prior",
+    "p_over_class_mean",
+    "cooc_sum",
+    "cooc_max",
+)
 
 
 @dataclasses.dataclass
@@ -44,20 +63,26 @@ class LabelStats:
     prob_sum: np.ndarray  # (classes,) sum of each class's probability
 
     @classmethod
-    def of(cls, y: np.ndarray, probs: np.ndarray) -> "LabelStats":
+    def of(cls, y: np.ndarray, probs: np.ndarray) -> LabelStats:
         from scipy import sparse
 
         lab = sparse.csr_matrix(np.asarray(y) > 0, dtype=np.int64)
-        return cls(n=len(y), counts=np.asarray(lab.sum(axis=0)).ravel(), pairs=(lab.T @ lab).toarray(),
-                   prob_sum=np.asarray(probs).sum(axis=0, dtype=np.float64))
+        return cls(
+            n=len(y),
+            counts=np.asarray(lab.sum(axis=0)).ravel(),
+            pairs=(lab.T @ lab).toarray(),
+            prob_sum=np.asarray(probs).sum(axis=0, dtype=np.float64),
+        )
 
-    def __sub__(self, other: "LabelStats") -> "LabelStats":
-        return LabelStats(self.n - other.n, self.counts - other.counts, self.pairs - other.pairs,
-                          self.prob_sum - other.prob_sum)
+    def __sub__(self, other: LabelStats) -> LabelStats:
+        return LabelStats(
+            self.n - other.n, self.counts - other.counts, self.pairs - other.pairs, self.prob_sum - other.prob_sum
+        )
 
-    def __add__(self, other: "LabelStats") -> "LabelStats":
-        return LabelStats(self.n + other.n, self.counts + other.counts, self.pairs + other.pairs,
-                          self.prob_sum + other.prob_sum)
+    def __add__(self, other: LabelStats) -> LabelStats:
+        return LabelStats(
+            self.n + other.n, self.counts + other.counts, self.pairs + other.pairs, self.prob_sum + other.prob_sum
+        )
 
     def tables(self) -> tuple:
         """(log prior, mean probability, cond) per class; ``cond[c', c]`` = smoothed P(c | c'), 0 on the diagonal."""
@@ -70,11 +95,14 @@ class LabelStats:
 
 def candidates(probs: np.ndarray, k: int = TOP_CANDIDATES) -> np.ndarray:
     """(n, k) column indices of each row's ``k`` most probable classes, most probable first."""
-    return np.concatenate([top_k(np.asarray(probs[b]), k) for b in row_blocks(*probs.shape)]) if len(probs) \
+    return (
+        np.concatenate([top_k(np.asarray(probs[b]), k) for b in row_blocks(*probs.shape)])
+        if len(probs)
         else np.zeros((0, min(k, probs.shape[1])), np.intp)
+    )
 
 
-def pair_features(probs: np.ndarray, cands: np.ndarray, groups: Dict[str, np.ndarray], tables: tuple) -> np.ndarray:
+def pair_features(probs: np.ndarray, cands: np.ndarray, groups: dict[str, np.ndarray], tables: tuple) -> np.ndarray:
     """(n * k, len(FEATURES)) float32 features of each row's candidates, row-major (see FEATURES)."""
     log_prior, mean_p, cond = tables
     n, k = cands.shape
@@ -87,17 +115,35 @@ def pair_features(probs: np.ndarray, cands: np.ndarray, groups: Dict[str, np.nda
         block, c = np.asarray(probs[b], dtype=np.float32), cands[b]
         p = np.take_along_axis(block, c, axis=1)
         top = np.maximum(p[:, :1], 1e-12)
-        g_top = np.stack([block[:, column_view(groups[g])].max(axis=1) for g in names], axis=1) if names \
+        g_top = (
+            np.stack([block[:, column_view(groups[g])].max(axis=1) for g in names], axis=1)
+            if names
             else np.zeros((len(block), 1), np.float32)
-        g_sum = np.stack([block[:, column_view(groups[g])].sum(axis=1) for g in names], axis=1) if names \
+        )
+        g_sum = (
+            np.stack([block[:, column_view(groups[g])].sum(axis=1) for g in names], axis=1)
+            if names
             else np.zeros((len(block), 1), np.float32)
+        )
         cg = gid[c]
         co = cond[c[:, None, :], c[:, :, None]] * p[:, None, :]  # [i, j, l] = P(c_j | c_l) p_l
-        out[b] = np.stack([p, np.broadcast_to(np.arange(k, dtype=np.float32), p.shape), p / top,
-                           np.broadcast_to(top, p.shape), np.broadcast_to(block.sum(axis=1, keepdims=True), p.shape),
-                           np.take_along_axis(g_top, cg, axis=1), np.take_along_axis(g_sum, cg, axis=1),
-                           cg.astype(np.float32), log_prior[c], p / mean_p[c], co.sum(axis=2), co.max(axis=2)],
-                          axis=2)
+        out[b] = np.stack(
+            [
+                p,
+                np.broadcast_to(np.arange(k, dtype=np.float32), p.shape),
+                p / top,
+                np.broadcast_to(top, p.shape),
+                np.broadcast_to(block.sum(axis=1, keepdims=True), p.shape),
+                np.take_along_axis(g_top, cg, axis=1),
+                np.take_along_axis(g_sum, cg, axis=1),
+                cg.astype(np.float32),
+                log_prior[c],
+                p / mean_p[c],
+                co.sum(axis=2),
+                co.max(axis=2),
+            ],
+            axis=2,
+        )
     return out.reshape(n * k, len(FEATURES))
 
 
@@ -107,7 +153,7 @@ class SecondLevel:
 
     tables: tuple
     model: object
-    groups: Dict[str, np.ndarray]
+    groups: dict[str, np.ndarray]
     k: int
 
     def predict(self, probs: np.ndarray) -> np.ndarray:
@@ -120,9 +166,18 @@ class SecondLevel:
         return out
 
 
-def fit_second_level(y: np.ndarray, probs: np.ndarray, groups: Dict[str, np.ndarray], *, stats: LabelStats,
-                     rows: Optional[np.ndarray] = None, parts: Optional[tuple] = None, k: int = TOP_CANDIDATES,
-                     max_pairs: int = MAX_TRAIN_PAIRS, seed: int = 0) -> SecondLevel:
+def fit_second_level(
+    y: np.ndarray,
+    probs: np.ndarray,
+    groups: dict[str, np.ndarray],
+    *,
+    stats: LabelStats,
+    rows: np.ndarray | None = None,
+    parts: tuple | None = None,
+    k: int = TOP_CANDIDATES,
+    max_pairs: int = MAX_TRAIN_PAIRS,
+    seed: int = 0,
+) -> SecondLevel:
     """Fits the second level on the candidates of (a sample of) ``rows``; it predicts with features from ``stats``.
 
     Args:
@@ -158,8 +213,16 @@ def fold_stats(y: np.ndarray, probs: np.ndarray, fold_of: np.ndarray, n_folds: i
     return [LabelStats.of(y[fold_of == f], probs[fold_of == f]) for f in range(n_folds)]
 
 
-def crossfit_probs(y: np.ndarray, probs: np.ndarray, folds: np.ndarray, groups: Dict[str, np.ndarray], *,
-                   k: int = TOP_CANDIDATES, max_pairs: int = MAX_TRAIN_PAIRS, seed: int = 0) -> np.ndarray:
+def crossfit_probs(
+    y: np.ndarray,
+    probs: np.ndarray,
+    folds: np.ndarray,
+    groups: dict[str, np.ndarray],
+    *,
+    k: int = TOP_CANDIDATES,
+    max_pairs: int = MAX_TRAIN_PAIRS,
+    seed: int = 0,
+) -> np.ndarray:
     """The second level's probabilities of every OOF row, each predicted by a fit on the other folds only (whose
     training rows' features come from the folds other than theirs and the held one)."""
     fold_ids, fold_of = np.unique(folds, return_inverse=True)
@@ -170,20 +233,45 @@ def crossfit_probs(y: np.ndarray, probs: np.ndarray, folds: np.ndarray, groups: 
     out = np.zeros(probs.shape, np.float32)
     for f in range(len(fold_ids)):
         held, train = total - per_fold[f], np.flatnonzero(fold_of != f)
-        level = fit_second_level(y, probs, groups, stats=held, rows=train, k=k, max_pairs=max_pairs, seed=seed + f,
-                                 parts=(fold_of, [held - s if len(fold_ids) > 2 else held for s in per_fold]))
+        level = fit_second_level(
+            y,
+            probs,
+            groups,
+            stats=held,
+            rows=train,
+            k=k,
+            max_pairs=max_pairs,
+            seed=seed + f,
+            parts=(fold_of, [held - s if len(fold_ids) > 2 else held for s in per_fold]),
+        )
         out[fold_of == f] = level.predict(probs[fold_of == f])
     return out
 
 
-def refit_second_level(y: np.ndarray, probs: np.ndarray, folds: np.ndarray, groups: Dict[str, np.ndarray], *,
-                       k: int = TOP_CANDIDATES, max_pairs: int = MAX_TRAIN_PAIRS, seed: int = 0) -> SecondLevel:
+def refit_second_level(
+    y: np.ndarray,
+    probs: np.ndarray,
+    folds: np.ndarray,
+    groups: dict[str, np.ndarray],
+    *,
+    k: int = TOP_CANDIDATES,
+    max_pairs: int = MAX_TRAIN_PAIRS,
+    seed: int = 0,
+) -> SecondLevel:
     """The second level fitted on all OOF rows, for the test images (statistics of all rows)."""
     fold_ids, fold_of = np.unique(folds, return_inverse=True)
     per_fold = fold_stats(y, probs, fold_of, len(fold_ids))
     total = sum(per_fold[1:], per_fold[0])
-    return fit_second_level(y, probs, groups, stats=total, k=k, max_pairs=max_pairs, seed=seed,
-                            parts=(fold_of, [total - s for s in per_fold]))
+    return fit_second_level(
+        y,
+        probs,
+        groups,
+        stats=total,
+        k=k,
+        max_pairs=max_pairs,
+        seed=seed,
+        parts=(fold_of, [total - s for s in per_fold]),
+    )
 
 
 @dataclasses.dataclass
@@ -191,15 +279,27 @@ class Stacking:
     """``choose_second_level``'s result."""
 
     entry: dict  # decision.json's ``second_level``
-    level: Optional[SecondLevel]  # refitted on all OOF rows; None unless chosen
-    rule: Optional[dict]  # choose_rule's result on the cross-fitted probabilities; None unless chosen
-    probs: Optional[np.ndarray]  # the cross-fitted (n, classes) probabilities; None unless chosen
+    level: SecondLevel | None  # refitted on all OOF rows; None unless chosen
+    rule: dict | None  # choose_rule's result on the cross-fitted probabilities; None unless chosen
+    probs: np.ndarray | None  # the cross-fitted (n, classes) probabilities; None unless chosen
 
 
-def choose_second_level(y: np.ndarray, probs: np.ndarray, folds: np.ndarray, groups: Dict[str, np.ndarray], *,
-                        first: dict, grid: np.ndarray, rules: Sequence[str], min_labels: int = SEED_MIN_LABELS,
-                        max_labels: int = SEED_MAX_LABELS, k: int = TOP_CANDIDATES, max_pairs: int = MAX_TRAIN_PAIRS,
-                        seed: int = 0, log: Callable[[str], None] = lambda s: None) -> Stacking:
+def choose_second_level(
+    y: np.ndarray,
+    probs: np.ndarray,
+    folds: np.ndarray,
+    groups: dict[str, np.ndarray],
+    *,
+    first: dict,
+    grid: np.ndarray,
+    rules: Sequence[str],
+    min_labels: int = SEED_MIN_LABELS,
+    max_labels: int = SEED_MAX_LABELS,
+    k: int = TOP_CANDIDATES,
+    max_pairs: int = MAX_TRAIN_PAIRS,
+    seed: int = 0,
+    log: Callable[[str], None] = lambda s: None,
+) -> Stacking:
     """Cross-fits the second level, chooses a rule on its probabilities, and keeps it only if it wins.
 
     Args:
@@ -212,22 +312,36 @@ def choose_second_level(y: np.ndarray, probs: np.ndarray, folds: np.ndarray, gro
     """
     start = time.perf_counter()
     best_first = max(first["oof_f2"].values())
-    params = {**MODEL_PARAMS, "top_candidates": int(min(k, probs.shape[1])), "max_train_pairs": max_pairs,
-              "cooc_smoothing": COOC_SMOOTHING, "model": "HistGradientBoostingClassifier"}
-    entry = {"oof_f2": None, "first_level_oof_f2": best_first, "chosen": False, "params": params,
-             "features": list(FEATURES)}
+    params = {
+        **MODEL_PARAMS,
+        "top_candidates": int(min(k, probs.shape[1])),
+        "max_train_pairs": max_pairs,
+        "cooc_smoothing": COOC_SMOOTHING,
+        "model": "HistGradientBoostingClassifier",
+    }
+    entry = {
+        "oof_f2": None,
+        "first_level_oof_f2": best_first,
+        "chosen": False,
+        "params": params,
+        "features": list(FEATURES),
+    }
     if len(np.unique(folds)) < 2:
         log("second level skipped: cross-fitting needs at least 2 folds of OOF")
         return Stacking({**entry, "skipped": "fewer than 2 folds"}, None, None, None)
     stacked = crossfit_probs(y, probs, folds, groups, k=k, max_pairs=max_pairs, seed=seed)
-    second = choose_rule(y, stacked, folds, groups, grid=grid, rules=rules, min_labels=min_labels,
-                         max_labels=max_labels)
+    second = choose_rule(
+        y, stacked, folds, groups, grid=grid, rules=rules, min_labels=min_labels, max_labels=max_labels
+    )
     f2 = second["oof_f2"][second["chosen"]]
     chosen = bool(f2 > best_first)
-    entry.update(oof_f2=f2, chosen=chosen, rule=second["chosen"], rule_params=second["params"],
-                 oof_f2_by_rule=second["oof_f2"])
-    log(f"second level: cross-fitted OOF F2 {f2:.4f} ({second['chosen']}) vs first level {best_first:.4f}: "
-        f"{'chosen' if chosen else 'not chosen'}")
+    entry.update(
+        oof_f2=f2, chosen=chosen, rule=second["chosen"], rule_params=second["params"], oof_f2_by_rule=second["oof_f2"]
+    )
+    log(
+        f"second level: cross-fitted OOF F2 {f2:.4f} ({second['chosen']}) vs first level {best_first:.4f}: "
+        f"{'chosen' if chosen else 'not chosen'}"
+    )
     if not chosen:
         entry["seconds"] = round(time.perf_counter() - start, 1)
         return Stacking(entry, None, None, None)

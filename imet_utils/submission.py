@@ -1,9 +1,10 @@
 """submission.csv: built from decisions, checked against sample_submission, written atomically."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,8 +29,9 @@ def validate_submission(sub: pd.DataFrame, sample_ids: Sequence[str], n_classes:
     expected = list(sample_ids)
     if len(ids) != len(expected):
         missing = sorted(set(expected) - set(ids))[:5]
-        raise SubmissionError(f"submission has {len(ids)} rows, sample_submission {len(expected)}; "
-                              f"missing e.g. {missing}")
+        raise SubmissionError(
+            f"submission has {len(ids)} rows, sample_submission {len(expected)}; missing e.g. {missing}"
+        )
     for i, (got, want) in enumerate(zip(ids, expected)):
         if got != want:
             raise SubmissionError(f"row {i + 1}: id {got!r} where sample_submission has {want!r}")

@@ -2,6 +2,7 @@
 
 What each fold writes is described in ``imet_utils.layout``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +12,6 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Dict, List
 
 import keras
 import numpy as np
@@ -22,8 +22,7 @@ from imet_utils.budget import Budget
 from imet_utils.config import TTA_VIEWS, TrainConfig
 from imet_utils.console import log, warn
 from imet_utils.devices import without_multi_replica_jit
-from imet_utils.layout import (BEST_WEIGHTS, HISTORY_FILE, LAST_CHECKPOINT, MODEL_DIR, STATE_FILE, fold_dir,
-                               save_oof)
+from imet_utils.layout import BEST_WEIGHTS, HISTORY_FILE, LAST_CHECKPOINT, MODEL_DIR, STATE_FILE, fold_dir, save_oof
 from imet_utils.metrics import search_threshold, threshold_grid
 from imet_utils.models import backbone_layer, create_model, export_for_inference, get_backbone
 from imet_utils.pipeline import train_dataset
@@ -41,7 +40,7 @@ class FoldState:
     finished: bool = False
     failed: bool = False  # stopped (e.g. NaN loss) with no epoch worth keeping
     stopped_reason: str = ""
-    history: List[Dict[str, float]] = dataclasses.field(default_factory=list)
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
 
     @property
     def paused(self) -> bool:
@@ -52,7 +51,7 @@ class FoldState:
         return max((r["seconds"] for r in self.history), default=0.0)
 
     @classmethod
-    def load(cls, d: Path) -> "FoldState":
+    def load(cls, d: Path) -> FoldState:
         p = Path(d) / STATE_FILE
         state = cls(**json.loads(p.read_text())) if p.is_file() else cls()
         if state.paused:
@@ -66,7 +65,8 @@ class FoldState:
 
 
 class _EpochEnd(keras.callbacks.Callback):
-    """Validation loss and F2 (a threshold search, as the seed's callback did), best-weights keeping, checkpoint and time budget."""
+    """Validation loss and F2 (a threshold search, as the seed's callback did), best-weights keeping, checkpoint
+    and time budget."""
 
     def __init__(self, *, config, fold, d, state, valid_ids, valid_paths, valid_y, budget, folds_after=0):
         super().__init__()
@@ -88,14 +88,26 @@ class _EpochEnd(keras.callbacks.Callback):
             self.model.stop_training = True
             self.state.save(self.d)  # the last good checkpoint stays as it was
             return
-        probs = predict_views(self.model, self.valid_paths, size=self.config.image_size,
-                              batch_size=self.config.batch_size * 2, workers=self.config.workers)
-        t, f2, _ = search_threshold(self.valid_y, probs, self.grid, min_labels=self.config.min_labels,
-                                    max_labels=self.config.max_labels)
+        probs = predict_views(
+            self.model,
+            self.valid_paths,
+            size=self.config.image_size,
+            batch_size=self.config.batch_size * 2,
+            workers=self.config.workers,
+        )
+        t, f2, _ = search_threshold(
+            self.valid_y, probs, self.grid, min_labels=self.config.min_labels, max_labels=self.config.max_labels
+        )
         val_loss = validation_loss(self.config, self.valid_y, probs)
         seconds = time.time() - self.t0
-        row = {"epoch": epoch + 1, "loss": loss, "val_loss": val_loss, "val_f2": f2, "threshold": t,
-               "seconds": round(seconds, 1)}
+        row = {
+            "epoch": epoch + 1,
+            "loss": loss,
+            "val_loss": val_loss,
+            "val_f2": f2,
+            "threshold": t,
+            "seconds": round(seconds, 1),
+        }
         self.state.history.append(row)
         if f2 > self.state.best_f2:
             self.state.best_f2, self.state.best_epoch, self.state.best_threshold = f2, epoch + 1, t
@@ -107,21 +119,27 @@ class _EpochEnd(keras.callbacks.Callback):
         left_epochs = self.config.epochs - epoch - 1
         eta = seconds * left_epochs
         total = eta + seconds * self.config.epochs * self.folds_after
-        log(f"fold {self.fold} epoch {epoch + 1}/{self.config.epochs}: loss {loss:.4f} val_loss {val_loss:.4f} "
+        log(
+            f"fold {self.fold} epoch {epoch + 1}/{self.config.epochs}: loss {loss:.4f} val_loss {val_loss:.4f} "
             f"val F2 {f2:.4f} "
             f"@ {t:.2f} (best {self.state.best_f2:.4f}) {seconds:.0f}s; left: fold {eta / 60:.1f} min, "
-            f"all folds {total / 60:.1f} min")
+            f"all folds {total / 60:.1f} min"
+        )
         if left_epochs and not self.budget.fits(seconds * 1.1):
-            self.state.stopped_reason = (f"{PAUSE_REASON}: {self.budget.left() / 60:.0f} min left, "
-                                         f"an epoch takes {seconds / 60:.1f}")
+            self.state.stopped_reason = (
+                f"{PAUSE_REASON}: {self.budget.left() / 60:.0f} min left, an epoch takes {seconds / 60:.1f}"
+            )
             self.model.stop_training = True
 
 
 def make_loss(config: TrainConfig) -> keras.losses.Loss:
     """BCE, or Keras' focal loss (computed from clipped probabilities, stable in float32)."""
     if config.loss == "focal":
-        return keras.losses.BinaryFocalCrossentropy(gamma=config.focal_gamma, alpha=config.focal_alpha or 0.25,
-                                                    apply_class_balancing=config.focal_alpha is not None)
+        return keras.losses.BinaryFocalCrossentropy(
+            gamma=config.focal_gamma,
+            alpha=config.focal_alpha or 0.25,
+            apply_class_balancing=config.focal_alpha is not None,
+        )
     return keras.losses.BinaryCrossentropy()
 
 
@@ -138,8 +156,11 @@ def validation_loss(config: TrainConfig, y: np.ndarray, probs: np.ndarray, *, ro
 
 def lr_callbacks(config: TrainConfig) -> list:
     if config.lr_schedule == "cosine":
-        return [keras.callbacks.LearningRateScheduler(
-            lambda epoch: config.lr * 0.5 * (1 + math.cos(math.pi * epoch / config.epochs)))]
+        return [
+            keras.callbacks.LearningRateScheduler(
+                lambda epoch: config.lr * 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
+            )
+        ]
     if config.lr_schedule == "plateau":
         return [keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, min_lr=config.lr / 32)]
     return []
@@ -149,9 +170,20 @@ def _compile(model, config: TrainConfig) -> None:
     model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=make_loss(config), jit_compile=config.jit_compile)
 
 
-def train_fold(config: TrainConfig, fold: int, *, ids: np.ndarray, paths: np.ndarray, targets: np.ndarray,
-               folds: np.ndarray, out: Path, strategy: tf.distribute.Strategy, budget: Budget,
-               transform=None, folds_after: int = 0) -> FoldState:
+def train_fold(
+    config: TrainConfig,
+    fold: int,
+    *,
+    ids: np.ndarray,
+    paths: np.ndarray,
+    targets: np.ndarray,
+    folds: np.ndarray,
+    out: Path,
+    strategy: tf.distribute.Strategy,
+    budget: Budget,
+    transform=None,
+    folds_after: int = 0,
+) -> FoldState:
     """Trains (or resumes) one fold and exports its best model.
 
     Args:
@@ -185,15 +217,38 @@ def train_fold(config: TrainConfig, fold: int, *, ids: np.ndarray, paths: np.nda
             model = keras.models.load_model(d / LAST_CHECKPOINT)
         else:
             state = FoldState()
-            model = create_model(config.model, targets.shape[1], image_size=config.image_size,
-                                 weights=config.weights, dense_units=config.dense_units, dropout=config.dropout,
-                                 bn_momentum=config.bn_momentum, device_augment=config.augment == "device")
+            model = create_model(
+                config.model,
+                targets.shape[1],
+                image_size=config.image_size,
+                weights=config.weights,
+                dense_units=config.dense_units,
+                dropout=config.dropout,
+                bn_momentum=config.bn_momentum,
+                device_augment=config.augment == "device",
+            )
             _compile(model, config)
-    ds = train_dataset(paths[tr], targets[tr], size=config.image_size, batch_size=batch,
-                       seed=config.seed + fold, transform=transform, workers=config.workers,
-                       mixup_alpha=config.mixup_alpha)
-    callback = _EpochEnd(config=config, fold=fold, d=d, state=state, valid_ids=ids[va], valid_paths=paths[va],
-                         valid_y=targets[va], budget=budget, folds_after=folds_after)
+    ds = train_dataset(
+        paths[tr],
+        targets[tr],
+        size=config.image_size,
+        batch_size=batch,
+        seed=config.seed + fold,
+        transform=transform,
+        workers=config.workers,
+        mixup_alpha=config.mixup_alpha,
+    )
+    callback = _EpochEnd(
+        config=config,
+        fold=fold,
+        d=d,
+        state=state,
+        valid_ids=ids[va],
+        valid_paths=paths[va],
+        valid_y=targets[va],
+        budget=budget,
+        folds_after=folds_after,
+    )
     callbacks = [callback, *lr_callbacks(config)]
     if state.epochs_done < config.epochs and not state.stopped_reason:
         log(f"fold {fold}: {tr.sum()} train / {va.sum()} valid images, batch {batch} on {replicas} replica(s)")
@@ -201,16 +256,22 @@ def train_fold(config: TrainConfig, fold: int, *, ids: np.ndarray, paths: np.nda
             with strategy.scope():
                 backbone_layer(model).trainable = False
                 _compile(model, config)
-            model.fit(ds, epochs=config.warmup_epochs, initial_epoch=state.epochs_done, callbacks=callbacks,
-                      verbose=config.verbose)
+            model.fit(
+                ds,
+                epochs=config.warmup_epochs,
+                initial_epoch=state.epochs_done,
+                callbacks=callbacks,
+                verbose=config.verbose,
+            )
             log(f"fold {fold}: head warm-up done; training the whole model")
         if not backbone_layer(model).trainable:
             with strategy.scope():
                 backbone_layer(model).trainable = True
                 _compile(model, config)
         if state.epochs_done < config.epochs and not state.stopped_reason:
-            model.fit(ds, epochs=config.epochs, initial_epoch=state.epochs_done, callbacks=callbacks,
-                      verbose=config.verbose)
+            model.fit(
+                ds, epochs=config.epochs, initial_epoch=state.epochs_done, callbacks=callbacks, verbose=config.verbose
+            )
     if state.paused:
         warn(f"fold {fold} paused: {state.stopped_reason}. Rerun with this output attached to resume.")
         state.save(d)
@@ -225,8 +286,14 @@ def train_fold(config: TrainConfig, fold: int, *, ids: np.ndarray, paths: np.nda
     model.load_weights(d / BEST_WEIGHTS)
     if config.oof_tta > 1:  # the OOF the submit kernel decides on, with the views it predicts the test images with
         views = TTA_VIEWS[: config.oof_tta]
-        save_oof(d, ids[va], predict_views(model, paths[va], size=config.image_size, batch_size=batch * 2,
-                                           views=views, workers=config.workers), views)
+        save_oof(
+            d,
+            ids[va],
+            predict_views(
+                model, paths[va], size=config.image_size, batch_size=batch * 2, views=views, workers=config.workers
+            ),
+            views,
+        )
     export_for_inference(model, d / MODEL_DIR)
     pd.DataFrame(state.history).to_csv(d / HISTORY_FILE, index=False)
     state.finished = True
@@ -235,5 +302,3 @@ def train_fold(config: TrainConfig, fold: int, *, ids: np.ndarray, paths: np.nda
         (d / name).unlink(missing_ok=True)
     log(f"fold {fold}: done, best val F2 {state.best_f2:.4f} at epoch {state.best_epoch}")
     return state
-
-

@@ -17,21 +17,56 @@
 
 Nothing here imports TensorFlow or kaggle.
 """
+
 from kernel_build.build import build
 from kernel_build.kaggle_cli import check_no_secrets, status
 from kernel_build.kernel import BASE_METADATA, METADATA_FILE, SOURCES, Build, BuildError, Kernel, built_kernels
-from kernel_build.local import (EXECUTE_NOTEBOOK, LOCAL_SUBMIT, LOCAL_TRAIN, blocker_dir, kaggle_dir, run_kernel,
-                                run_local, runnable)
+from kernel_build.local import (
+    EXECUTE_NOTEBOOK,
+    LOCAL_SUBMIT,
+    LOCAL_TRAIN,
+    blocker_dir,
+    kaggle_dir,
+    run_kernel,
+    run_local,
+    runnable,
+)
 from kernel_build.metadata import check_build, check_metadata, load_base_metadata
 from kernel_build.notebook import execute_notebook, validate_notebook
 from kernel_build.render import inline_kernel
-from kernel_build.settings import (config_table, effective_config, parse_overrides, replace_config_tables,
-                                   set_help)
+from kernel_build.settings import config_table, effective_config, parse_overrides, replace_config_tables, set_help
 from kernel_build.toplevel import check_top_level, point_top_level
 
-__all__ = ["BASE_METADATA", "EXECUTE_NOTEBOOK", "LOCAL_SUBMIT", "LOCAL_TRAIN", "METADATA_FILE", "SOURCES", "Build",
-           "BuildError", "Kernel", "blocker_dir", "build", "built_kernels", "check_build", "check_metadata",
-           "check_no_secrets", "check_top_level", "config_table", "effective_config", "execute_notebook",
-           "inline_kernel", "kaggle_dir", "load_base_metadata", "parse_overrides", "point_top_level",
-           "replace_config_tables", "run_kernel", "run_local", "runnable", "set_help", "status",
-           "validate_notebook"]
+__all__ = [
+    "BASE_METADATA",
+    "EXECUTE_NOTEBOOK",
+    "LOCAL_SUBMIT",
+    "LOCAL_TRAIN",
+    "METADATA_FILE",
+    "SOURCES",
+    "Build",
+    "BuildError",
+    "Kernel",
+    "blocker_dir",
+    "build",
+    "built_kernels",
+    "check_build",
+    "check_metadata",
+    "check_no_secrets",
+    "check_top_level",
+    "config_table",
+    "effective_config",
+    "execute_notebook",
+    "inline_kernel",
+    "kaggle_dir",
+    "load_base_metadata",
+    "parse_overrides",
+    "point_top_level",
+    "replace_config_tables",
+    "run_kernel",
+    "run_local",
+    "runnable",
+    "set_help",
+    "status",
+    "validate_notebook",
+]

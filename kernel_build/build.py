@@ -1,10 +1,10 @@
 """The build: every kernel of the plan written to ``<out>/<slug>/`` with its metadata, then checked."""
+
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
-from typing import Dict, Optional
 
 from kernel_build.kaggle_cli import check_no_secrets
 from kernel_build.kernel import METADATA_FILE, SOURCES, Build, BuildError, Kernel, plan_kernels
@@ -14,9 +14,16 @@ from kernel_build.render import inline_kernel
 from kernel_build.settings import full_config, kernel_values
 
 
-def build(out_dir: Path, *, train_overrides: Optional[Dict] = None, submit_overrides: Optional[Dict] = None,
-          base: Optional[dict] = None, split_folds: bool = False, notebook: bool = False,
-          check: bool = True) -> Build:
+def build(
+    out_dir: Path,
+    *,
+    train_overrides: dict | None = None,
+    submit_overrides: dict | None = None,
+    base: dict | None = None,
+    split_folds: bool = False,
+    notebook: bool = False,
+    check: bool = True,
+) -> Build:
     """Writes ``<out_dir>/<slug>/`` (the kernel and its metadata) for every kernel.
 
     Args:
@@ -37,8 +44,9 @@ def build(out_dir: Path, *, train_overrides: Optional[Dict] = None, submit_overr
     train_config = full_config("train", train_values)
     competition = train_config["competition"]
     plan = plan_kernels(base, out_dir, train_config["folds"] if split_folds else ())
-    submit_values = kernel_values("submit", {"train_kernels": [k.id for k in plan.train], "competition": competition,
-                                             **(submit_overrides or {})})
+    submit_values = kernel_values(
+        "submit", {"train_kernels": [k.id for k in plan.train], "competition": competition, **(submit_overrides or {})}
+    )
     slugs = {k.slug for k in plan}
     for stale in Path(out_dir).glob(f"*/{METADATA_FILE}"):
         if stale.parent.name not in slugs:  # e.g. per-fold kernels of an earlier --split-folds build
@@ -49,9 +57,16 @@ def build(out_dir: Path, *, train_overrides: Optional[Dict] = None, submit_overr
         else:
             values = train_values if kernel.fold is None else {**train_values, "folds": [kernel.fold]}
         code_file = _write_code(kernel, values, notebook=notebook)
-        meta = kernel_metadata(base, kernel, plan, code_file, notebook=notebook, competition=competition,
-                               resume_from=train_config["resume_from"],
-                               train_kernels=submit_values.get("train_kernels", ()))
+        meta = kernel_metadata(
+            base,
+            kernel,
+            plan,
+            code_file,
+            notebook=notebook,
+            competition=competition,
+            resume_from=train_config["resume_from"],
+            train_kernels=submit_values.get("train_kernels", ()),
+        )
         check_no_secrets(json.dumps(meta), str(kernel.metadata_path))
         write_metadata(kernel, meta)
     problems = check_build(plan, competition=competition) if check else []
@@ -60,7 +75,7 @@ def build(out_dir: Path, *, train_overrides: Optional[Dict] = None, submit_overr
     return plan
 
 
-def _write_code(kernel: Kernel, values: Dict[str, object], *, notebook: bool) -> str:
+def _write_code(kernel: Kernel, values: dict[str, object], *, notebook: bool) -> str:
     """Writes the kernel's code file into its (fresh) folder; returns its name."""
     if kernel.folder.exists():
         shutil.rmtree(kernel.folder)

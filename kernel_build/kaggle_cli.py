@@ -1,5 +1,6 @@
 """The user's Kaggle credentials (never built into a kernel) and ``kaggle kernels status`` (pushing, waiting and
 submitting: orchestrate.py)."""
+
 from __future__ import annotations
 
 import json
@@ -8,21 +9,22 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import List, Tuple
 
 from kernel_build.kernel import Build, BuildError
 
-CREDENTIALS_HINT = ("no Kaggle credentials: put kaggle.json in ~/.kaggle/ (or KAGGLE_CONFIG_DIR), or set "
-                    "KAGGLE_USERNAME and KAGGLE_KEY, or KAGGLE_API_TOKEN")
+CREDENTIALS_HINT = (
+    "no Kaggle credentials: put kaggle.json in ~/.kaggle/ (or KAGGLE_CONFIG_DIR), or set "
+    "KAGGLE_USERNAME and KAGGLE_KEY, or KAGGLE_API_TOKEN"
+)
 
 
-def _config_dirs() -> List[Path]:
+def _config_dirs() -> list[Path]:
     """Where the kaggle CLI looks for kaggle.json."""
     dirs = [os.environ.get("KAGGLE_CONFIG_DIR"), str(Path.home() / ".kaggle"), str(Path.home() / ".config" / "kaggle")]
     return [Path(d) for d in dirs if d]
 
 
-def _known_secrets() -> List[str]:
+def _known_secrets() -> list[str]:
     secrets = [os.environ.get("KAGGLE_KEY"), os.environ.get("KAGGLE_API_TOKEN")]
     for d in _config_dirs():
         try:
@@ -48,7 +50,7 @@ def _has_credentials() -> bool:
     return any((d / f).is_file() for d in _config_dirs() for f in ("kaggle.json", "access_token"))
 
 
-def _kaggle(args: List[str]) -> Tuple[bool, str]:
+def _kaggle(args: list[str]) -> tuple[bool, str]:
     """Runs the kaggle CLI; success needs exit 0 and no "error" in its output (it exits 0 on a push error)."""
     exe = shutil.which("kaggle")
     if exe is None:

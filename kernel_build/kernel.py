@@ -1,11 +1,12 @@
 """What the build makes: the kernels, named once (role, fold, id, title, folder), and where their sources are."""
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "imet_utils"
@@ -38,7 +39,7 @@ class Kernel:
     id: str
     title: str
     folder: Path
-    fold: Optional[int] = None
+    fold: int | None = None
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -67,7 +68,7 @@ class Kernel:
 class Build:
     """The kernels of one build: the train kernel(s) first, then the submit kernel."""
 
-    kernels: Tuple[Kernel, ...]
+    kernels: tuple[Kernel, ...]
 
     def __iter__(self) -> Iterator[Kernel]:
         return iter(self.kernels)
@@ -76,11 +77,11 @@ class Build:
         return len(self.kernels)
 
     @property
-    def train(self) -> Tuple[Kernel, ...]:
+    def train(self) -> tuple[Kernel, ...]:
         return tuple(k for k in self.kernels if k.role == "train")
 
     @property
-    def submit(self) -> Optional[Kernel]:
+    def submit(self) -> Kernel | None:
         return next((k for k in self.kernels if k.role == "submit"), None)
 
 
@@ -93,8 +94,10 @@ def plan_kernels(base: dict, out_dir: Path, split_folds: Sequence[int] = ()) -> 
     sub_title = title[: -len("train")] + "submit" if title.lower().endswith("train") else title + " submit"
     out_dir = Path(out_dir)
     if split_folds:
-        train = [Kernel("train", f"{owner}/{slug}-f{k}", f"{title}-f{k}", out_dir / f"{slug}-f{k}", fold=k)
-                 for k in split_folds]
+        train = [
+            Kernel("train", f"{owner}/{slug}-f{k}", f"{title}-f{k}", out_dir / f"{slug}-f{k}", fold=k)
+            for k in split_folds
+        ]
     else:
         train = [Kernel("train", f"{owner}/{slug}", title, out_dir / slug)]
     return Build((*train, Kernel("submit", f"{owner}/{sub_slug}", sub_title, out_dir / sub_slug)))

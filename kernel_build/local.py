@@ -1,4 +1,5 @@
 """The local run: the built kernels as separate processes, each in a simulated /kaggle, on generated data."""
+
 from __future__ import annotations
 
 import os
@@ -7,7 +8,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
 
 from kernel_build.build import build
 from kernel_build.kernel import CLI, BuildError, Kernel
@@ -24,9 +24,19 @@ BLOCKED_PACKAGES = ("efficientnet", "albumentations")  # not in Kaggle's offline
 # deeper CNNs (+0.003, +0.007) added little. 24 keeps the default data near 5 minutes on 2 cores (and see
 # local_epochs for more images). 4 TTA views, in the OOF too (oof_tta), not 2: +0.007 to +0.009 cross-fitted OOF F2
 # on all three competitions of bench/RESULTS.md, for seconds of CPU.
-LOCAL_TRAIN = {"model": "tiny-cnn", "weights": None, "image_size": 64, "batch_size": 32, "epochs": 24,
-               "lr_schedule": "cosine", "lr": 2e-3, "bn_momentum": 0.9, "mixed_precision": False,
-               "time_budget_hours": 1.0, "oof_tta": 4}
+LOCAL_TRAIN = {
+    "model": "tiny-cnn",
+    "weights": None,
+    "image_size": 64,
+    "batch_size": 32,
+    "epochs": 24,
+    "lr_schedule": "cosine",
+    "lr": 2e-3,
+    "bn_momentum": 0.9,
+    "mixed_precision": False,
+    "time_budget_hours": 1.0,
+    "oof_tta": 4,
+}
 # Past 2,000 train images the local profile trains fewer epochs (at least 8): each fold sees about the same
 # 48,000 * 0.8 images, so 3,000 images take 16 epochs, about 7 minutes here. The issue measured 520 s for the old
 # 8-epoch profile on 3,000 images where that took 233 s here: on such a machine 24 epochs would pass 20 minutes.
@@ -43,11 +53,12 @@ def blocker_dir(work: Path) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     for name in BLOCKED_PACKAGES:
         (d / f"{name}.py").write_text(
-            f"raise ImportError('{name} is not available in the offline submit kernel (simulated)')\n")
+            f"raise ImportError('{name} is not available in the offline submit kernel (simulated)')\n"
+        )
     return d
 
 
-def kaggle_dir(work: Path, name: str, inputs: Dict[str, Path], fresh: bool) -> Path:
+def kaggle_dir(work: Path, name: str, inputs: dict[str, Path], fresh: bool) -> Path:
     """``work/<name>/kaggle``: an empty ``working`` (unless not ``fresh``) and ``input/<slug>`` linked to each
     of ``inputs``, as Kaggle mounts a kernel's sources."""
     root = work / name / "kaggle"
@@ -63,7 +74,7 @@ def kaggle_dir(work: Path, name: str, inputs: Dict[str, Path], fresh: bool) -> P
     return root
 
 
-def runnable(kernel: Kernel) -> List[str]:
+def runnable(kernel: Kernel) -> list[str]:
     """The command line (run with sys.executable) for a built kernel: its script, or, for a notebook,
     ``build_kernel.py --execute-notebook``, which runs it through a Jupyter kernel as Kaggle's papermill does."""
     code = kernel.code_path()
@@ -72,7 +83,7 @@ def runnable(kernel: Kernel) -> List[str]:
     return [str(CLI), EXECUTE_NOTEBOOK, str(code)]
 
 
-def run_kernel(command: List[str], root: Path, *, extra_pythonpath: Optional[Path] = None) -> None:
+def run_kernel(command: list[str], root: Path, *, extra_pythonpath: Path | None = None) -> None:
     """Runs a ``runnable`` command as its own process, in ``root``/working with IMET_KAGGLE_ROOT=``root``."""
     env = dict(os.environ)
     env["IMET_KAGGLE_ROOT"] = str(root)
@@ -94,6 +105,7 @@ def _score_local(data_dir: Path, submission: Path) -> None:
     if not solution.is_file():
         return
     import pandas as pd
+
     from imet_utils.data import multi_hot, read_labels, read_train
     from imet_utils.metrics import best_constant_f2, f2_score
 
@@ -102,8 +114,10 @@ def _score_local(data_dir: Path, submission: Path) -> None:
     sub = pd.read_csv(submission, dtype=str, keep_default_na=False)
     pred = [[int(t) for t in s.split()] for s in sub.set_index("id").loc[truth["id"], "attribute_ids"]]
     y = multi_hot(list(truth["labels"]), n)
-    print(f"test F2 of submission.csv: {f2_score(y, multi_hot(pred, n)):.4f} "
-          f"(best constant prediction: {best_constant_f2(y):.4f})")
+    print(
+        f"test F2 of submission.csv: {f2_score(y, multi_hot(pred, n)):.4f} "
+        f"(best constant prediction: {best_constant_f2(y):.4f})"
+    )
 
 
 def default_data(work: Path) -> Path:
@@ -123,7 +137,7 @@ def local_epochs(n_train: int) -> int:
     return int(min(LOCAL_TRAIN["epochs"], max(LOCAL_MIN_EPOCHS, round(LOCAL_EPOCH_IMAGES / max(n_train, 1)))))
 
 
-def _count_rows(csv: Path) -> Optional[int]:
+def _count_rows(csv: Path) -> int | None:
     try:
         with open(csv, "rb") as f:
             return max(sum(1 for line in f if line.strip()) - 1, 0)
@@ -131,8 +145,16 @@ def _count_rows(csv: Path) -> Optional[int]:
         return None  # the train kernel's own checks name the problem
 
 
-def run_local(*, data_dir: Optional[Path], work: Path, train_overrides: Dict, submit_overrides: Dict,
-              resume: bool, split_folds: bool = False, notebook: bool = False) -> Path:
+def run_local(
+    *,
+    data_dir: Path | None,
+    work: Path,
+    train_overrides: dict,
+    submit_overrides: dict,
+    resume: bool,
+    split_folds: bool = False,
+    notebook: bool = False,
+) -> Path:
     """Builds with the local config, then runs the built train kernel(s) and submit kernel as separate
     processes, each in its own simulated /kaggle; the train outputs are the submit kernel's inputs."""
     start = time.time()
@@ -145,8 +167,13 @@ def run_local(*, data_dir: Optional[Path], work: Path, train_overrides: Dict, su
         train_overrides = {**train_overrides, "epochs": local_epochs(n_train)}
         print(f"local profile: {n_train} train images, {train_overrides['epochs']} epochs", flush=True)
     train_overrides = {**LOCAL_TRAIN, **train_overrides}
-    built = build(work / "build", train_overrides=train_overrides,
-                  submit_overrides={**LOCAL_SUBMIT, **submit_overrides}, split_folds=split_folds, notebook=notebook)
+    built = build(
+        work / "build",
+        train_overrides=train_overrides,
+        submit_overrides={**LOCAL_SUBMIT, **submit_overrides},
+        split_folds=split_folds,
+        notebook=notebook,
+    )
     competition = effective_config("train", train_overrides)["competition"]
     submit_inputs = {competition: data_dir}
     for kernel in built.train:

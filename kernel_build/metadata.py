@@ -1,10 +1,11 @@
 """Each kernel's metadata: derived from the user's file, and checked against the kaggle CLI's rules and ours."""
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Optional, Sequence
 
 from kernel_build.kernel import BASE_METADATA, Build, BuildError, Kernel
 
@@ -26,13 +27,27 @@ def load_base_metadata(path: Path = BASE_METADATA) -> dict:
     return meta
 
 
-def kernel_metadata(base: dict, kernel: Kernel, plan: Build, code_file: str, *, notebook: bool, competition: str,
-                    resume_from: Optional[str] = None, train_kernels: Sequence[str] = ()) -> dict:
+def kernel_metadata(
+    base: dict,
+    kernel: Kernel,
+    plan: Build,
+    code_file: str,
+    *,
+    notebook: bool,
+    competition: str,
+    resume_from: str | None = None,
+    train_kernels: Sequence[str] = (),
+) -> dict:
     """The user's metadata, made this kernel's: its id, title and code file, the configured competition; the
     submit kernel offline and sourcing every train kernel (and ``train_kernels`` given as owner/slug)."""
     meta = dict(base)
-    meta.update(id=kernel.id, title=kernel.title, code_file=code_file,
-                kernel_type="notebook" if notebook else "script", competition_sources=[competition])
+    meta.update(
+        id=kernel.id,
+        title=kernel.title,
+        code_file=code_file,
+        kernel_type="notebook" if notebook else "script",
+        competition_sources=[competition],
+    )
     if kernel.role == "train" and resume_from:
         meta["kernel_sources"] = sorted(set(base.get("kernel_sources", [])) | {resume_from})
     if kernel.role == "submit":
@@ -46,13 +61,13 @@ def write_metadata(kernel: Kernel, meta: dict) -> None:
     kernel.metadata_path.write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def _check_owner_slug(value: object, what: str, problems: List[str], where: str) -> None:
+def _check_owner_slug(value: object, what: str, problems: list[str], where: str) -> None:
     parts = str(value).split("/")
     if not isinstance(value, str) or len(parts) != 2 or not all(parts):
         problems.append(f"{where}: {what} {value!r} must be owner/slug")
 
 
-def check_metadata(meta_path: Path, *, role: str, competition: str, train_ids: Sequence[str] = ()) -> List[str]:
+def check_metadata(meta_path: Path, *, role: str, competition: str, train_ids: Sequence[str] = ()) -> list[str]:
     """The kaggle CLI's own rules and this project's, one line per problem.
 
     Args:
@@ -66,7 +81,7 @@ def check_metadata(meta_path: Path, *, role: str, competition: str, train_ids: S
         meta = json.loads(Path(meta_path).read_text())
     except (OSError, ValueError) as e:
         return [f"{where}: not readable JSON ({e})"]
-    problems: List[str] = []
+    problems: list[str] = []
     kid = meta.get("id")
     if not isinstance(kid, str) or kid.count("/") != 1:
         problems.append(f"{where}: id {kid!r} must be owner/slug, with no version")
@@ -110,8 +125,10 @@ def check_metadata(meta_path: Path, *, role: str, competition: str, train_ids: S
     elif competition not in comps:
         problems.append(f"{where}: competition_sources {comps} lacks {competition!r}, which the config reads")
     if meta.get("enable_gpu") is True and not meta.get("machine_shape"):
-        problems.append(f"{where}: enable_gpu without machine_shape (enable_gpu alone has landed on a P100); "
-                        f"set e.g. \"machine_shape\": \"NvidiaTeslaT4\"")
+        problems.append(
+            f"{where}: enable_gpu without machine_shape (enable_gpu alone has landed on a P100); "
+            f'set e.g. "machine_shape": "NvidiaTeslaT4"'
+        )
     if role == "submit":
         if meta.get("enable_internet") is not False:
             problems.append(f"{where}: the submit kernel must have enable_internet: false")
@@ -121,7 +138,7 @@ def check_metadata(meta_path: Path, *, role: str, competition: str, train_ids: S
     return problems
 
 
-def check_build(build: Build, *, competition: str) -> List[str]:
+def check_build(build: Build, *, competition: str) -> list[str]:
     """Checks every built kernel's metadata as it is on disk; returns one line per problem."""
     train_ids = []
     for kernel in build.train:
@@ -131,6 +148,5 @@ def check_build(build: Build, *, competition: str) -> List[str]:
             continue
     problems = []
     for kernel in build:
-        problems += check_metadata(kernel.metadata_path, role=kernel.role, train_ids=train_ids,
-                                   competition=competition)
+        problems += check_metadata(kernel.metadata_path, role=kernel.role, train_ids=train_ids, competition=competition)
     return problems

@@ -1,4 +1,5 @@
 """Notebooks as Kaggle takes them: valid nbformat 4.5, run the way papermill runs them (nbclient, an IPython kernel)."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,6 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Dict, Optional, Tuple
 
 from kernel_build.kernel import BuildError
 
@@ -27,8 +27,10 @@ def validate_notebook(nb: dict, where: str) -> None:
             warnings.simplefilter("error")
             nbformat.validate(nbformat.from_dict(nb))
     except (ValidationError, Warning) as e:
-        raise BuildError(f"{where}: not a valid nbformat {nb.get('nbformat')}.{nb.get('nbformat_minor')} "
-                         f"notebook: {getattr(e, 'message', e)}") from None
+        raise BuildError(
+            f"{where}: not a valid nbformat {nb.get('nbformat')}.{nb.get('nbformat_minor')} "
+            f"notebook: {getattr(e, 'message', e)}"
+        ) from None
 
 
 def executed_notebook_path(path: Path) -> Path:
@@ -38,21 +40,27 @@ def executed_notebook_path(path: Path) -> Path:
 
 def _describe_cell(nb: dict, index: int) -> str:
     cells = nb["cells"]
-    heading = next((ANSI_ESCAPE.sub("", "".join(c["source"])).strip().splitlines()[0]
-                    for c in reversed(cells[:index]) if c["cell_type"] == "markdown" and "".join(c["source"]).strip()),
-                   None)
+    heading = next(
+        (
+            ANSI_ESCAPE.sub("", "".join(c["source"])).strip().splitlines()[0]
+            for c in reversed(cells[:index])
+            if c["cell_type"] == "markdown" and "".join(c["source"]).strip()
+        ),
+        None,
+    )
     count = cells[index].get("execution_count")
-    return (f"cell {index + 1} of {len(cells)} (id {cells[index].get('id')!r}, In [{count if count else ' '}]"
-            + (f", under {heading!r})" if heading else ")"))
+    return f"cell {index + 1} of {len(cells)} (id {cells[index].get('id')!r}, In [{count if count else ' '}]" + (
+        f", under {heading!r})" if heading else ")"
+    )
 
 
-def _error_text(error: dict) -> Tuple[str, str]:
+def _error_text(error: dict) -> tuple[str, str]:
     """(one line "Name: value", the traceback as plain text) of an error output or an error execute reply."""
     line = f"{error.get('ename')}: {error.get('evalue')}"
     return line, ANSI_ESCAPE.sub("", "\n".join(error.get("traceback") or [line]))
 
 
-def notebook_failure(path: Path) -> Optional[str]:
+def notebook_failure(path: Path) -> str | None:
     """The failed cell of ``path``'s executed copy, named, with its exception; None if there is none."""
     try:
         nb = json.loads(executed_notebook_path(path).read_text())
@@ -61,13 +69,16 @@ def notebook_failure(path: Path) -> Optional[str]:
     for i, cell in enumerate(nb.get("cells", [])):
         for out in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
             if out.get("output_type") == "error":
-                return (f"{Path(path).name} failed in {_describe_cell(nb, i)}: {_error_text(out)[0]} "
-                        f"(traceback above; executed notebook: {executed_notebook_path(path)})")
+                return (
+                    f"{Path(path).name} failed in {_describe_cell(nb, i)}: {_error_text(out)[0]} "
+                    f"(traceback above; executed notebook: {executed_notebook_path(path)})"
+                )
     return None
 
 
-def execute_notebook(path: Path, output: Optional[Path] = None, *, cwd: Optional[Path] = None,
-                     startup_timeout: int = 300) -> Path:
+def execute_notebook(
+    path: Path, output: Path | None = None, *, cwd: Path | None = None, startup_timeout: int = 300
+) -> Path:
     """Runs a notebook as Kaggle does: papermill's way, nbclient driving an IPython kernel in its own process.
 
     The kernel runs this Python (sys.executable), whatever kernelspecs are installed, with this process's
@@ -96,7 +107,7 @@ def execute_notebook(path: Path, output: Optional[Path] = None, *, cwd: Optional
     path = Path(path)
     output = Path(output) if output else executed_notebook_path(path)
     nb = nbformat.read(path, as_version=4)
-    failed: Dict[str, object] = {}
+    failed: dict[str, object] = {}
 
     class EchoingClient(NotebookClient):
         def output(self, outs, msg, display_id, cell_index):  # noqa: D102 (nbclient's hook)
@@ -115,23 +126,40 @@ def execute_notebook(path: Path, output: Optional[Path] = None, *, cwd: Optional
     with tempfile.TemporaryDirectory(prefix="imet-kernelspec-") as specs:
         # A kernelspec of our own: an installed "python3" spec may start another interpreter than this one.
         (Path(specs) / "python3").mkdir()
-        (Path(specs) / "python3" / "kernel.json").write_text(json.dumps({
-            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "Python 3", "language": "python", "metadata": {"supported_encryption": ["curve"]},
-            "env": {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}}))
+        (Path(specs) / "python3" / "kernel.json").write_text(
+            json.dumps(
+                {
+                    "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                    "display_name": "Python 3",
+                    "language": "python",
+                    "metadata": {"supported_encryption": ["curve"]},
+                    "env": {"PYDEVD_DISABLE_FILE_VALIDATION": "1"},
+                }
+            )
+        )
         specs_manager = KernelSpecManager(kernel_dirs=[specs], ensure_native_kernel=False)
-        km = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=specs_manager,
-                                transport_encryption="auto")  # ipykernel warns of a plain TCP kernel
-        client = EchoingClient(nb, km=km, kernel_name="python3", timeout=None, startup_timeout=startup_timeout,
-                               resources={"metadata": {"path": str(Path(cwd or Path.cwd()).resolve())}},
-                               on_cell_executed=save, on_cell_error=on_error)
+        km = AsyncKernelManager(
+            kernel_name="python3", kernel_spec_manager=specs_manager, transport_encryption="auto"
+        )  # ipykernel warns of a plain TCP kernel
+        client = EchoingClient(
+            nb,
+            km=km,
+            kernel_name="python3",
+            timeout=None,
+            startup_timeout=startup_timeout,
+            resources={"metadata": {"path": str(Path(cwd or Path.cwd()).resolve())}},
+            on_cell_executed=save,
+            on_cell_error=on_error,
+        )
         try:
             client.execute(cleanup_kc=True)  # shut the kernel down at the end, though we made its manager
         except CellExecutionError:
             line, traceback = _error_text(failed.get("error") or {})
             print(traceback, file=sys.stderr, flush=True)
-            raise BuildError(f"{path.name} failed in {_describe_cell(nb, int(failed.get('index', 0)))}: {line} "
-                             f"(executed notebook: {output})") from None
+            raise BuildError(
+                f"{path.name} failed in {_describe_cell(nb, int(failed.get('index', 0)))}: {line} "
+                f"(executed notebook: {output})"
+            ) from None
         except DeadKernelError as e:
             raise BuildError(f"{path.name}: the Jupyter kernel died ({e}); executed notebook: {output}") from None
         finally:

@@ -4,6 +4,7 @@ Every call runs ``kaggle`` as a subprocess and reads what it prints (docs: /work
 CLI can't tell (which version a status is about) is kept in ``runs/pushes.json``: each push's version and
 time, and whether that run has been seen queued or running since. A complete status counts only then.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from kernel_build.kaggle_cli import CREDENTIALS_HINT, _has_credentials
 from kernel_build.kernel import METADATA_FILE, Build, BuildError, Kernel
@@ -33,7 +34,7 @@ class GpuLimit(Exception):
     """Kaggle refused a push for the two-GPU-session limit: push it later."""
 
 
-def kaggle(*args: str) -> Tuple[int, str, str]:
+def kaggle(*args: str) -> tuple[int, str, str]:
     """Runs the kaggle CLI: (exit code, stdout, stderr)."""
     exe = shutil.which("kaggle")
     if exe is None:
@@ -49,13 +50,17 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def placeholder_problems(build: Build) -> List[str]:
+def placeholder_problems(build: Build) -> list[str]:
     """The ``--check`` and push refusal of the template's owner."""
-    return [f"{k.metadata_path}: id {k.id!r} still has the placeholder owner {PLACEHOLDER_OWNER!r}: put your "
-            f"Kaggle username in {METADATA_FILE}'s id" for k in build if k.id.split("/")[0] == PLACEHOLDER_OWNER]
+    return [
+        f"{k.metadata_path}: id {k.id!r} still has the placeholder owner {PLACEHOLDER_OWNER!r}: put your "
+        f"Kaggle username in {METADATA_FILE}'s id"
+        for k in build
+        if k.id.split("/")[0] == PLACEHOLDER_OWNER
+    ]
 
 
-def traceback_tail(log_text: str, lines: int = 8) -> List[str]:
+def traceback_tail(log_text: str, lines: int = 8) -> list[str]:
     """The last lines of a ``kaggle kernels logs`` JSON array (from its last traceback, if any)."""
     try:
         text = "".join(e.get("data", "") for e in json.loads(log_text))
@@ -63,7 +68,7 @@ def traceback_tail(log_text: str, lines: int = 8) -> List[str]:
         text = log_text
     rows = [r for r in text.splitlines() if r.strip()]
     starts = [i for i, r in enumerate(rows) if r.startswith("Traceback")]
-    rows = rows[starts[-1]:] if starts else rows
+    rows = rows[starts[-1] :] if starts else rows
     return rows[-lines:]
 
 
@@ -79,16 +84,25 @@ class Orchestrator:
         force: push although a kernel runs or the submit kernel's sources are not complete.
     """
 
-    def __init__(self, build: Build, *, competition: str, runs_dir: Path, poll: float = 60.0,
-                 max_parallel: int = 2, force: bool = False, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        build: Build,
+        *,
+        competition: str,
+        runs_dir: Path,
+        poll: float = 60.0,
+        max_parallel: int = 2,
+        force: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         if not _has_credentials():
             raise BuildError(CREDENTIALS_HINT)
         self.build, self.competition, self.runs_dir = build, competition, Path(runs_dir)
         self.poll, self.max_parallel, self.force, self.sleep = poll, max_parallel, force, sleep
         self.state_path = self.runs_dir / "pushes.json"
-        self.state: Dict[str, dict] = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
+        self.state: dict[str, dict] = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
         self.t0 = time.time()
-        self._shown: Dict[str, str] = {}  # the last status line printed per kernel, across waves
+        self._shown: dict[str, str] = {}  # the last status line printed per kernel, across waves
 
     def _save(self) -> None:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
@@ -131,20 +145,27 @@ class Orchestrator:
         """No second session of a kernel whose run is queued or running (unless --force)."""
         busy = [(k.id, s) for k in kernels for s in [self.status(k.id)] if s in ACTIVE]
         if busy and not self.force:
-            raise BuildError("refusing to push while a run is on (a new version starts a second session, and both "
-                             "spend GPU hours): " + "; ".join(f"{kid} is {self._describe(kid, s)}" for kid, s in busy)
-                             + ". Wait for it (--wait), or --force")
+            raise BuildError(
+                "refusing to push while a run is on (a new version starts a second session, and both "
+                "spend GPU hours): "
+                + "; ".join(f"{kid} is {self._describe(kid, s)}" for kid, s in busy)
+                + ". Wait for it (--wait), or --force"
+            )
 
     def refuse_stale_sources(self, submit: Kernel) -> None:
         """The submit kernel only after every train kernel it sources is complete on its latest version."""
         train_ids = {k.id for k in self.build.train}
         sources = [s for s in submit.metadata().get("kernel_sources", []) if s in train_ids]
-        not_ready = [(kid, s) for kid in sources for s in [self.status(kid)]
-                     if not (s == "COMPLETE" and self.done(kid, s))]
+        not_ready = [
+            (kid, s) for kid in sources for s in [self.status(kid)] if not (s == "COMPLETE" and self.done(kid, s))
+        ]
         if not_ready and not self.force:
-            raise BuildError("refusing to push the submit kernel: its train kernel(s) are not complete on their "
-                             "latest version: " + "; ".join(f"{kid} ({self._describe(kid, s)})" for kid, s in not_ready)
-                             + ". Wait for them (--wait), or --force")
+            raise BuildError(
+                "refusing to push the submit kernel: its train kernel(s) are not complete on their "
+                "latest version: "
+                + "; ".join(f"{kid} ({self._describe(kid, s)})" for kid, s in not_ready)
+                + ". Wait for them (--wait), or --force"
+            )
 
     def push_one(self, kernel: Kernel) -> int:
         """``kaggle kernels push``; returns the version. Raises GpuLimit, or BuildError on any rejection."""
@@ -154,8 +175,12 @@ class Orchestrator:
             raise GpuLimit(next(line for line in rejected if GPU_LIMIT in line))
         m = PUSHED.search(out)
         if m:  # a version exists (and runs) even when a source was refused: keep it on record
-            self.state[kernel.id] = {"version": int(m.group(1)), "pushed_at": time.time(), "seen_active": False,
-                                     "gpu": self._uses_gpu(kernel)}
+            self.state[kernel.id] = {
+                "version": int(m.group(1)),
+                "pushed_at": time.time(),
+                "seen_active": False,
+                "gpu": self._uses_gpu(kernel),
+            }
             self._save()
         if rc != 0 or rejected or not m:
             why = rejected or (err or out).strip().splitlines()[-2:] or ["no output"]
@@ -170,8 +195,10 @@ class Orchestrator:
         queue, active = list(kernels), []
         gpu = [k for k in queue if self._uses_gpu(k)]
         if len(gpu) > self.max_parallel and not wait:
-            raise BuildError(f"{len(gpu)} GPU kernels but at most {self.max_parallel} run at a time: add --wait to "
-                             f"push them in waves")
+            raise BuildError(
+                f"{len(gpu)} GPU kernels but at most {self.max_parallel} run at a time: add --wait to "
+                f"push them in waves"
+            )
         while queue or active:
             while queue:
                 running_gpu = sum(1 for k in active if self._uses_gpu(k))
@@ -181,8 +208,9 @@ class Orchestrator:
                     self.push_one(queue[0])
                 except GpuLimit as e:
                     if not active:
-                        raise BuildError(f"{queue[0].id}: {e} Other sessions of yours are running; push again "
-                                         f"when they finish") from None
+                        raise BuildError(
+                            f"{queue[0].id}: {e} Other sessions of yours are running; push again when they finish"
+                        ) from None
                     print(f"{queue[0].id}: {e} Retrying when a kernel finishes", flush=True)
                     break
                 active.append(queue.pop(0))
@@ -192,7 +220,7 @@ class Orchestrator:
             active = [k for k in active if k.id not in finished]
 
     # -- wait ------------------------------------------------------------------------------------------------
-    def wait(self, kids: Sequence[str], *, until_first: bool = False) -> List[str]:
+    def wait(self, kids: Sequence[str], *, until_first: bool = False) -> list[str]:
         """Polls ``kaggle kernels status`` with backoff, one line per change, until every kernel is done (or the
         first, with ``until_first``); returns the done ones. A failed kernel's log tail is printed and raised."""
         last = self._shown
@@ -219,8 +247,10 @@ class Orchestrator:
                 interval = self.poll if changed else min(interval * 1.5, self.poll * 5)
                 self.sleep(interval)
         except KeyboardInterrupt:
-            raise BuildError("stopped waiting (the kernels run on): python build_kernel.py --wait picks up again, "
-                             "--status shows them") from None
+            raise BuildError(
+                "stopped waiting (the kernels run on): python build_kernel.py --wait picks up again, "
+                "--status shows them"
+            ) from None
 
     def _fail(self, kid: str, status: str) -> None:
         rc, out, err = kaggle("kernels", "logs", kid)
@@ -231,17 +261,30 @@ class Orchestrator:
         raise BuildError(f"{kid} ended {status}: {tail[-1] if tail else 'no log'}")
 
     # -- submit ----------------------------------------------------------------------------------------------
-    def submit(self, kernel: Kernel, *, message: str, version: Optional[int] = None,
-               wait_score: bool = True) -> Dict[str, str]:
+    def submit(
+        self, kernel: Kernel, *, message: str, version: int | None = None, wait_score: bool = True
+    ) -> dict[str, str]:
         """``kaggle competitions submit -k``; then waits for its scores. Returns the submission's row."""
         version = version or self.state.get(kernel.id, {}).get("version")
         if not version:
             raise BuildError(f"no pushed version of {kernel.id} is known here: pass --version N")
-        rc, out, err = kaggle("competitions", "submit", self.competition, "-k", kernel.id, "-v", str(version),
-                              "-f", "submission.csv", "-m", message)
+        rc, out, err = kaggle(
+            "competitions",
+            "submit",
+            self.competition,
+            "-k",
+            kernel.id,
+            "-v",
+            str(version),
+            "-f",
+            "submission.csv",
+            "-m",
+            message,
+        )
         if rc != 0:
-            raise BuildError(f"kaggle competitions submit refused {kernel.id} version {version}: "
-                             f"{err.strip() or out.strip()}")
+            raise BuildError(
+                f"kaggle competitions submit refused {kernel.id} version {version}: {err.strip() or out.strip()}"
+            )
         print(out.strip(), flush=True)
         ref = re.search(r"Submission ref: (\d+)", out)
         row = {"ref": ref.group(1) if ref else "", "kernel": kernel.id, "version": version, "message": message}
@@ -254,7 +297,7 @@ class Orchestrator:
         path.write_text(json.dumps(rows + [row], indent=1) + "\n")
         return row
 
-    def _scores(self, ref: str) -> Dict[str, str]:
+    def _scores(self, ref: str) -> dict[str, str]:
         interval = self.poll
         while True:
             rc, out, err = kaggle("competitions", "submissions", self.competition, "-v")
@@ -272,13 +315,15 @@ class Orchestrator:
             interval = min(interval * 1.5, self.poll * 5)
 
 
-def submission_message(train_config: Dict, decision: Dict) -> str:
+def submission_message(train_config: dict, decision: dict) -> str:
     """What the submission says: model, size, folds, epochs and the decision rule chosen."""
-    return (f"{train_config['model']} {train_config['image_size']}px folds {len(train_config['folds'])}/"
-            f"{train_config['n_folds']} epochs {train_config['epochs']} rule {decision.get('chosen', '?')}")
+    return (
+        f"{train_config['model']} {train_config['image_size']}px folds {len(train_config['folds'])}/"
+        f"{train_config['n_folds']} epochs {train_config['epochs']} rule {decision.get('chosen', '?')}"
+    )
 
 
-def fetch_file(kid: str, version: int, name: str) -> Optional[dict]:
+def fetch_file(kid: str, version: int, name: str) -> dict | None:
     """One JSON file of a kernel version's output (e.g. decision.json), or None."""
     with tempfile.TemporaryDirectory() as tmp:
         rc, _, _ = kaggle("kernels", "output", f"{kid}/{version}", "-p", tmp, "--file-pattern", f"^{re.escape(name)}$")
@@ -304,9 +349,19 @@ def probe(owner: str, *, competition: str, out_dir: Path, runs_dir: Path, poll: 
     folder = Path(out_dir) / "probe" / slug
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{slug}.py").write_text(PROBE_CODE.format(comp=competition))
-    meta = {"id": f"{owner}/{slug}", "title": slug, "code_file": f"{slug}.py", "language": "python",
-            "kernel_type": "script", "is_private": True, "enable_gpu": False, "enable_internet": False,
-            "competition_sources": [competition], "kernel_sources": [], "dataset_sources": []}
+    meta = {
+        "id": f"{owner}/{slug}",
+        "title": slug,
+        "code_file": f"{slug}.py",
+        "language": "python",
+        "kernel_type": "script",
+        "is_private": True,
+        "enable_gpu": False,
+        "enable_internet": False,
+        "competition_sources": [competition],
+        "kernel_sources": [],
+        "dataset_sources": [],
+    }
     (folder / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     kernel = Kernel("submit", meta["id"], slug, folder)
     orch = Orchestrator(Build((kernel,)), competition=competition, runs_dir=runs_dir, poll=poll)
@@ -320,4 +375,3 @@ def probe(owner: str, *, competition: str, out_dir: Path, runs_dir: Path, poll: 
         return 1
     print(f"probe: {competition} accepts a late kernel submission (ref {row['ref']}): the GPU runs can be scored")
     return 0
-

@@ -1,10 +1,10 @@
 """``--pull`` and ``--report``: each kernel run's output under ``runs/<slug>/v<N>/``, and one table of them."""
+
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
-from typing import Dict, List, Optional
 
 from kernel_build.kernel import Build, BuildError
 from kernel_build.orchestrate import kaggle
@@ -13,7 +13,7 @@ from kernel_build.orchestrate import kaggle
 NOT_MODELS = r"^(?!.*(^|/)model/)(?!.*\.keras$)(?!.*\.h5$)"
 
 
-def pull(build: Build, runs_dir: Path, *, version: Optional[int] = None, models: bool = False) -> List[Path]:
+def pull(build: Build, runs_dir: Path, *, version: int | None = None, models: bool = False) -> list[Path]:
     """Downloads each kernel's latest pushed version (or ``version``) into ``runs/<slug>/v<N>/``; a version
     pulled before is kept as it is. Returns the folders."""
     runs_dir = Path(runs_dir)
@@ -42,7 +42,7 @@ def pull(build: Build, runs_dir: Path, *, version: Optional[int] = None, models:
     return folders
 
 
-def _log_hours(folder: Path) -> Optional[float]:
+def _log_hours(folder: Path) -> float | None:
     """The run's length from its log (the last event's time)."""
     for log in folder.glob("*.log"):
         try:
@@ -53,16 +53,30 @@ def _log_hours(folder: Path) -> Optional[float]:
     return None
 
 
-def _row(folder: Path, submissions: List[dict], pushes: Dict[str, dict]) -> Dict[str, str]:
+def _row(folder: Path, submissions: list[dict], pushes: dict[str, dict]) -> dict[str, str]:
     slug, version = folder.parent.name, int(folder.name[1:])
     kid = next((k for k in pushes if k.endswith("/" + slug)), slug)
-    row = {"kernel": slug, "version": str(version), "model": "", "size": "", "epochs": "", "folds": "",
-           "oof_f2": "", "rules": "", "chosen": "", "lb": "", "gpu_h": ""}
+    row = {
+        "kernel": slug,
+        "version": str(version),
+        "model": "",
+        "size": "",
+        "epochs": "",
+        "folds": "",
+        "oof_f2": "",
+        "rules": "",
+        "chosen": "",
+        "lb": "",
+        "gpu_h": "",
+    }
     config_path = folder / "config.json"
     if config_path.is_file():
         config = json.loads(config_path.read_text())
-        row.update(model=str(config.get("model", "")), size=str(config.get("image_size", "")),
-                   epochs=str(config.get("epochs", "")))
+        row.update(
+            model=str(config.get("model", "")),
+            size=str(config.get("image_size", "")),
+            epochs=str(config.get("epochs", "")),
+        )
         states = [json.loads(p.read_text()) for p in sorted(folder.glob("fold*/state.json"))]
         done = [s for s in states if s.get("finished")]
         row["folds"] = f"{len(done)}/{len(config.get('folds', states))}"
@@ -84,19 +98,34 @@ def _row(folder: Path, submissions: List[dict], pushes: Dict[str, dict]) -> Dict
     return row
 
 
-COLUMNS = [("kernel", "kernel"), ("version", "v"), ("model", "model"), ("size", "size"), ("epochs", "epochs"),
-           ("folds", "folds"), ("oof_f2", "OOF F2"), ("rules", "cross-fitted F2 per rule"), ("chosen", "rule"),
-           ("lb", "LB public / private"), ("gpu_h", "GPU h")]
+COLUMNS = [
+    ("kernel", "kernel"),
+    ("version", "v"),
+    ("model", "model"),
+    ("size", "size"),
+    ("epochs", "epochs"),
+    ("folds", "folds"),
+    ("oof_f2", "OOF F2"),
+    ("rules", "cross-fitted F2 per rule"),
+    ("chosen", "rule"),
+    ("lb", "LB public / private"),
+    ("gpu_h", "GPU h"),
+]
 
 
 def report(runs_dir: Path) -> str:
     """Prints one row per pulled run and writes ``runs/report.md`` with the training curves side by side."""
     runs_dir = Path(runs_dir)
-    load = (lambda p: json.loads(p.read_text()) if p.is_file() else None)
+
+    def load(p):
+        return json.loads(p.read_text()) if p.is_file() else None
+
     submissions = load(runs_dir / "submissions.json") or []
     pushes = load(runs_dir / "pushes.json") or {}
-    folders = sorted((p for p in runs_dir.glob("*/v*") if p.is_dir() and re.fullmatch(r"v\d+", p.name)),
-                     key=lambda p: (p.parent.name, int(p.name[1:])))
+    folders = sorted(
+        (p for p in runs_dir.glob("*/v*") if p.is_dir() and re.fullmatch(r"v\d+", p.name)),
+        key=lambda p: (p.parent.name, int(p.name[1:])),
+    )
     if not folders:
         raise BuildError(f"nothing pulled in {runs_dir}: python build_kernel.py --pull")
     rows = [_row(f, submissions, pushes) for f in folders]
@@ -109,11 +138,15 @@ def report(runs_dir: Path) -> str:
     if curves:
         md += ["", "## Training curves", ""]
         width = 100 // min(len(curves), 3) - 1  # up to three side by side
-        md += [" ".join(f'<img src="{c.relative_to(runs_dir)}/training_curves.png" width="{width}%" '
-                        f'title="{c.parent.name} {c.name}">' for c in curves)]
+        md += [
+            " ".join(
+                f'<img src="{c.relative_to(runs_dir)}/training_curves.png" width="{width}%" '
+                f'title="{c.parent.name} {c.name}">'
+                for c in curves
+            )
+        ]
     (runs_dir / "report.md").write_text("\n".join(md) + "\n")
     text = "\n".join(lines)
     print(text)
     print(f"wrote {runs_dir / 'report.md'}")
     return text
-

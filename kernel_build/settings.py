@@ -4,17 +4,27 @@ A kernel source's ``CONFIG = dict(...)`` holds only what it overrides; the build
 ``--set``/``--set-submit`` over it and writes every field into the built kernel (``config_block``). The ``--set``
 help (``set_help``) and the README's tables (``config_table``) come from the same fields.
 """
+
 from __future__ import annotations
 
 import ast
 import dataclasses
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, Sequence, Tuple
 
-from imet_utils.config import (CONFIG_END, CONFIG_START, ConfigError, SubmitConfig, TrainConfig, from_dict,
-                               parse_override, render_config_block, to_dict)
+from imet_utils.config import (
+    CONFIG_END,
+    CONFIG_START,
+    ConfigError,
+    SubmitConfig,
+    TrainConfig,
+    from_dict,
+    parse_override,
+    render_config_block,
+    to_dict,
+)
 from kernel_build.kernel import SET_FLAGS, SOURCES, BuildError
 
 CONFIG_CLASSES = {"train": TrainConfig, "submit": SubmitConfig}
@@ -22,7 +32,7 @@ _TABLE_START = "<!-- config table: {} (python build_kernel.py --config-table REA
 _TABLE_END = "<!-- end of config table -->"
 
 
-def split_source(source: str, path: Path) -> Tuple[str, str, str]:
+def split_source(source: str, path: Path) -> tuple[str, str, str]:
     """Kernel source -> (docstring, config block, the rest)."""
     start, end = source.find(CONFIG_START), source.find(CONFIG_END)
     if start < 0 or end < 0:
@@ -31,26 +41,32 @@ def split_source(source: str, path: Path) -> Tuple[str, str, str]:
     return source[:start].rstrip() + "\n", source[start:end] + "\n", source[end:].lstrip("\n")
 
 
-def source_config(role: str) -> Dict[str, object]:
+def source_config(role: str) -> dict[str, object]:
     """What the kernel source's ``CONFIG = dict(key=literal, ...)`` block overrides."""
     path = SOURCES[role]
     _, block, _ = split_source(path.read_text(), path)
     body = ast.parse(block).body
     call = body[0].value if len(body) == 1 and isinstance(body[0], ast.Assign) else None
-    if not (isinstance(call, ast.Call) and getattr(call.func, "id", "") == "dict" and not call.args
-            and all(kw.arg for kw in call.keywords)):
+    if not (
+        isinstance(call, ast.Call)
+        and getattr(call.func, "id", "") == "dict"
+        and not call.args
+        and all(kw.arg for kw in call.keywords)
+    ):
         raise BuildError(f"{path}: the config block must be one CONFIG = dict(key=literal, ...)")
     values = {}
     for kw in call.keywords:
         try:
             values[kw.arg] = ast.literal_eval(kw.value)
         except ValueError:
-            raise BuildError(f"{path}: CONFIG {kw.arg}= must be a literal (a number, string, list, True, "
-                             f"False or None), got {ast.unparse(kw.value)!r}") from None
+            raise BuildError(
+                f"{path}: CONFIG {kw.arg}= must be a literal (a number, string, list, True, "
+                f"False or None), got {ast.unparse(kw.value)!r}"
+            ) from None
     return values
 
 
-def parse_overrides(pairs: Sequence[str], role: str) -> Dict[str, object]:
+def parse_overrides(pairs: Sequence[str], role: str) -> dict[str, object]:
     """``key=value`` strings (``--set``) -> dict, each type-checked against the role's config dataclass."""
     out = {}
     for pair in pairs:
@@ -62,7 +78,7 @@ def parse_overrides(pairs: Sequence[str], role: str) -> Dict[str, object]:
     return out
 
 
-def kernel_values(role: str, overrides: Dict[str, object]) -> Dict[str, object]:
+def kernel_values(role: str, overrides: dict[str, object]) -> dict[str, object]:
     """The kernel source's CONFIG with ``overrides`` over it, validated as the kernel will at its start.
 
     Setting ``n_folds`` alone also sets ``folds`` to all of them.
@@ -78,17 +94,17 @@ def kernel_values(role: str, overrides: Dict[str, object]) -> Dict[str, object]:
     return values
 
 
-def full_config(role: str, values: Dict[str, object]) -> Dict[str, object]:
+def full_config(role: str, values: dict[str, object]) -> dict[str, object]:
     """Every field of the role's config, ``values`` (from ``kernel_values``) over the defaults."""
     return to_dict(from_dict(CONFIG_CLASSES[role], values))
 
 
-def effective_config(role: str, overrides: Dict[str, object]) -> Dict[str, object]:
+def effective_config(role: str, overrides: dict[str, object]) -> dict[str, object]:
     """Every field of the role's config as the built kernel will see it: source, ``overrides``, defaults."""
     return full_config(role, kernel_values(role, overrides))
 
 
-def config_block(role: str, values: Dict[str, object]) -> str:
+def config_block(role: str, values: dict[str, object]) -> str:
     """The built kernel's CONFIG block: every field, its value, its help, and its default where it differs."""
     how = f"on Kaggle, edit here; locally: python build_kernel.py {SET_FLAGS[role]} key=value"
     return render_config_block(CONFIG_CLASSES[role], values, how_to_change=how)
@@ -98,8 +114,10 @@ def set_help(role: str) -> str:
     """The ``--set``/``--set-submit`` help: what it does and every valid key."""
     cls = CONFIG_CLASSES[role]
     example = "epochs=4 --set folds=[0,1]" if role == "train" else "tta=4"
-    return (f"override a {role} config field (a JSON value, or a bare string), e.g. {SET_FLAGS[role]} {example}; "
-            f"keys: {', '.join(f.name for f in dataclasses.fields(cls))}")
+    return (
+        f"override a {role} config field (a JSON value, or a bare string), e.g. {SET_FLAGS[role]} {example}; "
+        f"keys: {', '.join(f.name for f in dataclasses.fields(cls))}"
+    )
 
 
 def _cell(text: str) -> str:
@@ -115,10 +133,13 @@ def config_table(role: str) -> str:
     """The README table of the role's config fields, between markers that ``replace_config_tables`` finds."""
     cls = CONFIG_CLASSES[role]
     defaults = to_dict(cls())
-    rows = [f"| `{f.name}` | `{_cell(_shown(defaults[f.name]))}` | {_cell(f.metadata.get('help', ''))} |"
-            for f in dataclasses.fields(cls)]
-    return "\n".join([_TABLE_START.format(cls.__name__), "", "| key | default | meaning |", "|---|---|---|",
-                      *rows, "", _TABLE_END])
+    rows = [
+        f"| `{f.name}` | `{_cell(_shown(defaults[f.name]))}` | {_cell(f.metadata.get('help', ''))} |"
+        for f in dataclasses.fields(cls)
+    ]
+    return "\n".join(
+        [_TABLE_START.format(cls.__name__), "", "| key | default | meaning |", "|---|---|---|", *rows, "", _TABLE_END]
+    )
 
 
 def replace_config_tables(text: str) -> str:
@@ -127,7 +148,9 @@ def replace_config_tables(text: str) -> str:
         start = re.escape(_TABLE_START.format(CONFIG_CLASSES[role].__name__))
         pattern = re.compile(start + r".*?" + re.escape(_TABLE_END), re.S)
         if not pattern.search(text):
-            raise BuildError(f"no {CONFIG_CLASSES[role].__name__} table to replace: mark its place with "
-                             f"{_TABLE_START.format(CONFIG_CLASSES[role].__name__)} ... {_TABLE_END}")
-        text = pattern.sub(lambda _: config_table(role), text, count=1)
+            raise BuildError(
+                f"no {CONFIG_CLASSES[role].__name__} table to replace: mark its place with "
+                f"{_TABLE_START.format(CONFIG_CLASSES[role].__name__)} ... {_TABLE_END}"
+            )
+        text = pattern.sub(lambda _, role=role: config_table(role), text, count=1)
     return text

@@ -1,29 +1,41 @@
 """The Kaggle steps of build_kernel.py, in the order a run takes them: probe, plan, push, wait, submit, pull,
 report. Each is one function over a build; the command line only picks them."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict
 
 from kernel_build.kernel import METADATA_FILE, Build, BuildError
-from kernel_build.orchestrate import (PLACEHOLDER_OWNER, Orchestrator, fetch_file, placeholder_problems, probe,
-                                      submission_message)
+from kernel_build.orchestrate import (
+    PLACEHOLDER_OWNER,
+    Orchestrator,
+    fetch_file,
+    placeholder_problems,
+    probe,
+    submission_message,
+)
 from kernel_build.plan import plan_lines
 
 
-def print_plan(build: Build, *, train_config: Dict, submit_config: Dict) -> None:
+def print_plan(build: Build, *, train_config: dict, submit_config: dict) -> None:
     gpu = {k.id: bool(k.metadata().get("enable_gpu")) for k in build}
     for line in plan_lines(build, train_config=train_config, submit_config=submit_config, gpu=gpu):
         print(line)
 
 
 def _orchestrator(build: Build, args, competition: str) -> Orchestrator:
-    return Orchestrator(build, competition=competition, runs_dir=args.runs, poll=args.poll,
-                        max_parallel=args.max_parallel, force=args.force)
+    return Orchestrator(
+        build,
+        competition=competition,
+        runs_dir=args.runs,
+        poll=args.poll,
+        max_parallel=args.max_parallel,
+        force=args.force,
+    )
 
 
-def push(build: Build, args, *, competition: str, train_config: Dict, submit_config: Dict) -> None:
+def push(build: Build, args, *, competition: str, train_config: dict, submit_config: dict) -> None:
     """``--push [train|submit|all] [--wait]``: the plan first, then the pushes in an order that can't go stale."""
     problems = placeholder_problems(build)
     if problems:
@@ -65,8 +77,9 @@ def submit(build: Build, args, *, competition: str) -> None:
         raise BuildError(f"no pushed version of {kernel.id} is known here: pass --version N")
     status = orch.status(kernel.id)
     if not args.version and not (status == "COMPLETE" and orch.done(kernel.id, status)):
-        raise BuildError(f"{kernel.id} is not complete on version {version} ({orch._describe(kernel.id, status)}): "
-                         f"--wait first")
+        raise BuildError(
+            f"{kernel.id} is not complete on version {version} ({orch._describe(kernel.id, status)}): --wait first"
+        )
     train = build.train[0]
     train_version = orch.state.get(train.id, {}).get("version") or 1
     train_config = fetch_file(train.id, train_version, "config.json") or {}
@@ -80,11 +93,13 @@ def submit(build: Build, args, *, competition: str) -> None:
 
 def run_probe(args, *, owner: str, competition: str) -> int:
     if owner == PLACEHOLDER_OWNER:
-        raise BuildError(f"refusing to probe: {METADATA_FILE}'s id still has the placeholder owner "
-                         f"{PLACEHOLDER_OWNER!r}: put your Kaggle username there")
+        raise BuildError(
+            f"refusing to probe: {METADATA_FILE}'s id still has the placeholder owner "
+            f"{PLACEHOLDER_OWNER!r}: put your Kaggle username there"
+        )
     return probe(owner, competition=competition, out_dir=args.out, runs_dir=args.runs, poll=args.poll)
 
 
-def load_pushes(runs_dir: Path) -> Dict:
+def load_pushes(runs_dir: Path) -> dict:
     path = Path(runs_dir) / "pushes.json"
     return json.loads(path.read_text()) if path.is_file() else {}

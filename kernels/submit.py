@@ -7,6 +7,7 @@ The blended test probabilities are saved (test_probs.npz) before any label is de
 fails, a rerun with reuse_predictions set re-decides from them in seconds, without predicting again.
 Runs with internet off and without the efficientnet or albumentations packages.
 """
+
 # ==== CONFIG: only what this kernel changes from SubmitConfig's defaults. The build writes every field, with its
 # help, into the built kernel; override at build time with: python build_kernel.py --set-submit key=value ====
 CONFIG = dict()
@@ -29,11 +30,27 @@ from imet_utils.console import log, warn
 from imet_utils.data import Competition, read_competition
 from imet_utils.decision import apply_rule, choose_rule
 from imet_utils.images import cache_for_model
-from imet_utils.inference import (TestPredictions, blend, fallback_labels, fit_weights, label_prior,
-                                  load_test_predictions, load_train_output, model_families, oof_predictions,
-                                  oof_view_mismatches, predict_ensemble)
-from imet_utils.layout import (CONFIG_FILE, DECISION_FILE, SAMPLE_PREDICTIONS_PLOT, SUBMISSION_FILE, TEST_PROBS_FILE,
-                               THRESHOLD_PLOT)
+from imet_utils.inference import (
+    TestPredictions,
+    blend,
+    fallback_labels,
+    fit_weights,
+    label_prior,
+    load_test_predictions,
+    load_train_output,
+    model_families,
+    oof_predictions,
+    oof_view_mismatches,
+    predict_ensemble,
+)
+from imet_utils.layout import (
+    CONFIG_FILE,
+    DECISION_FILE,
+    SAMPLE_PREDICTIONS_PLOT,
+    SUBMISSION_FILE,
+    TEST_PROBS_FILE,
+    THRESHOLD_PLOT,
+)
 from imet_utils.metrics import f2_by_group, search_threshold, threshold_grid
 from imet_utils.paths import KagglePaths, find_competition_dir, find_kernel_output, find_kernel_outputs
 from imet_utils.plots import plot_sample_predictions, plot_threshold_curve, show
@@ -49,8 +66,10 @@ def load_models(config: SubmitConfig, paths) -> list:
         log(f"train output {out.root}: {out.config.model} at {out.config.image_size}px, folds {out.folds}")
     families = model_families(outputs)
     if config.ensemble_weights is not None and len(config.ensemble_weights) != len(families):
-        raise ValueError(f"ensemble_weights has {len(config.ensemble_weights)} values for {len(families)} "
-                         f"model families: {[f[0].config.model for f in families]}")
+        raise ValueError(
+            f"ensemble_weights has {len(config.ensemble_weights)} values for {len(families)} "
+            f"model families: {[f[0].config.model for f in families]}"
+        )
     return families
 
 
@@ -62,8 +81,10 @@ def reused_predictions(config: SubmitConfig, paths: KagglePaths, comp: Competiti
     if not where.exists():  # not a path: a kernel's output attached as input
         where = find_kernel_output(paths, config.reuse_predictions, TEST_PROBS_FILE)
     saved = load_test_predictions(where, comp.test_ids["id"], comp.labels.n_classes)
-    log(f"reusing test predictions from {where} ({int(saved.good.sum())} images, models {saved.models}); "
-        f"no image is predicted again")
+    log(
+        f"reusing test predictions from {where} ({int(saved.good.sum())} images, models {saved.models}); "
+        f"no image is predicted again"
+    )
     return saved
 
 
@@ -87,9 +108,17 @@ def blend_oof(config: SubmitConfig, comp: Competition, families: list, saved) ->
 def choose_first_level(config: SubmitConfig, comp: Competition, oof: tuple) -> dict:
     """The decision rule, chosen on out-of-fold predictions by cross-fitting; never hard-coded."""
     _, y, probs, folds, _ = oof
-    return choose_rule(y, probs, folds, comp.labels.group_index(), grid=threshold_grid(*config.threshold_grid),
-                       rules=config.decision_rules, min_labels=config.min_labels, max_labels=config.max_labels,
-                       log=log)
+    return choose_rule(
+        y,
+        probs,
+        folds,
+        comp.labels.group_index(),
+        grid=threshold_grid(*config.threshold_grid),
+        rules=config.decision_rules,
+        min_labels=config.min_labels,
+        max_labels=config.max_labels,
+        log=log,
+    )
 
 
 def second_level(config: SubmitConfig, comp: Competition, oof: tuple, decision: dict) -> tuple:
@@ -99,9 +128,18 @@ def second_level(config: SubmitConfig, comp: Competition, oof: tuple, decision: 
     _, y, probs, folds, _ = oof
     if not config.second_level:
         return decision, None, probs
-    stack = choose_second_level(y, probs, folds, comp.labels.group_index(), first=decision,
-                                grid=threshold_grid(*config.threshold_grid), rules=config.decision_rules,
-                                min_labels=config.min_labels, max_labels=config.max_labels, log=log)
+    stack = choose_second_level(
+        y,
+        probs,
+        folds,
+        comp.labels.group_index(),
+        first=decision,
+        grid=threshold_grid(*config.threshold_grid),
+        rules=config.decision_rules,
+        min_labels=config.min_labels,
+        max_labels=config.max_labels,
+        log=log,
+    )
     decision["second_level"] = stack.entry
     if stack.level is None:
         return decision, None, probs
@@ -111,19 +149,26 @@ def second_level(config: SubmitConfig, comp: Competition, oof: tuple, decision: 
     return decision, stack.level, stack.probs
 
 
-def record_decision(config: SubmitConfig, comp: Competition, families: list, oof: tuple, decision: dict, probs,
-                    out: Path) -> None:
+def record_decision(
+    config: SubmitConfig, comp: Competition, families: list, oof: tuple, decision: dict, probs, out: Path
+) -> None:
     """decision.json (with the ensemble and the OOF F2 of each group), the threshold curve and sample plots."""
     ids, y, _, _, weights = oof
     groups = comp.labels.group_index()
-    decision["ensemble"] = [{"model": f[0].config.model, "kernels": [o.root.name for o in f], "weight": float(w)}
-                            for f, w in zip(families, weights)]
+    decision["ensemble"] = [
+        {"model": f[0].config.model, "kernels": [o.root.name for o in f], "weight": float(w)}
+        for f, w in zip(families, weights)
+    ]
     pred = apply_rule(decision["params"], probs, groups)
     decision["oof_f2_by_group"] = f2_by_group(y, pred, groups)
-    log(f"decision on {len(ids)} OOF images: {decision['chosen']} (cross-fitted OOF F2 "
-        f"{decision['oof_f2'][decision['chosen']]:.4f})")
-    log("OOF F2 by group: " + ", ".join(f"{g} {'no labels' if f is None else f'{f:.4f}'}"
-                                        for g, f in decision["oof_f2_by_group"].items()))
+    log(
+        f"decision on {len(ids)} OOF images: {decision['chosen']} (cross-fitted OOF F2 "
+        f"{decision['oof_f2'][decision['chosen']]:.4f})"
+    )
+    log(
+        "OOF F2 by group: "
+        + ", ".join(f"{g} {'no labels' if f is None else f'{f:.4f}'}" for g, f in decision["oof_f2_by_group"].items())
+    )
     grid = threshold_grid(*config.threshold_grid)
     _, _, scores = search_threshold(y, probs, grid, min_labels=config.min_labels, max_labels=config.max_labels)
     plot_threshold_curve(grid, scores, out / THRESHOLD_PLOT, title=f"OOF F2 ({len(ids)} images)")
@@ -140,36 +185,55 @@ def cache_test_images(config: SubmitConfig, comp: Competition, families: list, s
     """Each family's cached test images (one cache per image size), and the mask of readable images."""
     caches = []
     for family in families:
-        caches.append(cache_for_model(comp.test_ids["id"], comp.test_dir, split="test", model_config=family[0].config,
-                                      root=Path(config.cache_dir or scratch), workers=config.workers))
+        caches.append(
+            cache_for_model(
+                comp.test_ids["id"],
+                comp.test_dir,
+                split="test",
+                model_config=family[0].config,
+                root=Path(config.cache_dir or scratch),
+                workers=config.workers,
+            )
+        )
     good = caches[0].good_mask()  # the same for every size: a bad file is bad at any size
     for img_id, reason in caches[0].bad.items():
         warn(f"test image {img_id} unreadable, it gets the fallback labels: {reason}")
     return caches, good
 
 
-def predict_test(config: SubmitConfig, comp: Competition, families: list, caches: list, good, weights,
-                 budget: Budget) -> TestPredictions:
+def predict_test(
+    config: SubmitConfig, comp: Competition, families: list, caches: list, good, weights, budget: Budget
+) -> TestPredictions:
     """Blended probabilities of the readable test images: every fold of every family, with TTA."""
     views = config.tta_views or TTA_VIEWS[: config.tta]
     n_models = sum(len(o.folds) for f in families for o in f)
     stacks = []
     for family, cached in zip(families, caches):
         share = sum(len(o.folds) for o in family) / n_models  # each family's share of the time left
-        stacks.append(predict_ensemble(family, [p for p in cached.paths if p], views=views,
-                                       batch_size=config.batch_size, workers=config.workers,
-                                       seconds_left=budget.left() * share))
-    return TestPredictions(ids=comp.test_ids["id"].to_numpy(dtype=str), probs=blend(stacks, weights), good=good,
-                           weights=np.asarray(weights), models=[f[0].config.model for f in families])
+        stacks.append(
+            predict_ensemble(
+                family,
+                [p for p in cached.paths if p],
+                views=views,
+                batch_size=config.batch_size,
+                workers=config.workers,
+                seconds_left=budget.left() * share,
+            )
+        )
+    return TestPredictions(
+        ids=comp.test_ids["id"].to_numpy(dtype=str),
+        probs=blend(stacks, weights),
+        good=good,
+        weights=np.asarray(weights),
+        models=[f[0].config.model for f in families],
+    )
 
 
-def make_submission(config: SubmitConfig, comp: Competition, decision: dict, test: TestPredictions,
-                    out: Path) -> Path:
+def make_submission(config: SubmitConfig, comp: Competition, decision: dict, test: TestPredictions, out: Path) -> Path:
     pred = np.tile(fallback_labels(label_prior(comp.targets()), config.fallback_top_k), (len(comp.test_ids), 1))
     pred[test.good] = apply_rule(decision["params"], test.probs, comp.labels.group_index())
     sub = pd.DataFrame({"id": comp.test_ids["id"], "attribute_ids": format_labels(pred)})
-    path = write_submission(sub, out / SUBMISSION_FILE, sample_ids=comp.test_ids["id"],
-                            n_classes=comp.labels.n_classes)
+    path = write_submission(sub, out / SUBMISSION_FILE, sample_ids=comp.test_ids["id"], n_classes=comp.labels.n_classes)
     log(f"wrote {path}: {len(sub)} rows, {pred.sum(1).mean():.2f} labels per image")
     return path
 
@@ -209,8 +273,10 @@ if saved is None:
     caches, good = cache_test_images(config, comp, families, paths.scratch)
     stages.done("test_cache")
     test = predict_test(config, comp, families, caches, good, oof[-1], budget)
-    log(f"saved the test probabilities: {test.save(out / TEST_PROBS_FILE)} "
-        f"(rerun with reuse_predictions to re-decide without predicting)")
+    log(
+        f"saved the test probabilities: {test.save(out / TEST_PROBS_FILE)} "
+        f"(rerun with reuse_predictions to re-decide without predicting)"
+    )
 else:
     test = saved
 stages.done("predict")

@@ -5,6 +5,7 @@ config.json, folds.csv, fold<k>/{model/, oof.npz, history.csv, state.json},
 training_curves.png and fold_label_counts.png.
 Built by build_kernel.py into one file, with the imet_utils package inlined below.
 """
+
 # ==== CONFIG: only what this kernel changes from TrainConfig's defaults. The build writes every field, with its
 # help, into the built kernel; override at build time with: python build_kernel.py --set key=value ====
 CONFIG = dict()
@@ -27,8 +28,16 @@ from imet_utils.data import Competition, read_competition
 from imet_utils.devices import setup_strategy
 from imet_utils.folds import fold_counts, fold_report, make_folds, read_attribute_tokens
 from imet_utils.images import cache_for_model
-from imet_utils.layout import (CONFIG_FILE, CURVES_PLOT, FOLD_COUNTS_PLOT, FOLDS_FILE, SAMPLE_IMAGES_PLOT,
-                               check_resumable, copy_previous_output, read_oof)
+from imet_utils.layout import (
+    CONFIG_FILE,
+    CURVES_PLOT,
+    FOLD_COUNTS_PLOT,
+    FOLDS_FILE,
+    SAMPLE_IMAGES_PLOT,
+    check_resumable,
+    copy_previous_output,
+    read_oof,
+)
 from imet_utils.metrics import search_threshold, threshold_grid
 from imet_utils.models import ensure_backbone_package, fetch_backbone
 from imet_utils.paths import find_competition_dir, previous_output
@@ -47,37 +56,53 @@ def load_folds(config: TrainConfig, comp: Competition, out: Path) -> np.ndarray:
             return saved["fold"].to_numpy()
     label_lists = list(comp.train["labels"])
     tokens = read_attribute_tokens(comp.root / "train.csv") if config.fold_method == "greedy" else None
-    folds = make_folds(label_lists, comp.labels.n_classes, n_folds=config.n_folds, method=config.fold_method,
-                       seed=config.seed, tokens=tokens)  # the seed's greedy reads the ids as written
+    folds = make_folds(
+        label_lists,
+        comp.labels.n_classes,
+        n_folds=config.n_folds,
+        method=config.fold_method,
+        seed=config.seed,
+        tokens=tokens,
+    )  # the seed's greedy reads the ids as written
     pd.DataFrame({"id": comp.train["id"], "fold": folds}).to_csv(path, index=False)
     report = fold_report(label_lists, folds, comp.labels.n_classes, config.n_folds, seconds=0.0)
     log(f"folds ({config.fold_method}): " + "; ".join(report.lines()[:3]))
-    plot_fold_label_counts(fold_counts(label_lists, folds, comp.labels.n_classes, config.n_folds),
-                           out / FOLD_COUNTS_PLOT)
+    plot_fold_label_counts(
+        fold_counts(label_lists, folds, comp.labels.n_classes, config.n_folds), out / FOLD_COUNTS_PLOT
+    )
     return folds
 
 
 def cache_train_images(config: TrainConfig, comp: Competition, scratch: Path):
     """Converts train PNGs once to resized JPEGs; drops bad images, failing over the allowed share."""
-    cached = cache_for_model(comp.train["id"], comp.train_dir, split="train", model_config=config,
-                             root=Path(config.cache_dir or scratch), workers=config.workers)
+    cached = cache_for_model(
+        comp.train["id"],
+        comp.train_dir,
+        split="train",
+        model_config=config,
+        root=Path(config.cache_dir or scratch),
+        workers=config.workers,
+    )
     for img_id, reason in cached.bad.items():
         warn(f"train image {img_id} skipped: {reason}")
     share = len(cached.bad) / max(1, len(cached.ids))
     if share > config.bad_image_share:
-        raise RuntimeError(f"{len(cached.bad)} of {len(cached.ids)} train images are unreadable ({share:.1%}), "
-                           f"more than bad_image_share={config.bad_image_share:.1%}; first: {list(cached.bad)[:5]}")
+        raise RuntimeError(
+            f"{len(cached.bad)} of {len(cached.ids)} train images are unreadable ({share:.1%}), "
+            f"more than bad_image_share={config.bad_image_share:.1%}; first: {list(cached.bad)[:5]}"
+        )
     return cached
 
 
-def train_all_folds(config: TrainConfig, comp: Competition, folds: np.ndarray, cached, out: Path,
-                    budget: Budget) -> dict:
+def train_all_folds(
+    config: TrainConfig, comp: Competition, folds: np.ndarray, cached, out: Path, budget: Budget
+) -> dict:
     strategy = setup_strategy(config)
     good = cached.good_mask()
     if config.max_images:
         rng = np.random.default_rng(config.seed)
         keep = np.zeros_like(good)
-        keep[rng.permutation(len(good))[:config.max_images]] = True
+        keep[rng.permutation(len(good))[: config.max_images]] = True
         good &= keep
     ids = comp.train["id"].to_numpy()[good]
     paths = np.asarray(cached.paths, dtype=object)[good].astype(str)
@@ -90,12 +115,24 @@ def train_all_folds(config: TrainConfig, comp: Competition, folds: np.ndarray, c
     for fold in config.folds:
         epoch_seconds = max((s.epoch_seconds() for s in states.values()), default=0.0)
         if not budget.fits(epoch_seconds):
-            warn(f"time budget: {budget.left() / 60:.0f} min left; fold {fold} and later not started. "
-                 f"Rerun with this output attached to go on.")
+            warn(
+                f"time budget: {budget.left() / 60:.0f} min left; fold {fold} and later not started. "
+                f"Rerun with this output attached to go on."
+            )
             break
-        states[fold] = train_fold(config, fold, ids=ids, paths=paths, targets=targets, folds=folds[good],
-                                  out=out, strategy=strategy, budget=budget, transform=transform,
-                                  folds_after=len(config.folds) - len(states) - 1)
+        states[fold] = train_fold(
+            config,
+            fold,
+            ids=ids,
+            paths=paths,
+            targets=targets,
+            folds=folds[good],
+            out=out,
+            strategy=strategy,
+            budget=budget,
+            transform=transform,
+            folds_after=len(config.folds) - len(states) - 1,
+        )
         if states[fold].paused:
             break
     return states
@@ -108,8 +145,13 @@ def report_oof(config: TrainConfig, comp: Competition, states: dict, out: Path) 
         warn("no finished fold")
         return
     y = comp.targets_for(oof["id"])
-    t, f2, _ = search_threshold(y, np.stack(oof["row"].to_numpy()), threshold_grid(*config.threshold_grid),
-                                min_labels=config.min_labels, max_labels=config.max_labels)
+    t, f2, _ = search_threshold(
+        y,
+        np.stack(oof["row"].to_numpy()),
+        threshold_grid(*config.threshold_grid),
+        min_labels=config.min_labels,
+        max_labels=config.max_labels,
+    )
     log(f"out-of-fold F2 over folds {sorted(oof['fold'].unique().tolist())}: {f2:.4f} at threshold {t:.2f}")
 
 

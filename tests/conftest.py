@@ -33,8 +33,11 @@ def built_config(code: str) -> dict:
     """The literal CONFIG = dict(...) of a built kernel, as a dict."""
     import ast
 
-    call = next(n.value for n in ast.parse(code).body if isinstance(n, ast.Assign)
-                and getattr(n.targets[0], "id", "") == "CONFIG")
+    call = next(
+        n.value
+        for n in ast.parse(code).body
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "CONFIG"
+    )
     return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
 
 
@@ -56,10 +59,10 @@ def run_patched_submit(work: Path, tmp_path: Path, replace=None, **config):
     root = work / "submit" / "kaggle"
     for f in (root / "working").iterdir():
         f.unlink()
-    env = dict(os.environ, IMET_KAGGLE_ROOT=str(root), TF_CPP_MIN_LOG_LEVEL="2",
-               PYTHONPATH=str(work / "offline_image"))
-    return subprocess.run([sys.executable, str(script)], cwd=root / "working", env=env, capture_output=True,
-                          text=True, timeout=600)
+    env = dict(os.environ, IMET_KAGGLE_ROOT=str(root), TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(work / "offline_image"))
+    return subprocess.run(
+        [sys.executable, str(script)], cwd=root / "working", env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="session")
@@ -84,10 +87,12 @@ def assert_loads_offline(model, tmp_path: Path, x) -> None:
     blocker.mkdir()
     for pkg in ("efficientnet", "albumentations"):
         (blocker / f"{pkg}.py").write_text("raise ImportError('blocked')\n")
-    code = (f"import sys, numpy as np; sys.path.insert(0, {str(ROOT)!r})\n"
-            f"from imet_utils.prediction import load_for_inference\n"
-            f"np.save({str(tmp_path / 'y.npy')!r}, load_for_inference({str(tmp_path / 'model')!r})"
-            f"(np.load({str(tmp_path / 'x.npy')!r})).numpy())\n")
+    code = (
+        f"import sys, numpy as np; sys.path.insert(0, {str(ROOT)!r})\n"
+        f"from imet_utils.prediction import load_for_inference\n"
+        f"np.save({str(tmp_path / 'y.npy')!r}, load_for_inference({str(tmp_path / 'model')!r})"
+        f"(np.load({str(tmp_path / 'x.npy')!r})).numpy())\n"
+    )
     env = {"PYTHONPATH": str(blocker), "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
     check = subprocess.run([sys.executable, "-c", "import efficientnet"], env=env, capture_output=True)

@@ -24,6 +24,7 @@ The simulated server, driven by calls rather than by the clock, so tests run in 
 - ``competitions submit -k``: refused (HTTP 400, stderr, exit 1) for competitions in ``late_refused``;
   a submission's scores appear after ``score_polls`` listings of ``competitions submissions``.
 """
+
 from __future__ import annotations
 
 import ast
@@ -37,12 +38,24 @@ import sys
 from pathlib import Path
 
 STATE_ENV = "FAKE_KAGGLE_DIR"
-DEFAULTS = dict(stale_polls=0, queued_polls=1, running_polls=2, gpu_limit=2, errors={}, push_errors={},
-                competitions=["imet-2019-fgvc6", "imet-2020-fgvc7", "imet-2021-fgvc8"], late_refused={},
-                score_polls=2, scores={"public": "0.61234", "private": "0.60871"}, probe_scores=
-                {"public": "0.00412", "private": "0.00398"})
-TITLES = {"imet-2019-fgvc6": "iMet Collection 2019 - FGVC6", "imet-2020-fgvc7": "iMet Collection 2020 - FGVC7",
-          "imet-2021-fgvc8": "iMet Collection 2021 x AIC - FGVC8"}
+DEFAULTS = dict(
+    stale_polls=0,
+    queued_polls=1,
+    running_polls=2,
+    gpu_limit=2,
+    errors={},
+    push_errors={},
+    competitions=["imet-2019-fgvc6", "imet-2020-fgvc7", "imet-2021-fgvc8"],
+    late_refused={},
+    score_polls=2,
+    scores={"public": "0.61234", "private": "0.60871"},
+    probe_scores={"public": "0.00412", "private": "0.00398"},
+)
+TITLES = {
+    "imet-2019-fgvc6": "iMet Collection 2019 - FGVC6",
+    "imet-2020-fgvc7": "iMet Collection 2020 - FGVC7",
+    "imet-2021-fgvc8": "iMet Collection 2021 x AIC - FGVC8",
+}
 BLOB = "https://storage.fake-kaggle.invalid/"
 
 
@@ -51,16 +64,24 @@ def install(tmp_path: Path, **config) -> dict:
     bin_dir, state_dir = tmp_path / "bin", tmp_path / "fake-kaggle"
     bin_dir.mkdir(exist_ok=True)
     state_dir.mkdir(exist_ok=True)
-    (state_dir / "state.json").write_text(json.dumps({"config": {**DEFAULTS, **config}, "kernels": {},
-                                                      "submissions": []}))
+    (state_dir / "state.json").write_text(
+        json.dumps({"config": {**DEFAULTS, **config}, "kernels": {}, "submissions": []})
+    )
     exe = bin_dir / "kaggle"
-    exe.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-                   f"import fake_kaggle\nfake_kaggle.run_cli()\n")
+    exe.write_text(
+        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        f"import fake_kaggle\nfake_kaggle.run_cli()\n"
+    )
     exe.chmod(0o755)
     (tmp_path / "kaggle-config").mkdir(exist_ok=True)
-    return dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", KAGGLE_USERNAME="me",
-                KAGGLE_KEY="0123456789abcdef-test", KAGGLE_CONFIG_DIR=str(tmp_path / "kaggle-config"),
-                **{STATE_ENV: str(state_dir)})
+    return dict(
+        os.environ,
+        PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        KAGGLE_USERNAME="me",
+        KAGGLE_KEY="0123456789abcdef-test",
+        KAGGLE_CONFIG_DIR=str(tmp_path / "kaggle-config"),
+        **{STATE_ENV: str(state_dir)},
+    )
 
 
 def configure(env: dict, **config) -> None:
@@ -99,12 +120,15 @@ def _send(state_dir: Path, request):
         state = json.loads(path.read_text())
         server = _Server(state, state_dir)
         if request.url.startswith(BLOB):
-            status, body, ctype = 200, (state_dir / "blobs" / request.url[len(BLOB):]).read_bytes(), "text/plain"
+            status, body, ctype = 200, (state_dir / "blobs" / request.url[len(BLOB) :]).read_bytes(), "text/plain"
         else:
             method = request.url.rsplit("/", 1)[-1]
             try:
-                status, body, ctype = 200, getattr(server, method)(json.loads(request.body or b"{}")), \
-                    "application/json"
+                status, body, ctype = (
+                    200,
+                    getattr(server, method)(json.loads(request.body or b"{}")),
+                    "application/json",
+                )
             except _HttpError as e:
                 status, ctype = e.code, "application/json"
                 body = json.dumps({"code": e.code, "message": e.message}).encode()
@@ -149,8 +173,12 @@ class _Server:
         return run["outcome"]
 
     def _active_gpu_runs(self) -> int:
-        return sum(1 for k in self.state["kernels"].values() for run in k
-                   if run["gpu"] and self._phase(run) in ("QUEUED", "RUNNING"))
+        return sum(
+            1
+            for k in self.state["kernels"].values()
+            for run in k
+            if run["gpu"] and self._phase(run) in ("QUEUED", "RUNNING")
+        )
 
     def SaveKernel(self, body: dict) -> bytes:
         from kagglesdk.kernels.types.kernels_api_service import ApiSaveKernelRequest, ApiSaveKernelResponse
@@ -162,18 +190,29 @@ class _Server:
         if slug in self.config["push_errors"]:
             return _obj(ApiSaveKernelResponse, error=self.config["push_errors"][slug])
         if req.enable_gpu and self._active_gpu_runs() >= self.config["gpu_limit"]:
-            return _obj(ApiSaveKernelResponse,
-                        error=f"Maximum batch GPU session count of {self.config['gpu_limit']} reached.")
+            return _obj(
+                ApiSaveKernelResponse, error=f"Maximum batch GPU session count of {self.config['gpu_limit']} reached."
+            )
         bad_comps = [c for c in req.competition_data_sources or [] if c not in self.config["competitions"]]
         bad_kernels = [k for k in req.kernel_data_sources or [] if k not in self.state["kernels"]]
         runs = self.state["kernels"].setdefault(kid, [])
-        run = {"n": len(runs) + 1, "polls": -1 - self.config["stale_polls"] if runs else -1,
-               "gpu": bool(req.enable_gpu), "outcome": "ERROR" if slug in self.config["errors"] else "COMPLETE"}
+        run = {
+            "n": len(runs) + 1,
+            "polls": -1 - self.config["stale_polls"] if runs else -1,
+            "gpu": bool(req.enable_gpu),
+            "outcome": "ERROR" if slug in self.config["errors"] else "COMPLETE",
+        }
         runs.append(run)
         self.state["max_gpu_active"] = max(self.state.get("max_gpu_active", 0), self._active_gpu_runs())
         self._write_outputs(kid, run, req.text or "")
-        return _obj(ApiSaveKernelResponse, ref=f"/code/{kid}", url=url, version_number=run["n"],
-                    invalid_competition_sources=bad_comps, invalid_kernel_sources=bad_kernels)
+        return _obj(
+            ApiSaveKernelResponse,
+            ref=f"/code/{kid}",
+            url=url,
+            version_number=run["n"],
+            invalid_competition_sources=bad_comps,
+            invalid_kernel_sources=bad_kernels,
+        )
 
     def GetKernelSessionStatus(self, body: dict) -> bytes:
         from kagglesdk.kernels.types.kernels_api_service import ApiGetKernelSessionStatusResponse
@@ -193,8 +232,10 @@ class _Server:
         return self.state["kernels"][kid]
 
     def ListKernelSessionOutput(self, body: dict) -> bytes:
-        from kagglesdk.kernels.types.kernels_api_service import (ApiKernelSessionOutputFile,
-                                                                 ApiListKernelSessionOutputResponse)
+        from kagglesdk.kernels.types.kernels_api_service import (
+            ApiKernelSessionOutputFile,
+            ApiListKernelSessionOutputResponse,
+        )
 
         runs = self._runs(body)
         label = body.get("versionLabel")
@@ -220,9 +261,13 @@ class _Server:
             files["submission.csv"] = "id,attribute_ids\n10023b2cc4ed5f68,0 1 2\n"
             seconds, lines = 95.0, lines + ["copied sample_submission.csv"]
         elif slug.endswith("-submit"):
-            files["decision.json"] = json.dumps({"chosen": "per_group", "oof_f2": {"global": 0.6012, "per_group":
-                                                 0.6104, "per_class": 0.6071, "relative": 0.5955},
-                                                 "oof_f2_in_sample": {"global": 0.6031, "per_group": 0.6150}})
+            files["decision.json"] = json.dumps(
+                {
+                    "chosen": "per_group",
+                    "oof_f2": {"global": 0.6012, "per_group": 0.6104, "per_class": 0.6071, "relative": 0.5955},
+                    "oof_f2_in_sample": {"global": 0.6031, "per_group": 0.6150},
+                }
+            )
             files["submission.csv"] = "id,attribute_ids\n10023b2cc4ed5f68,13 51 1059\n"
             files["threshold_curve.png"] = _PNG
             seconds, lines = 1800.0, lines + ["wrote submission.csv"]
@@ -234,18 +279,22 @@ class _Server:
             files["training_curves.png"] = _PNG
             for k in folds:
                 hist = "epoch,loss,val_f2,seconds\n" + "".join(
-                    f"{e},{0.02 - e * 0.001:.4f},{0.50 + 0.01 * e + 0.002 * k:.4f},2700\n" for e in range(epochs))
+                    f"{e},{0.02 - e * 0.001:.4f},{0.50 + 0.01 * e + 0.002 * k:.4f},2700\n" for e in range(epochs)
+                )
                 files[f"fold{k}/history.csv"] = hist
-                files[f"fold{k}/state.json"] = json.dumps({"epochs_done": epochs, "finished": True,
-                                                           "best_f2": 0.50 + 0.01 * (epochs - 1) + 0.002 * k})
+                files[f"fold{k}/state.json"] = json.dumps(
+                    {"epochs_done": epochs, "finished": True, "best_f2": 0.50 + 0.01 * (epochs - 1) + 0.002 * k}
+                )
                 files[f"fold{k}/oof.npz"] = "npz"
                 files[f"fold{k}/model/saved_model.pb"] = "model weights"
                 lines.append(f"fold {k}: best val F2 {0.5 + 0.01 * (epochs - 1) + 0.002 * k:.4f}")
             seconds = 3600.0 * 1.2 * len(folds)
         if run["outcome"] == "ERROR":
             lines += ["Traceback (most recent call last):"] + self.config["errors"][slug].splitlines()
-        events = [{"stream_name": "stdout", "time": seconds * i / max(len(lines) - 1, 1), "data": line + "\n"}
-                  for i, line in enumerate(lines)]
+        events = [
+            {"stream_name": "stdout", "time": seconds * i / max(len(lines) - 1, 1), "data": line + "\n"}
+            for i, line in enumerate(lines)
+        ]
         for name, text in {**files, "log.json": json.dumps(events)}.items():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             (root / name).write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -263,8 +312,16 @@ class _Server:
         if not 0 < n <= len(runs) or self._phase(runs[n - 1]) != "COMPLETE":
             raise _HttpError(400, f"Notebook {kid} version {n} has not completed successfully")
         ref = 40000000 + len(self.state["submissions"]) + 1
-        self.state["submissions"].insert(0, {"ref": ref, "kernel": kid, "description": body.get(
-            "submissionDescription", ""), "file": body.get("fileName"), "polls": 0})
+        self.state["submissions"].insert(
+            0,
+            {
+                "ref": ref,
+                "kernel": kid,
+                "description": body.get("submissionDescription", ""),
+                "file": body.get("fileName"),
+                "polls": 0,
+            },
+        )
         return _obj(ApiCreateCodeSubmissionResponse, ref=ref, message=f"Successfully submitted to {TITLES[comp]}")
 
     def GetSubmissionLimits(self, body: dict) -> bytes:
@@ -284,8 +341,11 @@ class _Server:
             s.date = datetime.datetime(2026, 11, 27, 9, 0)
             if sub["polls"] > self.config["score_polls"]:
                 scores = self.config["probe_scores" if "probe" in sub["kernel"] else "scores"]
-                s.status, s.public_score, s.private_score = (SubmissionStatus.COMPLETE, scores["public"],
-                                                             scores["private"])
+                s.status, s.public_score, s.private_score = (
+                    SubmissionStatus.COMPLETE,
+                    scores["public"],
+                    scores["private"],
+                )
             else:
                 s.status = SubmissionStatus.PENDING
             out.append(s)
@@ -295,8 +355,11 @@ class _Server:
 def _pushed_config(code: str) -> dict:
     """The CONFIG = dict(...) of a pushed script (or notebook), as the kernel's config.json would hold it."""
     if code.lstrip().startswith("{"):
-        code = "\n".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
-                         for c in json.loads(code)["cells"] if c["cell_type"] == "code")
+        code = "\n".join(
+            c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+            for c in json.loads(code)["cells"]
+            if c["cell_type"] == "code"
+        )
     for node in ast.parse(code).body:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "CONFIG":
             return {kw.arg: ast.literal_eval(kw.value) for kw in node.value.keywords}

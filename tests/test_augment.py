@@ -1,4 +1,5 @@
 """Augmentation presets: the seed's transforms exactly, ours named as ours, small images scaled up first."""
+
 import ast
 from pathlib import Path
 
@@ -76,14 +77,17 @@ def test_seed_affine_is_albumentations_0x_shift_scale_rotate_to_under_a_pixel(an
     affine.translate_percent = {"x": (dx, dx), "y": (dy, dy)}
     out = affine(image=img)["image"].astype(int)
     # Equal to 0.x's formula with the two documented sub-pixel differences...
-    same = _shift_scale_rotate_0x(img, angle, scale, dx, dy, centre=lambda w, h: ((w - 1) / 2, (h - 1) / 2),
-                                  whole_pixel_shift=True)
+    same = _shift_scale_rotate_0x(
+        img, angle, scale, dx, dy, centre=lambda w, h: ((w - 1) / 2, (h - 1) / 2), whole_pixel_shift=True
+    )
     assert np.abs(out - same).max() <= 1
     # ...so close to 0.x's own output, and far from the opposite rotation.
-    seed = _shift_scale_rotate_0x(img, angle, scale, dx, dy, centre=lambda w, h: (w / 2, h / 2),
-                                  whole_pixel_shift=False)
-    mirrored = _shift_scale_rotate_0x(img, -angle, scale, dx, dy, centre=lambda w, h: (w / 2, h / 2),
-                                      whole_pixel_shift=False)
+    seed = _shift_scale_rotate_0x(
+        img, angle, scale, dx, dy, centre=lambda w, h: (w / 2, h / 2), whole_pixel_shift=False
+    )
+    mirrored = _shift_scale_rotate_0x(
+        img, -angle, scale, dx, dy, centre=lambda w, h: (w / 2, h / 2), whole_pixel_shift=False
+    )
     assert np.abs(out - seed).mean() < 6 < np.abs(out - mirrored).mean()
 
 
@@ -101,16 +105,21 @@ def test_images_smaller_than_the_crop_are_scaled_up_never_a_crash(preset, shape)
     assert out.shape == (48, 48, 3) and out.dtype == np.uint8
 
 
-@pytest.mark.parametrize("shape,size,expected", [((20, 30), 48, (48, 72)), ((300, 8), 48, (1800, 48)),
-                                                 ((64, 200), 48, (64, 200)), ((47, 47), 48, (48, 48))])
+@pytest.mark.parametrize(
+    "shape,size,expected",
+    [((20, 30), 48, (48, 72)), ((300, 8), 48, (1800, 48)), ((64, 200), 48, (64, 200)), ((47, 47), 48, (48, 48))],
+)
 def test_scale_up_to_raises_the_short_side_to_the_crop_keeping_the_aspect(shape, size, expected):
     assert scale_up_to(np.zeros(shape + (3,), np.uint8), size).shape == expected + (3,)
 
 
 def _internal_imports(module: str) -> set:
     tree = ast.parse((ROOT / "imet_utils" / f"{module}.py").read_text())
-    return {n.module.split(".")[1] for n in ast.walk(tree)
-            if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("imet_utils.")}
+    return {
+        n.module.split(".")[1]
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("imet_utils.")
+    }
 
 
 def test_the_pipeline_and_what_it_imports_never_import_augment():

@@ -1,16 +1,17 @@
 """The builder: inlined kernels that parse, carry no package import, and metadata the kaggle CLI accepts."""
+
 import ast
 import json
 import re
 import subprocess
-import warnings
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
+from conftest import built_config
 
 import kernel_build
-from conftest import built_config
 from kernel_build.inline import check_names, strip_main_block
 from kernel_build.toplevel import set_json_keys
 
@@ -18,8 +19,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _build_in(repo, *flags):
-    res = subprocess.run([sys.executable, "build_kernel.py", "--metadata", str(repo / "kernel-metadata.json"),
-                          "--out", str(repo / "build"), *flags], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "build_kernel.py",
+            "--metadata",
+            str(repo / "kernel-metadata.json"),
+            "--out",
+            str(repo / "build"),
+            *flags,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     return res
 
@@ -27,8 +41,9 @@ def _build_in(repo, *flags):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("build")
-    res = subprocess.run([sys.executable, "build_kernel.py", "--out", str(out)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "build_kernel.py", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 0, res.stderr
     return out
 
@@ -60,7 +75,8 @@ def test_submit_kernel_does_not_import_efficientnet_or_albumentations_at_top_lev
     tree = ast.parse(code)
     top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     names = {a.name.split(".")[0] for n in top for a in n.names} | {
-        (n.module or "").split(".")[0] for n in top if isinstance(n, ast.ImportFrom)}
+        (n.module or "").split(".")[0] for n in top if isinstance(n, ast.ImportFrom)
+    }
     assert not names & {"efficientnet", "albumentations"}
 
 
@@ -83,26 +99,51 @@ def test_metadata_derived_from_the_base_file(built):
 def test_builder_imports_neither_tensorflow_nor_kaggle(tmp_path):
     meta = tmp_path / "kernel-metadata.json"  # the user's own owner: --check refuses the template's placeholder
     meta.write_text((ROOT / "kernel-metadata.json").read_text().replace('"your-kaggle-username/', '"me/'))
-    code = ("import sys, build_kernel, kernel_build, tempfile; kernel_build.build(tempfile.mkdtemp()); "
-            f"assert build_kernel.main(['--out', tempfile.mkdtemp(), '--metadata', {str(meta)!r}, '--check']) == 0; "
-            "bad = [m for m in ('tensorflow', 'kaggle', 'keras') if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import sys, build_kernel, kernel_build, tempfile; kernel_build.build(tempfile.mkdtemp()); "
+        f"assert build_kernel.main(['--out', tempfile.mkdtemp(), '--metadata', {str(meta)!r}, '--check']) == 0; "
+        "bad = [m for m in ('tensorflow', 'kaggle', 'keras') if m in sys.modules]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
 
 
 def test_overrides_are_type_checked_and_inlined(tmp_path):
-    res = subprocess.run([sys.executable, "build_kernel.py", "--out", str(tmp_path), "--set", "epochs=3",
-                          "--set", "folds=[0,1]", "--set", "weights=null"], cwd=ROOT, capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "build_kernel.py",
+            "--out",
+            str(tmp_path),
+            "--set",
+            "epochs=3",
+            "--set",
+            "folds=[0,1]",
+            "--set",
+            "weights=null",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     code = (tmp_path / "imet-2019-train" / "imet-2019-train.py").read_text()
     config = built_config(code)
     assert (config["epochs"], config["folds"], config["weights"]) == (3, [0, 1], None)
     assert re.search(r"\n    epochs=3,  # .*\[default 8\]\n", code)  # a changed value names its default
-    bad = subprocess.run([sys.executable, "build_kernel.py", "--out", str(tmp_path), "--set", "epoch=3"], cwd=ROOT,
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "build_kernel.py", "--out", str(tmp_path), "--set", "epoch=3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2
     assert "unknown TrainConfig key(s) ['epoch']; valid keys:" in bad.stderr and "epochs" in bad.stderr
-    bad = subprocess.run([sys.executable, "build_kernel.py", "--out", str(tmp_path), "--set", "epochs=many"],
-                         cwd=ROOT, capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "build_kernel.py", "--out", str(tmp_path), "--set", "epochs=many"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert "epochs must be an integer, got 'many'" in bad.stderr
 
 
@@ -165,8 +206,12 @@ def test_built_metadata_passes_the_kaggle_clis_own_checks(built, kaggle_api):
 
 def test_notebook_and_split_builds_pass_the_kaggle_clis_checks(tmp_path, kaggle_api):
     api, sent = kaggle_api
-    res = subprocess.run([sys.executable, "build_kernel.py", "--out", str(tmp_path), "--notebook", "--split-folds"],
-                         cwd=ROOT, capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "build_kernel.py", "--out", str(tmp_path), "--notebook", "--split-folds"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     for meta_path in _kernels(tmp_path):
         assert api.kernels_push(str(meta_path.parent)) == "ok"
@@ -181,17 +226,30 @@ def test_the_fake_client_sees_a_rejected_metadata(tmp_path, kaggle_api):
     api, sent = kaggle_api
     (tmp_path / "k").mkdir()
     (tmp_path / "k" / "k.py").write_text("print(1)\n")
-    (tmp_path / "k" / "kernel-metadata.json").write_text(json.dumps(
-        {"id": "me/abcd", "title": "abcd", "code_file": "k.py", "language": "python", "kernel_type": "script"}))
+    (tmp_path / "k" / "kernel-metadata.json").write_text(
+        json.dumps(
+            {"id": "me/abcd", "title": "abcd", "code_file": "k.py", "language": "python", "kernel_type": "script"}
+        )
+    )
     with pytest.raises(ValueError, match="at least five"):
         api.kernels_push(str(tmp_path / "k"))
     assert sent == []
 
 
 def test_ensemble_train_kernels_become_the_submit_kernels_sources(tmp_path):
-    res = subprocess.run([sys.executable, "build_kernel.py", "--out", str(tmp_path), "--set-submit",
-                          'train_kernels=["me/imet-b3-folds","me/imet-convnext"]'], cwd=ROOT, capture_output=True,
-                         text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "build_kernel.py",
+            "--out",
+            str(tmp_path),
+            "--set-submit",
+            'train_kernels=["me/imet-b3-folds","me/imet-convnext"]',
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     meta = json.loads((tmp_path / "imet-2019-submit" / "kernel-metadata.json").read_text())
     assert {"me/imet-b3-folds", "me/imet-convnext"} <= set(meta["kernel_sources"])
@@ -210,8 +268,13 @@ def _validate_strictly(nb_path):
 
 @pytest.mark.parametrize("flags", [[], ["--split-folds"]])
 def test_notebooks_are_valid_nbformat_4_5_with_cell_ids(tmp_path, flags):
-    res = subprocess.run([sys.executable, "build_kernel.py", "--out", str(tmp_path), "--notebook", *flags], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "build_kernel.py", "--out", str(tmp_path), "--notebook", *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     notebooks = sorted(tmp_path.glob("*/*.ipynb"))
     assert len(notebooks) == (6 if flags else 2)
@@ -240,8 +303,11 @@ def test_a_plain_kaggle_push_at_top_level_pushes_the_built_kernel_after_a_slug_c
     api, sent = kaggle_api
     meta_path = user_repo / "kernel-metadata.json"
     original = meta_path.read_text()
-    meta_path.write_text(original.replace('"your-kaggle-username/imet-2019-train"', '"me/my-imet-model"')
-                         .replace('"title": "imet-2019-train"', '"title": "my-imet-model"'))
+    meta_path.write_text(
+        original.replace('"your-kaggle-username/imet-2019-train"', '"me/my-imet-model"').replace(
+            '"title": "imet-2019-train"', '"title": "my-imet-model"'
+        )
+    )
     res = _build_in(user_repo)
     assert "a plain `kaggle kernels push` in" in res.stdout and "pushes me/my-imet-model" in res.stdout
     meta = json.loads(meta_path.read_text())
@@ -281,24 +347,46 @@ def test_a_split_folds_build_makes_a_plain_top_level_push_stop_before_sending(us
 
 def test_a_build_folder_outside_the_metadata_folder_leaves_it_alone(user_repo, tmp_path):
     before = (user_repo / "kernel-metadata.json").read_bytes()
-    res = subprocess.run([sys.executable, "build_kernel.py", "--metadata", str(user_repo / "kernel-metadata.json"),
-                          "--out", str(tmp_path / "elsewhere"), "--notebook"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "build_kernel.py",
+            "--metadata",
+            str(user_repo / "kernel-metadata.json"),
+            "--out",
+            str(tmp_path / "elsewhere"),
+            "--notebook",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     assert (user_repo / "kernel-metadata.json").read_bytes() == before
     assert "left as it is: the build folder" in res.stdout
 
 
-@pytest.mark.parametrize("text", [
-    '{\n  "id": "me/abcde",\n  "code_file": "x.py",\n  "kernel_type": "script",\n  "s": ["a", "b"]\n}\n',
-    '{"id": "me/abcde", "code_file": null, "kernel_type": "script", "s": ["a", "b"]}',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{\n  "id": "me/abcde",\n  "code_file": "x.py",\n  "kernel_type": "script",\n  "s": ["a", "b"]\n}\n',
+        '{"id": "me/abcde", "code_file": null, "kernel_type": "script", "s": ["a", "b"]}',
+    ],
+)
 def test_set_json_keys_changes_only_those_values(text):
-    new = set_json_keys(text, {"code_file": "build/a b/\"q\".ipynb", "kernel_type": "notebook"})
-    assert json.loads(new) == {"id": "me/abcde", "code_file": 'build/a b/"q".ipynb', "kernel_type": "notebook",
-                               "s": ["a", "b"]}
-    assert new.replace('"build/a b/\\"q\\".ipynb"', '"x.py"' if "x.py" in text else "null").replace(
-        '"notebook"', '"script"') == text
+    new = set_json_keys(text, {"code_file": 'build/a b/"q".ipynb', "kernel_type": "notebook"})
+    assert json.loads(new) == {
+        "id": "me/abcde",
+        "code_file": 'build/a b/"q".ipynb',
+        "kernel_type": "notebook",
+        "s": ["a", "b"],
+    }
+    assert (
+        new.replace('"build/a b/\\"q\\".ipynb"', '"x.py"' if "x.py" in text else "null").replace(
+            '"notebook"', '"script"'
+        )
+        == text
+    )
     # a key it can't find is added, the file rewritten with indent 2
     assert json.loads(set_json_keys('{"id": "me/abcde"}', {"code_file": "a.py"}))["code_file"] == "a.py"
-

@@ -1,4 +1,5 @@
 """Competition CSVs: clear errors naming file, line and value; ids always strings."""
+
 import pytest
 
 from imet_utils.data import CsvError, read_competition, read_labels, read_sample_submission, read_train
@@ -24,32 +25,39 @@ def test_labels_give_classes_and_groups(tmp_path):
     assert labels.group_index()["tag"].tolist() == [2, 3]
 
 
-@pytest.mark.parametrize("ids,message", [
-    ([0, 1, 3, 2], r"labels.csv:4: attribute_id '3'; ids must be 0..n-1 in order, expected 2"),
-    ([1, 2, 3], r"labels.csv:2: attribute_id '1'"),
-    (["0", "x"], r"labels.csv:3: attribute_id 'x'"),
-])
+@pytest.mark.parametrize(
+    "ids,message",
+    [
+        ([0, 1, 3, 2], r"labels.csv:4: attribute_id '3'; ids must be 0..n-1 in order, expected 2"),
+        ([1, 2, 3], r"labels.csv:2: attribute_id '1'"),
+        (["0", "x"], r"labels.csv:3: attribute_id 'x'"),
+    ],
+)
 def test_labels_ids_must_be_0_to_n_minus_1(tmp_path, ids, message):
     with pytest.raises(CsvError, match=message):
         read_labels(_labels(tmp_path, ids))
 
 
-@pytest.mark.parametrize("rows,message", [
-    (["a,0", "b,1", "a,2"], r"train.csv:4: duplicate id 'a' \(first on line 2\)"),
-    (["a,0", "b,0 7"], r"train.csv:3: id 'b' has attribute id 7, not in labels.csv \(0..3\)"),
-    (["a,0", "b,"], r"train.csv:3: id 'b' has an empty attribute_ids list"),
-    (["a,0 1.5"], r"train.csv:2: id 'a' has non-integer attribute id '1.5'"),
-    (["a,0 x"], r"train.csv:2: id 'a' has non-integer attribute id 'x'"),
-    (["a,-1"], r"train.csv:2: id 'a' has non-integer attribute id '-1'"),
-])
+@pytest.mark.parametrize(
+    "rows,message",
+    [
+        (["a,0", "b,1", "a,2"], r"train.csv:4: duplicate id 'a' \(first on line 2\)"),
+        (["a,0", "b,0 7"], r"train.csv:3: id 'b' has attribute id 7, not in labels.csv \(0..3\)"),
+        (["a,0", "b,"], r"train.csv:3: id 'b' has an empty attribute_ids list"),
+        (["a,0 1.5"], r"train.csv:2: id 'a' has non-integer attribute id '1.5'"),
+        (["a,0 x"], r"train.csv:2: id 'a' has non-integer attribute id 'x'"),
+        (["a,-1"], r"train.csv:2: id 'a' has non-integer attribute id '-1'"),
+    ],
+)
 def test_bad_train_rows_are_named(tmp_path, rows, message):
     with pytest.raises(CsvError, match=message):
         read_train(_train(tmp_path, rows), 4)
 
 
 def test_digit_ids_crlf_and_extra_columns_are_accepted(tmp_path):
-    path = _train(tmp_path, ["0123456789012,0 3,x", "1e5,1,y", "00ab,2 2,z"], header="id,attribute_ids,note",
-                  newline="\r\n")
+    path = _train(
+        tmp_path, ["0123456789012,0 3,x", "1e5,1,y", "00ab,2 2,z"], header="id,attribute_ids,note", newline="\r\n"
+    )
     df = read_train(path, 4)
     assert df["id"].tolist() == ["0123456789012", "1e5", "00ab"]  # leading zero kept, '1e5' not a float
     assert df["labels"].tolist() == [[0, 3], [1], [2]]

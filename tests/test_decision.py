@@ -1,11 +1,19 @@
 """Decision rules fitted on OOF predictions, and their cross-fitted choice."""
+
 import json
 
 import numpy as np
 import pytest
 
-from imet_utils.decision import (RELATIVE_FACTORS, RULES, SHRINK_POSITIVES, apply_rule, choose_rule, fit_rule,
-                                 gain_interval)
+from imet_utils.decision import (
+    RELATIVE_FACTORS,
+    RULES,
+    SHRINK_POSITIVES,
+    apply_rule,
+    choose_rule,
+    fit_rule,
+    gain_interval,
+)
 from imet_utils.metrics import binarize, f2_per_sample, f2_score, search_threshold, threshold_grid
 
 GRID = threshold_grid(0.05, 0.5, 0.01)
@@ -18,7 +26,7 @@ def _data(n=1500, seed=0, culture_scale=0.6, tag_scale=0.25):
     n_c, n_t = 10, 30
     y = np.zeros((n, n_c + n_t), np.uint8)
     y[np.arange(n), rng.integers(0, n_c, n)] = 1
-    for k in range(3):
+    for _ in range(3):
         y[np.arange(n), n_c + rng.integers(0, n_t, n)] = rng.random(n) < 0.7
     noise = rng.random(y.shape) ** 4
     probs = np.where(y > 0, 0.0, noise * 0.3)
@@ -51,8 +59,9 @@ def test_per_group_thresholds_follow_each_groups_confidence():
     assert params["culture"]["max_labels"] <= 2  # one culture per image here: the rule learns to keep ~1
     assert params["tag"]["max_labels"] >= 3
     g = fit_rule("global", y, probs, groups, GRID)
-    assert f2_score(y, apply_rule({"rule": "per_group", "groups": params}, probs, groups)) > \
-        f2_score(y, apply_rule(g, probs, groups))
+    assert f2_score(y, apply_rule({"rule": "per_group", "groups": params}, probs, groups)) > f2_score(
+        y, apply_rule(g, probs, groups)
+    )
 
 
 def test_choice_is_cross_fitted_and_never_worse_than_global():
@@ -67,8 +76,11 @@ def test_choice_is_cross_fitted_and_never_worse_than_global():
 
 def test_relative_rule_uses_each_images_top_probability():
     probs = np.array([[0.9, 0.2, 0.14, 0.0], [0.3, 0.2, 0.01, 0.0]])
-    pred = apply_rule({"rule": "relative", "factor": 1 / 7 * 1.001 + 0.5, "min_labels": 1, "max_labels": 10},
-                      probs, {"all": np.arange(4)})
+    pred = apply_rule(
+        {"rule": "relative", "factor": 1 / 7 * 1.001 + 0.5, "min_labels": 1, "max_labels": 10},
+        probs,
+        {"all": np.arange(4)},
+    )
     assert pred.tolist() == [[1, 0, 0, 0], [1, 1, 0, 0]]
 
 
@@ -92,8 +104,14 @@ def test_every_image_gets_a_label_on_data_the_rule_was_not_fitted_on(rule, bound
     params = json.loads(json.dumps(fit_rule(rule, y, probs, groups, GRID, min_labels=lo, max_labels=hi)))
     assert (params["min_labels_total"], params["max_labels_total"]) == (lo, hi)
     rng = np.random.default_rng(0)
-    for test in (probs * 0.01, np.zeros_like(probs), rng.random(probs.shape), np.ones_like(probs),
-                 (probs * 0.01).astype(np.float32), rng.random((3, probs.shape[1])) ** 8):
+    for test in (
+        probs * 0.01,
+        np.zeros_like(probs),
+        rng.random(probs.shape),
+        np.ones_like(probs),
+        (probs * 0.01).astype(np.float32),
+        rng.random((3, probs.shape[1])) ** 8,
+    ):
         counts = apply_rule(params, test, groups).sum(axis=1)
         assert counts.min() >= lo and counts.max() <= hi, (rule, counts.min(), counts.max())
 
@@ -111,12 +129,20 @@ def test_choose_rule_respects_the_bounds_in_every_rule():
     assert d["params"]["min_labels_total"] == 2 and d["params"]["max_labels_total"] == 3
 
 
-@pytest.mark.parametrize("params", [
-    {"rule": "global", "threshold": 0.3, "min_labels": 0, "max_labels": 10},  # what the seed's search could pick
-    {"rule": "relative", "factor": 0.5, "min_labels": 0, "max_labels": 10},
-    {"rule": "per_group", "groups": {"culture": {"threshold": 0.9, "min_labels": 0, "max_labels": 8},
-                                     "tag": {"threshold": 0.9, "min_labels": 0, "max_labels": 8}}},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"rule": "global", "threshold": 0.3, "min_labels": 0, "max_labels": 10},  # what the seed's search could pick
+        {"rule": "relative", "factor": 0.5, "min_labels": 0, "max_labels": 10},
+        {
+            "rule": "per_group",
+            "groups": {
+                "culture": {"threshold": 0.9, "min_labels": 0, "max_labels": 8},
+                "tag": {"threshold": 0.9, "min_labels": 0, "max_labels": 8},
+            },
+        },
+    ],
+)
 def test_decision_json_without_the_bounds_applies_with_one_to_ten_labels(params):
     _, probs, groups, _ = _data(n=200, seed=7)
     for test in (probs * 0.01, np.zeros_like(probs), np.ones_like(probs)):
@@ -124,11 +150,14 @@ def test_decision_json_without_the_bounds_applies_with_one_to_ten_labels(params)
         assert counts.min() >= 1 and counts.max() <= 10
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"min_labels": 0}, "min_labels must be >= 1.*got 0"),
-    ({"min_labels": -2}, "min_labels must be >= 1.*got -2"),
-    ({"min_labels": 4, "max_labels": 3}, "max_labels must be >= min_labels.*3 < min_labels 4"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"min_labels": 0}, "min_labels must be >= 1.*got 0"),
+        ({"min_labels": -2}, "min_labels must be >= 1.*got -2"),
+        ({"min_labels": 4, "max_labels": 3}, "max_labels must be >= min_labels.*3 < min_labels 4"),
+    ],
+)
 def test_bad_bounds_are_named(kwargs, message):
     y, probs, groups, folds = _data(n=100)
     with pytest.raises(ValueError, match=message):
@@ -139,9 +168,12 @@ def test_bad_bounds_are_named(kwargs, message):
 
 # A plain reference: every candidate scored by binarize + f2_score, first best wins, in loop order.
 
+
 def _choices(lo, hi):
-    return (sorted({min(max(m, lo), hi) for m in (0, 1, 2)}),
-            sorted({min(max(m, lo, 1), hi) for m in (1, 2, 3, 4, 6, 8, 10)}))
+    return (
+        sorted({min(max(m, lo), hi) for m in (0, 1, 2)}),
+        sorted({min(max(m, lo, 1), hi) for m in (1, 2, 3, 4, 6, 8, 10)}),
+    )
 
 
 def _first_best(score, candidates):
@@ -163,24 +195,31 @@ def _by_group(probs, groups, params):
 def _reference_fit(rule, y, probs, groups, grid, lo, hi):
     mins, maxs = _choices(lo, hi)
     combos = [(mn, mx) for mn in mins for mx in maxs if mx >= max(mn, 1)]
-    t0, mn, mx = _first_best(lambda t, a, b: f2_score(y, binarize(probs, t, min_labels=a, max_labels=b)),
-                             [(t, a, b) for t in grid for a, b in combos])
+    t0, mn, mx = _first_best(
+        lambda t, a, b: f2_score(y, binarize(probs, t, min_labels=a, max_labels=b)),
+        [(t, a, b) for t in grid for a, b in combos],
+    )
     bounds = {"min_labels_total": lo, "max_labels_total": hi}
     if rule == "global":
         return {"rule": rule, "threshold": float(t0), "min_labels": mn, "max_labels": mx, **bounds}
     if rule == "relative":
         top = probs.max(axis=1, keepdims=True)
-        f, mx = _first_best(lambda f, b: f2_score(y, binarize(probs, top * f, min_labels=lo, max_labels=b)),
-                            [(f, b) for f in RELATIVE_FACTORS for b in maxs])
+        f, mx = _first_best(
+            lambda f, b: f2_score(y, binarize(probs, top * f, min_labels=lo, max_labels=b)),
+            [(f, b) for f in RELATIVE_FACTORS for b in maxs],
+        )
         return {"rule": rule, "factor": float(f), "min_labels": lo, "max_labels": int(mx), **bounds}
     g_mins, g_maxs = _choices(0, hi)
     g_combos = [(a, b) for a in g_mins for b in g_maxs if b >= max(a, 1)]
     params = {g: {"threshold": float(t0), "min_labels": g_mins[0], "max_labels": g_maxs[-1]} for g in groups}
     for _ in range(2):
         for g in groups:
-            def score(t, a, b):
-                return f2_score(y, _by_group(probs, groups, {**params, g: {"threshold": t, "min_labels": a,
-                                                                           "max_labels": b}}))
+
+            def score(t, a, b, g=g):
+                return f2_score(
+                    y, _by_group(probs, groups, {**params, g: {"threshold": t, "min_labels": a, "max_labels": b}})
+                )
+
             t, a, b = _first_best(score, [(t, a, b) for t in grid for a, b in g_combos])
             params[g] = {"threshold": float(t), "min_labels": a, "max_labels": b}
     if rule == "per_group":
@@ -201,8 +240,9 @@ def _reference_fit(rule, y, probs, groups, grid, lo, hi):
 @pytest.mark.parametrize("bounds,grid", [((1, 10), COARSE), ((2, 3), COARSE[::-1]), ((1, 4), COARSE[[3, 0, 7, 1]])])
 def test_fast_fit_equals_the_reference_search(rule, bounds, grid):
     y, probs, groups, _ = _data(n=400, seed=8)
-    assert fit_rule(rule, y, probs, groups, grid, min_labels=bounds[0], max_labels=bounds[1]) == \
-        _reference_fit(rule, y, probs, groups, grid, *bounds)
+    assert fit_rule(rule, y, probs, groups, grid, min_labels=bounds[0], max_labels=bounds[1]) == _reference_fit(
+        rule, y, probs, groups, grid, *bounds
+    )
 
 
 def _reference_apply(params, probs, groups):
@@ -211,8 +251,10 @@ def _reference_apply(params, probs, groups):
     hi = params.get("max_labels_total", 10)
     out = np.zeros(probs.shape, np.uint8)
     for i, row in enumerate(probs.astype(np.float64)):
-        def top(cols, n):
+
+        def top(cols, n, row=row):
             return [int(c) for c in np.asarray(cols)[np.argsort(-row[cols], kind="stable")][:n]]
+
         if params["rule"] in ("global", "relative"):
             t = params["threshold"] if params["rule"] == "global" else row.max() * params["factor"]
             n = min(max(int((row > t).sum()), params["min_labels"]), params["max_labels"])
@@ -258,8 +300,7 @@ def test_choose_rule_scores_equal_fit_apply_and_f2_fold_by_fold(bounds, layout):
         pred = np.zeros(y.shape, np.uint8)
         for k in range(5):
             held = folds == k
-            params = fit_rule(rule, y[~held], probs[~held], groups, COARSE, min_labels=bounds[0],
-                              max_labels=bounds[1])
+            params = fit_rule(rule, y[~held], probs[~held], groups, COARSE, min_labels=bounds[0], max_labels=bounds[1])
             pred[held] = apply_rule(params, probs[held], groups)
         assert d["oof_f2"][rule] == pytest.approx(f2_per_sample(y, pred).mean(), abs=1e-12)
         full = fit_rule(rule, y, probs, groups, COARSE, min_labels=bounds[0], max_labels=bounds[1])

@@ -1,4 +1,5 @@
 """Mixed precision and the multi-device path, exercised on CPU."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -23,8 +24,8 @@ m.compile("adam", "binary_crossentropy")
 x = np.random.randint(0, 255, (8, 32, 32, 3), np.uint8); y = (np.random.rand(8, 6) > .5).astype("uint8")
 h = m.fit(x, y, epochs=2, verbose=0)
 assert all(np.isfinite(h.history["loss"]))
-export_for_inference(m, {str(tmp_path / 'm')!r})
-p = load_for_inference({str(tmp_path / 'm')!r})(x).numpy()
+export_for_inference(m, {str(tmp_path / "m")!r})
+p = load_for_inference({str(tmp_path / "m")!r})(x).numpy()
 assert p.dtype == np.float32 and p.shape == (8, 6)
 print("ok")
 """

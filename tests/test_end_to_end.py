@@ -1,4 +1,5 @@
 """The built kernels, run as separate processes by build_kernel.py --run-local, on generated data."""
+
 import json
 import re
 import subprocess
@@ -11,8 +12,8 @@ import pytest
 
 from imet_utils.config import TTA_VIEWS
 from imet_utils.data import multi_hot, read_labels, read_train
-from imet_utils.layout import oof_views
 from imet_utils.generate import generate_competition
+from imet_utils.layout import oof_views
 from imet_utils.metrics import best_constant_f2, f2_score
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,9 +24,26 @@ def local_run(tmp_path_factory):
     data = generate_competition(tmp_path_factory.mktemp("data"), n_train=360, n_test=60, seed=3)
     work = tmp_path_factory.mktemp("work")
     res = subprocess.run(
-        [sys.executable, "build_kernel.py", "--run-local", "--data-dir", str(data), "--work-dir", str(work),
-         "--set", "n_folds=3", "--set", "folds=[0,1,2]", "--set", "epochs=6"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "build_kernel.py",
+            "--run-local",
+            "--data-dir",
+            str(data),
+            "--work-dir",
+            str(work),
+            "--set",
+            "n_folds=3",
+            "--set",
+            "folds=[0,1,2]",
+            "--set",
+            "epochs=6",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return data, work, res.stdout + res.stderr
 
@@ -107,13 +125,23 @@ def test_submit_kernel_blends_two_model_families(local_run, tmp_path):
     config = json.loads((second / "config.json").read_text())
     config["dropout"] = 0.3  # another model family as far as the submit kernel can tell
     (second / "config.json").write_text(json.dumps(config))
-    built = kernel_build.build(tmp_path / "build", train_overrides=kernel_build.LOCAL_TRAIN,
-                               submit_overrides={"train_kernels": ["me/imet-2019-train", "me/other-model"]})
-    root = kernel_build.kaggle_dir(tmp_path, "submit", {"imet-2019-fgvc6": data, "imet-2019-train": first,
-                                                       "other-model": second}, fresh=True)
+    built = kernel_build.build(
+        tmp_path / "build",
+        train_overrides=kernel_build.LOCAL_TRAIN,
+        submit_overrides={"train_kernels": ["me/imet-2019-train", "me/other-model"]},
+    )
+    root = kernel_build.kaggle_dir(
+        tmp_path, "submit", {"imet-2019-fgvc6": data, "imet-2019-train": first, "other-model": second}, fresh=True
+    )
     env = dict(os.environ, IMET_KAGGLE_ROOT=str(root), TF_CPP_MIN_LOG_LEVEL="2")
-    res = subprocess.run([sys.executable, *kernel_build.runnable(built.submit)], cwd=root / "working", env=env,
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, *kernel_build.runnable(built.submit)],
+        cwd=root / "working",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     decision = json.loads((root / "working/decision.json").read_text())
     weights = [m["weight"] for m in decision["ensemble"]]

@@ -11,8 +11,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imet_utils.folds import (_LocalSearch, _label_lists_csr, balanced_folds, fold_counts, fold_report,
-                              fold_size_bounds, greedy_folds, label_deviation, make_folds, rounding_floor)
+from imet_utils.folds import (
+    _label_lists_csr,
+    _LocalSearch,
+    balanced_folds,
+    fold_counts,
+    fold_report,
+    fold_size_bounds,
+    greedy_folds,
+    label_deviation,
+    make_folds,
+    rounding_floor,
+)
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -77,8 +87,9 @@ def _imet_like(n=5000, n_classes=300, seed=5):
     """A long-tailed label distribution with 1-5 labels per image, as in iMet."""
     rng = np.random.default_rng(seed)
     freq = 1 / np.arange(1, n_classes + 1) ** 1.1
-    return [sorted(set(rng.choice(n_classes, size=int(rng.integers(1, 6)), p=freq / freq.sum()).tolist()))
-            for _ in range(n)], n_classes
+    return [
+        sorted(set(rng.choice(n_classes, size=int(rng.integers(1, 6)), p=freq / freq.sum()).tolist())) for _ in range(n)
+    ], n_classes
 
 
 def test_balanced_beats_greedy_where_greedy_does_poorly():
@@ -121,14 +132,16 @@ def test_unknown_method_is_named():
 
 def _write(tmp_path, train_rows, n_labels=5):
     pd.DataFrame({"attribute_id": range(n_labels), "attribute_name": [f"tag::t{i}" for i in range(n_labels)]}).to_csv(
-        tmp_path / "labels.csv", index=False)
+        tmp_path / "labels.csv", index=False
+    )
     (tmp_path / "train.csv").write_text("id,attribute_ids\n" + "".join(f"{a},{b}\n" for a, b in train_rows))
     return tmp_path / "train.csv"
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "imet_utils.folds", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "imet_utils.folds", *map(str, args)], cwd=ROOT, capture_output=True, text=True
+    )
 
 
 def test_cli_writes_folds_with_string_ids_and_report(tmp_path):
@@ -144,10 +157,13 @@ def test_cli_writes_folds_with_string_ids_and_report(tmp_path):
     assert (tmp_path / "f.png").stat().st_size > 1000
 
 
-@pytest.mark.parametrize("rows,message", [
-    ([("a1", "0"), ("a2", "")], r"train.csv:3: id 'a2' has an empty attribute_ids list"),
-    ([("a1", "0 9")], r"train.csv:2: id 'a1' has attribute id 9, not in labels.csv"),
-])
+@pytest.mark.parametrize(
+    "rows,message",
+    [
+        ([("a1", "0"), ("a2", "")], r"train.csv:3: id 'a2' has an empty attribute_ids list"),
+        ([("a1", "0 9")], r"train.csv:2: id 'a1' has attribute id 9, not in labels.csv"),
+    ],
+)
 def test_cli_rejects_bad_rows(tmp_path, rows, message):
     res = _cli(_write(tmp_path, rows), "--out", tmp_path / "f.csv")
     assert res.returncode != 0
@@ -156,8 +172,18 @@ def test_cli_rejects_bad_rows(tmp_path, rows, message):
 
 
 # ---------------------------------------------------------------- fold sizes and hangs
-@pytest.mark.parametrize("n,k,bounds", [(401, 5, (80, 81)), (400, 5, (79, 81)), (7, 5, (1, 2)), (5, 5, (1, 2)),
-                                        (10, 2, (4, 6)), (109_237, 5, (21_739, 21_956)), (2_000, 10, (199, 201))])
+@pytest.mark.parametrize(
+    "n,k,bounds",
+    [
+        (401, 5, (80, 81)),
+        (400, 5, (79, 81)),
+        (7, 5, (1, 2)),
+        (5, 5, (1, 2)),
+        (10, 2, (4, 6)),
+        (109_237, 5, (21_739, 21_956)),
+        (2_000, 10, (199, 201)),
+    ],
+)
 def test_fold_size_bounds(n, k, bounds):
     assert fold_size_bounds(n, k) == bounds
 
@@ -165,8 +191,10 @@ def test_fold_size_bounds(n, k, bounds):
 @contextlib.contextmanager
 def _hang_guard(seconds):
     """Fails the test, instead of hanging it, if the block runs past ``seconds``."""
+
     def fail(*_):
         raise TimeoutError(f"still running after {seconds} s")
+
     old = signal.signal(signal.SIGALRM, fail)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
@@ -222,8 +250,13 @@ def test_cli_returns_at_once_without_labels_csv(tmp_path, n):
     r = random.Random(n)
     rows = [f"{i:012x},{' '.join(map(str, sorted(r.sample(range(20), r.randint(1, 4)))))}\n" for i in range(n)]
     (tmp_path / "train.csv").write_text("id,attribute_ids\n" + "".join(rows))
-    res = subprocess.run([sys.executable, "-m", "imet_utils.folds", tmp_path / "train.csv", "--out",
-                          tmp_path / "folds.csv"], cwd=ROOT, capture_output=True, text=True, timeout=12)
+    res = subprocess.run(
+        [sys.executable, "-m", "imet_utils.folds", tmp_path / "train.csv", "--out", tmp_path / "folds.csv"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=12,
+    )
     assert res.returncode == 0, res.stderr
     _assert_valid_split(pd.read_csv(tmp_path / "folds.csv")["fold"].to_numpy(), n, 5)
 
@@ -233,8 +266,10 @@ def _token_table(n, seed, n_labels=8, pad=False):
     """Rows in no particular label order (the seed takes the first of equally rare labels), few labels
     (so folds tie often), and with ``pad`` some ids written with a leading zero, as another token."""
     r = random.Random(seed)
-    rows = [[f"0{a}" if pad and r.random() < 0.2 else str(a) for a in r.sample(range(n_labels), r.randint(1, 4))]
-            for _ in range(n)]
+    rows = [
+        [f"0{a}" if pad and r.random() < 0.2 else str(a) for a in r.sample(range(n_labels), r.randint(1, 4))]
+        for _ in range(n)
+    ]
     return pd.DataFrame({"id": [f"im{i}" for i in range(n)], "attribute_ids": [" ".join(x) for x in rows]})
 
 
@@ -249,9 +284,10 @@ def test_greedy_is_the_seeds_split(n, k, seed):
     ints = [[int(t) for t in row] for row in tokens]  # the same ids as ints, in the row's order
     assert np.array_equal(make_folds(ints, 8, n_folds=k, method="greedy", seed=seed), expected)
     padded = _token_table(n, seed=n * k + seed, pad=True)  # "03" and "3" are two labels to the seed
-    assert np.array_equal(make_folds(ints, 8, n_folds=k, method="greedy", seed=seed,
-                                     tokens=list(padded["attribute_ids"].str.split())),
-                          _seed_split(padded, k, random_state=seed))
+    assert np.array_equal(
+        make_folds(ints, 8, n_folds=k, method="greedy", seed=seed, tokens=list(padded["attribute_ids"].str.split())),
+        _seed_split(padded, k, random_state=seed),
+    )
 
 
 def test_cli_greedy_is_the_seeds_split(tmp_path):

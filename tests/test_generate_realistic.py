@@ -1,11 +1,12 @@
 """The realistic generator mode: valid iMet files, a long tail, co-occurrence, noisy train labels, a low
 constant floor and determinism. No training."""
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from imet_utils.data import multi_hot, read_competition, read_train
-from imet_utils.generate import generate_competition, generate_cli
+from imet_utils.generate import generate_cli, generate_competition
 from imet_utils.metrics import best_constant_f2
 from imet_utils.realistic import DROP_CULTURE, DROP_TAG, REALISTIC_GROUPS, SPURIOUS, noisy_labels
 
@@ -14,8 +15,15 @@ N_TRAIN, N_TEST = 600, 400
 
 @pytest.fixture(scope="module")
 def realistic(tmp_path_factory):
-    return generate_competition(tmp_path_factory.mktemp("realistic"), n_train=N_TRAIN, n_test=N_TEST,
-                                min_side=32, max_side=48, seed=3, mode="realistic")
+    return generate_competition(
+        tmp_path_factory.mktemp("realistic"),
+        n_train=N_TRAIN,
+        n_test=N_TEST,
+        min_side=32,
+        max_side=48,
+        seed=3,
+        mode="realistic",
+    )
 
 
 def _y(path, n):
@@ -88,15 +96,17 @@ def test_noisy_labels_never_empty():
     rng = np.random.default_rng(0)
     marginal = np.full(4, 0.25)
     for _ in range(200):
-        got = noisy_labels([0, 2], n_culture=1, marginal=marginal, rng=rng, drop_culture=1.0, drop_tag=1.0,
-                           spurious=0.0)
+        got = noisy_labels(
+            [0, 2], n_culture=1, marginal=marginal, rng=rng, drop_culture=1.0, drop_tag=1.0, spurious=0.0
+        )
         assert got in ([0], [2])
 
 
 def test_deterministic_for_a_seed(tmp_path):
     def files(seed, name):
-        out = generate_competition(tmp_path / name, n_train=40, n_test=10, min_side=32, max_side=48,
-                                   seed=seed, mode="realistic")
+        out = generate_competition(
+            tmp_path / name, n_train=40, n_test=10, min_side=32, max_side=48, seed=seed, mode="realistic"
+        )
         return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
     a, b, c = files(5, "a"), files(5, "b"), files(6, "c")
@@ -151,6 +161,7 @@ def test_local_profile_trains_fewer_epochs_on_more_images(tmp_path, monkeypatch)
     (data / "train.csv").write_text("id,attribute_ids\n" + "".join(f"{i:012x},1\n" for i in range(3000)))
     for overrides, epochs in (({}, 16), ({"epochs": 5}, 5), ({"max_images": 1500}, 24)):
         with pytest.raises(RuntimeError, match="stop"):
-            local.run_local(data_dir=data, work=tmp_path / "w", train_overrides=overrides, submit_overrides={},
-                            resume=False)
+            local.run_local(
+                data_dir=data, work=tmp_path / "w", train_overrides=overrides, submit_overrides={}, resume=False
+            )
         assert seen[-1] == epochs

@@ -1,4 +1,5 @@
 """Decoding odd PNGs, and the JPEG cache."""
+
 import os
 import time
 
@@ -47,12 +48,15 @@ def test_sixteen_bit_keeps_its_range(tmp_path):
     assert (decode_image(tmp_path / "w.png") == 255).all()
 
 
-@pytest.mark.parametrize("make,message", [
-    (lambda p: None, "file not found"),
-    (lambda p: p.write_bytes(b""), "empty file"),
-    (lambda p: p.write_bytes(b"this is not an image at all"), "not a decodable image"),
-    (lambda p: p.write_bytes(_png_bytes()[:200]), "not a decodable image"),  # truncated
-])
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda p: None, "file not found"),
+        (lambda p: p.write_bytes(b""), "empty file"),
+        (lambda p: p.write_bytes(b"this is not an image at all"), "not a decodable image"),
+        (lambda p: p.write_bytes(_png_bytes()[:200]), "not a decodable image"),  # truncated
+    ],
+)
 def test_bad_files_raise_badimage_naming_the_file(tmp_path, make, message):
     path = tmp_path / "abc123.png"
     make(path)
@@ -65,12 +69,15 @@ def _png_bytes():
     return buf.tobytes()
 
 
-@pytest.mark.parametrize("shape,expected", [
-    ((300, 400), (100, 133)),
-    ((1, 500), (100, 400)),  # a sliver: short side scaled up, long side capped at max_aspect
-    ((10000, 300), (400, 100)),  # 10,000 px long
-    ((50, 50), (100, 100)),  # smaller than the target: scaled up
-])
+@pytest.mark.parametrize(
+    "shape,expected",
+    [
+        ((300, 400), (100, 133)),
+        ((1, 500), (100, 400)),  # a sliver: short side scaled up, long side capped at max_aspect
+        ((10000, 300), (400, 100)),  # 10,000 px long
+        ((50, 50), (100, 100)),  # smaller than the target: scaled up
+    ],
+)
 def test_resize_short_side(shape, expected):
     img = np.zeros(shape + (3,), np.uint8)
     assert resize_short_side(img, 100, max_aspect=4.0).shape[:2] == expected
@@ -83,8 +90,9 @@ def test_cache_is_built_once_reused_and_keyed_by_size(tmp_path):
     for i in ids:
         _save(src / f"{i}.png", "RGB", size=(120, 90))
     (src / "bad.png").write_bytes(b"")
-    first = build_cache(ids + ["bad", "missing"], src, tmp_path / "cache", split="train", short_side=64,
-                        max_aspect=4.0, workers=2)
+    first = build_cache(
+        ids + ["bad", "missing"], src, tmp_path / "cache", split="train", short_side=64, max_aspect=4.0, workers=2
+    )
     assert first.bad.keys() == {"bad", "missing"} and "empty file" in first.bad["bad"]
     assert first.good_mask().tolist() == [True, True, True, False, False]
     cached = first.paths[1]

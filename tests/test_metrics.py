@@ -2,8 +2,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import fbeta_score
 
-from imet_utils.metrics import (best_constant_f2, binarize, f2_by_group, f2_score, search_threshold,
-                                threshold_grid, top_k)
+from imet_utils.metrics import (
+    best_constant_f2,
+    binarize,
+    f2_by_group,
+    f2_score,
+    search_threshold,
+    threshold_grid,
+    top_k,
+)
 
 
 def _seed_binarize(probs, threshold, min_labels=1, max_labels=10):
@@ -26,16 +33,20 @@ def test_f2_matches_sklearn_on_random_matrices(seed):
     assert f2_score(y, p) == pytest.approx(fbeta_score(y, p, beta=2, average="samples", zero_division=0))
 
 
-@pytest.mark.parametrize("true,pred,expected", [
-    ([1, 0, 0, 0], [1, 0, 0, 0], 1.0),
-    ([1, 1, 0, 0], [1, 0, 0, 0], 5 * 1 / (5 * 1 + 4 * 1)),  # one miss: tp 1, fn 1
-    ([1, 0, 0, 0], [1, 1, 1, 0], 5 * 1 / (5 * 1 + 2)),  # two false positives
-    ([0, 0, 1, 0], [1, 0, 0, 0], 0.0),
-])
+@pytest.mark.parametrize(
+    "true,pred,expected",
+    [
+        ([1, 0, 0, 0], [1, 0, 0, 0], 1.0),
+        ([1, 1, 0, 0], [1, 0, 0, 0], 5 * 1 / (5 * 1 + 4 * 1)),  # one miss: tp 1, fn 1
+        ([1, 0, 0, 0], [1, 1, 1, 0], 5 * 1 / (5 * 1 + 2)),  # two false positives
+        ([0, 0, 1, 0], [1, 0, 0, 0], 0.0),
+    ],
+)
 def test_f2_hand_computed(true, pred, expected):
     assert f2_score(np.array([true]), np.array([pred])) == pytest.approx(expected)
     assert f2_score(np.array([true]), np.array([pred])) == pytest.approx(
-        fbeta_score(np.array([true]), np.array([pred]), beta=2, average="samples", zero_division=0))
+        fbeta_score(np.array([true]), np.array([pred]), beta=2, average="samples", zero_division=0)
+    )
 
 
 @pytest.mark.parametrize("threshold", [0.05, 0.2, 0.5, 0.9])
@@ -52,9 +63,13 @@ def test_binarize_equals_the_seed_rule(threshold, min_labels, max_labels, decima
 
 
 def test_binarize_hand_made():
-    probs = np.array([[0.9, 0.1, 0.3, 0.2],   # one above 0.25
-                      [0.1, 0.2, 0.05, 0.0],  # none above: top 1 kept
-                      [0.6, 0.7, 0.8, 0.9]])  # all above, max 2: top 2 kept
+    probs = np.array(
+        [
+            [0.9, 0.1, 0.3, 0.2],  # one above 0.25
+            [0.1, 0.2, 0.05, 0.0],  # none above: top 1 kept
+            [0.6, 0.7, 0.8, 0.9],
+        ]
+    )  # all above, max 2: top 2 kept
     got = binarize(probs, 0.25, min_labels=1, max_labels=2)
     assert got.tolist() == [[1, 0, 1, 0], [0, 1, 0, 0], [0, 0, 1, 1]]
 
@@ -105,9 +120,13 @@ def test_f2_by_group_is_none_for_a_group_without_labels():
 @pytest.mark.parametrize("kind", ["continuous", "ties", "zeros", "float32", "sparse"])
 def test_top_k_equals_a_stable_descending_sort(k, kind):
     rng = np.random.default_rng(4)
-    probs = {"continuous": rng.random((500, 45)) ** 6, "ties": np.round(rng.random((500, 45)), 1),
-             "zeros": np.zeros((20, 45)), "float32": (rng.random((500, 45)) ** 6).astype(np.float32),
-             "sparse": np.where(rng.random((500, 45)) < 0.9, 0.0, rng.random((500, 45)))}[kind]
+    probs = {
+        "continuous": rng.random((500, 45)) ** 6,
+        "ties": np.round(rng.random((500, 45)), 1),
+        "zeros": np.zeros((20, 45)),
+        "float32": (rng.random((500, 45)) ** 6).astype(np.float32),
+        "sparse": np.where(rng.random((500, 45)) < 0.9, 0.0, rng.random((500, 45))),
+    }[kind]
     assert np.array_equal(top_k(probs, k), np.argsort(-probs, axis=1, kind="stable")[:, :k])
 
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import assert_loads_offline
+
 from imet_utils.models import MODELS, create_model, get_backbone
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,5 @@
 """The saved OOF records the views it averages, and the submit kernel warns when they are not the test's."""
+
 import numpy as np
 import pytest
 

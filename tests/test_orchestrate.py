@@ -1,5 +1,6 @@
 """From repo to leaderboard against the real kaggle CLI with a fake server (tests/fake_kaggle.py): probe, plan,
 push in waves, wait, submit, pull and report; and each way a step can fail. No TensorFlow here."""
+
 import json
 import re
 import shutil
@@ -24,10 +25,26 @@ def repo(tmp_path):
     env = fake_kaggle.install(tmp_path)
 
     def run(*args, ok=True):
-        res = subprocess.run([sys.executable, str(ROOT / "build_kernel.py"), "--metadata",
-                              str(tmp_path / "kernel-metadata.json"), "--out", str(tmp_path / "build"), "--runs",
-                              str(tmp_path / "runs"), "--poll", "0.01", *map(str, args)],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+        res = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "build_kernel.py"),
+                "--metadata",
+                str(tmp_path / "kernel-metadata.json"),
+                "--out",
+                str(tmp_path / "build"),
+                "--runs",
+                str(tmp_path / "runs"),
+                "--poll",
+                "0.01",
+                *map(str, args),
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
         print(f"$ python build_kernel.py {' '.join(map(str, args))}\n{res.stdout}{res.stderr}")
         if ok is not None:
             assert (res.returncode == 0) == ok, res.stdout + res.stderr
@@ -58,8 +75,11 @@ def test_from_zero_to_a_leaderboard_score(repo):
     assert "Successfully submitted to iMet Collection 2019 - FGVC6" in sub.stdout
     assert "public 0.61234, private 0.60871" in sub.stdout
     submit_call = [c for c in fake_kaggle.calls(env) if c.startswith("competitions submit")][-1]
-    assert re.fullmatch(r"competitions submit imet-2019-fgvc6 -k me/imet-2019-submit -v 1 -f submission.csv -m "
-                        r"efficientnet-b3 288px folds 5/5 epochs 8 rule per_group", submit_call), submit_call
+    assert re.fullmatch(
+        r"competitions submit imet-2019-fgvc6 -k me/imet-2019-submit -v 1 -f submission.csv -m "
+        r"efficientnet-b3 288px folds 5/5 epochs 8 rule per_group",
+        submit_call,
+    ), submit_call
     pull = run("--pull")
     assert "(models left out)" in pull.stdout
     for slug in [f"imet-2019-train-f{k}" for k in range(5)]:
@@ -92,8 +112,8 @@ def test_a_second_push_waits_for_the_new_train_versions_not_the_old_complete(rep
     train_statuses = [calls[i] for i in range(pushes[-2], submit_push) if "status me/imet-2019-train" in calls[i]]
     assert len(train_statuses) >= 2 + 1 + 2  # stale twice, queued, running twice before its new complete
     lines = second.stdout.splitlines()
-    new_complete = next(i for i, l in enumerate(lines) if l.endswith("me/imet-2019-train  COMPLETE"))
-    assert new_complete < next(i for i, l in enumerate(lines) if l.startswith("pushed me/imet-2019-submit"))
+    new_complete = next(i for i, line in enumerate(lines) if line.endswith("me/imet-2019-train  COMPLETE"))
+    assert new_complete < next(i for i, line in enumerate(lines) if line.startswith("pushed me/imet-2019-submit"))
 
 
 def test_a_push_while_the_train_kernel_runs_is_refused(repo):
@@ -111,8 +131,10 @@ def test_push_submit_is_refused_until_its_train_kernels_complete(repo):
     root, env, run = repo
     run("--push")
     res = run("--push", "submit", ok=False)
-    assert "refusing to push the submit kernel: its train kernel(s) are not complete on their latest version: " \
-           "me/imet-2019-train (QUEUED, version 1 pushed" in res.stderr
+    assert (
+        "refusing to push the submit kernel: its train kernel(s) are not complete on their latest version: "
+        "me/imet-2019-train (QUEUED, version 1 pushed" in res.stderr
+    )
     run("--wait")
     ok = run("--push", "submit")
     assert "pushed me/imet-2019-submit version 1" in ok.stdout
@@ -130,11 +152,16 @@ def test_the_placeholder_owner_is_refused_before_any_push(repo):
     assert fake_kaggle.calls(env) == []
 
 
-@pytest.mark.parametrize("setting, message", [
-    ({"push_errors": {"imet-2019-train": "Notebook not found"}}, "Kernel push error: Notebook not found"),
-    ({"competitions": []}, "The following are not valid competition sources and could not be added to the "
-                           "kernel: ['imet-2019-fgvc6']"),
-])
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"push_errors": {"imet-2019-train": "Notebook not found"}}, "Kernel push error: Notebook not found"),
+        (
+            {"competitions": []},
+            "The following are not valid competition sources and could not be added to the kernel: ['imet-2019-fgvc6']",
+        ),
+    ],
+)
 def test_an_exit_0_rejection_is_a_failure(repo, setting, message):
     root, env, run = repo
     fake_kaggle.configure(env, **setting)
@@ -218,8 +245,9 @@ def test_ctrl_c_stops_waiting_not_the_kernels(repo, monkeypatch):
     def ctrl_c(seconds):
         raise KeyboardInterrupt
 
-    orch = Orchestrator(built_kernels(root / "build"), competition="imet-2019-fgvc6", runs_dir=root / "runs",
-                        sleep=ctrl_c)
+    orch = Orchestrator(
+        built_kernels(root / "build"), competition="imet-2019-fgvc6", runs_dir=root / "runs", sleep=ctrl_c
+    )
     with pytest.raises(BuildError, match=r"stopped waiting \(the kernels run on\)"):
         orch.wait(["me/imet-2019-train"])
     assert not [c for c in fake_kaggle.calls(env) if "cancel" in c or "delete" in c]

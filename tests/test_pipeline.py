@@ -1,4 +1,5 @@
 """The tf.data pipelines: uint8 all the way, small images scaled up, ids kept in order."""
+
 import cv2
 import numpy as np
 import pytest
@@ -49,6 +50,16 @@ def test_albumentations_presets_in_the_pipeline_give_uint8_crops_even_from_small
         cv2.imwrite(str(path), rng.integers(0, 255, shape + (3,), dtype=np.uint8))
         paths.append(str(path))
     aug = train_transforms(48, preset)
-    x, _ = next(iter(train_dataset(paths, np.eye(3, dtype=np.uint8), size=48, batch_size=3, seed=0,
-                                   transform=lambda img: augment_image(aug, img, 48))))
+    x, _ = next(
+        iter(
+            train_dataset(
+                paths,
+                np.eye(3, dtype=np.uint8),
+                size=48,
+                batch_size=3,
+                seed=0,
+                transform=lambda img: augment_image(aug, img, 48),
+            )
+        )
+    )
     assert x.dtype.name == "uint8" and tuple(x.shape) == (3, 48, 48, 3)

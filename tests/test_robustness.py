@@ -1,4 +1,5 @@
 """Bad images, a killed process, a NaN loss, the time budget and leaked secrets."""
+
 import json
 import os
 import shutil
@@ -15,9 +16,9 @@ import pytest
 from PIL import Image
 
 import kernel_build
+from imet_utils.budget import Budget
 from imet_utils.config import TrainConfig
 from imet_utils.data import read_competition
-from imet_utils.budget import Budget
 from imet_utils.devices import setup_strategy
 from imet_utils.generate import generate_competition
 from imet_utils.images import build_cache
@@ -85,13 +86,16 @@ def test_too_many_bad_train_images_stop_the_run_with_a_clear_message(tmp_path):
     assert "3 of 60 train images are unreadable (5.0%), more than bad_image_share=1.0%" in res.stderr
 
 
-@pytest.mark.parametrize("csv,text,message", [
-    ("train.csv", "id,attribute_ids\na,0\na,1\n", "train.csv:3: duplicate id 'a'"),
-    ("train.csv", "id,attribute_ids\na,0\nb,999\n", "train.csv:3: id 'b' has attribute id 999, not in labels.csv"),
-    ("train.csv", "id,attribute_ids\na,\n", "train.csv:2: id 'a' has an empty attribute_ids list"),
-    ("train.csv", "id,attribute_ids\na,1 one\n", "train.csv:2: id 'a' has non-integer attribute id 'one'"),
-    ("labels.csv", "attribute_id,attribute_name\n0,tag::a\n2,tag::b\n", "labels.csv:3: attribute_id '2'"),
-])
+@pytest.mark.parametrize(
+    "csv,text,message",
+    [
+        ("train.csv", "id,attribute_ids\na,0\na,1\n", "train.csv:3: duplicate id 'a'"),
+        ("train.csv", "id,attribute_ids\na,0\nb,999\n", "train.csv:3: id 'b' has attribute id 999, not in labels.csv"),
+        ("train.csv", "id,attribute_ids\na,\n", "train.csv:2: id 'a' has an empty attribute_ids list"),
+        ("train.csv", "id,attribute_ids\na,1 one\n", "train.csv:2: id 'a' has non-integer attribute id 'one'"),
+        ("labels.csv", "attribute_id,attribute_name\n0,tag::a\n2,tag::b\n", "labels.csv:3: attribute_id '2'"),
+    ],
+)
 def test_bad_csvs_stop_the_run_before_training(tmp_path, tiny_competition, csv, text, message):
     data = tmp_path / "data"
     shutil.copytree(tiny_competition, data)
@@ -114,8 +118,14 @@ def _layout(tmp_path, data, **overrides):
 def test_killed_train_kernel_resumes_and_ends_with_every_fold(tmp_path):
     data = generate_competition(tmp_path / "data", n_train=600, n_test=5, seed=6)
     script, root, env = _layout(tmp_path, data, epochs=4)
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=root / "working", env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=root / "working",
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     seen = []
     for line in proc.stdout:
         seen.append(line)
@@ -131,8 +141,7 @@ def test_killed_train_kernel_resumes_and_ends_with_every_fold(tmp_path):
     assert not killed["finished"] and 1 <= killed["epochs_done"] < 4
     assert (out / "fold1/last.keras").is_file()
 
-    rerun = subprocess.run([sys.executable, str(script)], cwd=out, env=env, capture_output=True, text=True,
-                           timeout=600)
+    rerun = subprocess.run([sys.executable, str(script)], cwd=out, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
     assert "fold 0: already finished" in rerun.stdout
     assert f"fold 1: resuming after epoch {killed['epochs_done']}" in rerun.stdout
@@ -145,10 +154,15 @@ def test_killed_train_kernel_resumes_and_ends_with_every_fold(tmp_path):
 
 def _fold_inputs(tmp_path, tiny_competition):
     comp = read_competition(tiny_competition)
-    cached = build_cache(comp.train["id"], comp.train_dir, tmp_path / "cache", split="train", short_side=40,
-                         max_aspect=4.0)
-    return dict(ids=comp.train["id"].to_numpy(), paths=np.asarray(cached.paths, dtype=str), targets=comp.targets(),
-                folds=np.arange(len(comp.train)) % 2)
+    cached = build_cache(
+        comp.train["id"], comp.train_dir, tmp_path / "cache", split="train", short_side=40, max_aspect=4.0
+    )
+    return dict(
+        ids=comp.train["id"].to_numpy(),
+        paths=np.asarray(cached.paths, dtype=str),
+        targets=comp.targets(),
+        folds=np.arange(len(comp.train)) % 2,
+    )
 
 
 def test_nan_loss_stops_the_fold_keeps_its_last_good_state_and_goes_on(tmp_path, tiny_competition, monkeypatch):
@@ -166,8 +180,16 @@ def test_nan_loss_stops_the_fold_keeps_its_last_good_state_and_goes_on(tmp_path,
         return lambda y, p: keras.ops.mean(p) * float("nan")  # fold 0 only
 
     monkeypatch.setattr(training, "make_loss", poisoned)
-    config = TrainConfig(model="tiny-cnn", weights=None, image_size=32, batch_size=16, epochs=2, n_folds=2,
-                         bn_momentum=0.9, mixed_precision=False)
+    config = TrainConfig(
+        model="tiny-cnn",
+        weights=None,
+        image_size=32,
+        batch_size=16,
+        epochs=2,
+        n_folds=2,
+        bn_momentum=0.9,
+        mixed_precision=False,
+    )
     inputs = _fold_inputs(tmp_path, tiny_competition)
     strategy = setup_strategy(config)
     s0 = training.train_fold(config, 0, **inputs, out=tmp_path / "out", strategy=strategy, budget=Budget(1))
@@ -180,16 +202,23 @@ def test_nan_loss_stops_the_fold_keeps_its_last_good_state_and_goes_on(tmp_path,
 def test_time_budget_pauses_after_an_epoch_and_a_rerun_finishes(tmp_path, tiny_competition):
     from imet_utils import training
 
-    config = TrainConfig(model="tiny-cnn", weights=None, image_size=32, batch_size=16, epochs=3, n_folds=2,
-                         bn_momentum=0.9, mixed_precision=False)
+    config = TrainConfig(
+        model="tiny-cnn",
+        weights=None,
+        image_size=32,
+        batch_size=16,
+        epochs=3,
+        n_folds=2,
+        bn_momentum=0.9,
+        mixed_precision=False,
+    )
     inputs = _fold_inputs(tmp_path, tiny_competition)
     strategy = setup_strategy(config)
     short = Budget(60 / 3600)  # a minute: less than an epoch plus the export margin
     state = training.train_fold(config, 0, **inputs, out=tmp_path / "out", strategy=strategy, budget=short)
     assert state.paused and state.epochs_done == 1 and not state.finished
     assert not (tmp_path / "out/fold0/model").exists()
-    state = training.train_fold(config, 0, **inputs, out=tmp_path / "out", strategy=strategy,
-                                budget=Budget(1))
+    state = training.train_fold(config, 0, **inputs, out=tmp_path / "out", strategy=strategy, budget=Budget(1))
     assert state.finished and [r["epoch"] for r in state.history] == [1, 2, 3]
 
 
@@ -205,14 +234,19 @@ def test_build_refuses_to_inline_a_kaggle_key(tmp_path, monkeypatch):
     shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(".venv", ".git", "build", "local_run", "__pycache__"))
     src = repo / "kernels" / "train.py"
     src.write_text(src.read_text().replace("CONFIG = dict(", f"CONFIG = dict(  # KAGGLE_KEY {key}\n", 1))
-    res = subprocess.run([sys.executable, "build_kernel.py"], cwd=repo, capture_output=True, text=True,
-                         env=dict(os.environ, KAGGLE_CONFIG_DIR=str(config_dir)))
+    res = subprocess.run(
+        [sys.executable, "build_kernel.py"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, KAGGLE_CONFIG_DIR=str(config_dir)),
+    )
     assert res.returncode == 2
     assert "would carry your Kaggle API key" in res.stderr
     assert not (repo / "build" / "imet-2019-train" / "imet-2019-train.py").exists()
     # kaggle.json content pasted anywhere is refused even when no key is configured here
     with pytest.raises(kernel_build.BuildError, match="looks like kaggle.json content"):
-        kernel_build.check_no_secrets('x = {"username": "me", "key": "%s"}' % key[::-1], "kernel x")
+        kernel_build.check_no_secrets(f'x = {{"username": "me", "key": "{key[::-1]}"}}', "kernel x")
 
 
 def test_resume_refuses_an_output_trained_with_other_settings(tmp_path):

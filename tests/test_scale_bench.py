@@ -1,4 +1,5 @@
 """bench/scale.py: stage parsing, the report, the image drawing, and one tiny end-to-end run of the built kernels."""
+
 import importlib.util
 import math
 import re
@@ -10,8 +11,10 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LAST_LINE = re.compile(r"scale: train_peak_rss_mb=(\d+|nan) submit_peak_rss_mb=(\d+|nan) "
-                       r"decision_s=([\d.]+|nan) total_s=([\d.]+|nan)")
+LAST_LINE = re.compile(
+    r"scale: train_peak_rss_mb=(\d+|nan) submit_peak_rss_mb=(\d+|nan) "
+    r"decision_s=([\d.]+|nan) total_s=([\d.]+|nan)"
+)
 
 
 def _load_scale():
@@ -45,30 +48,46 @@ def test_parse_stages_keeps_order_adds_repeats_and_takes_unknown_names():
 
 
 def _run(name, stages, *, rss=500.0, wall=60.0, rc=0):
-    return scale.KernelRun(name=name, returncode=rc, wall_s=wall, peak_rss_mb=rss, stages=stages,
-                           tail=["Traceback (most recent call last):", "MemoryError"], log=Path(f"/x/{name}.log"))
+    return scale.KernelRun(
+        name=name,
+        returncode=rc,
+        wall_s=wall,
+        peak_rss_mb=rss,
+        stages=stages,
+        tail=["Traceback (most recent call last):", "MemoryError"],
+        log=Path(f"/x/{name}.log"),
+    )
 
 
 def test_report_lists_every_stage_and_ends_with_the_summary_line():
-    runs = [_run("train", {"csv": 2.0, "folds": 1.0, "cache": 30.0, "training": 100.0, "oof": 3.0}),
-            _run("submit", {"decision": 42.5, "predict": 20.0, "brand_new": 1.0}, rss=7999.0)]
+    runs = [
+        _run("train", {"csv": 2.0, "folds": 1.0, "cache": 30.0, "training": 100.0, "oof": 3.0}),
+        _run("submit", {"decision": 42.5, "predict": 20.0, "brand_new": 1.0}, rss=7999.0),
+    ]
     lines, ok = scale.report(runs, bench_rows=[("data", "CSVs", 5.0)], total_s=300.0)
     assert ok
     table = "\n".join(lines)
-    for row in ("| train | csv | CSV checks | 2.0 |", "| train | oof | OOF assembly | 3.0 |",
-                "| submit | decision | decision-rule choice | 42.5 |", "| submit | brand_new | brand_new | 1.0 |",
-                "| train | **total** | the whole process | 60.0 | 500 |"):
+    for row in (
+        "| train | csv | CSV checks | 2.0 |",
+        "| train | oof | OOF assembly | 3.0 |",
+        "| submit | decision | decision-rule choice | 42.5 |",
+        "| submit | brand_new | brand_new | 1.0 |",
+        "| train | **total** | the whole process | 60.0 | 500 |",
+    ):
         assert row in table
     assert lines[-1] == "scale: train_peak_rss_mb=500 submit_peak_rss_mb=7999 decision_s=42.5 total_s=300.0"
     assert "- decision stage 42.5 s < 180 s: PASS" in lines
 
 
-@pytest.mark.parametrize("runs, failing", [
-    ([_run("train", {}, rss=8000.0), _run("submit", {"decision": 1.0})], "train kernel peak RSS 8000 MB"),
-    ([_run("train", {}), _run("submit", {"decision": 180.0})], "decision stage 180.0 s"),
-    ([_run("train", {}), _run("submit", {})], "decision stage nan s"),
-    ([_run("train", {}, rc=1)], "submit kernel peak RSS nan MB"),
-])
+@pytest.mark.parametrize(
+    "runs, failing",
+    [
+        ([_run("train", {}, rss=8000.0), _run("submit", {"decision": 1.0})], "train kernel peak RSS 8000 MB"),
+        ([_run("train", {}), _run("submit", {"decision": 180.0})], "decision stage 180.0 s"),
+        ([_run("train", {}), _run("submit", {})], "decision stage nan s"),
+        ([_run("train", {}, rc=1)], "submit kernel peak RSS nan MB"),
+    ],
+)
 def test_report_fails_a_missed_or_unmeasured_target(runs, failing):
     lines, ok = scale.report(runs, bench_rows=[], total_s=10.0)
     assert not ok
@@ -102,7 +121,8 @@ def test_csvs_keep_string_ids_and_subsample_in_order(tmp_path):
     real = tmp_path / "real"
     real.mkdir()
     pd.DataFrame({"attribute_id": [0, 1, 2], "attribute_name": ["culture::a", "tag::b", "tag::c"]}).to_csv(
-        real / "labels.csv", index=False)
+        real / "labels.csv", index=False
+    )
     ids = ["0012", "1e5", "nan", "000"] + [f"{i:x}" for i in range(16, 36)]
     (real / "train.csv").write_text("id,attribute_ids\n" + "".join(f"{i},0 2\n" for i in ids))
     (real / "sample_submission.csv").write_text("id,attribute_ids\n" + "".join(f"t{i},0\n" for i in range(9)))
@@ -123,9 +143,26 @@ def test_tiny_run_of_the_built_kernels_reports_stages_and_the_summary_line(tmp_p
 
     real = generate_competition(tmp_path / "real", n_train=300, n_test=60, seed=3)
     work = tmp_path / "work"
-    res = subprocess.run([sys.executable, "bench/scale.py", "--real-dir", str(real), "--work", str(work),
-                          "--n-train", "250", "--n-folds", "2", "--tta", "1"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "bench/scale.py",
+            "--real-dir",
+            str(real),
+            "--work",
+            str(work),
+            "--n-train",
+            "250",
+            "--n-folds",
+            "2",
+            "--tta",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = res.stdout.strip().splitlines()
     assert res.returncode in (0, 1), (res.stdout[-4000:], res.stderr[-2000:])  # 2: a kernel failed
     m = LAST_LINE.fullmatch(out[-1])

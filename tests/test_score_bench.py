@@ -1,4 +1,6 @@
 """bench/score.py's pure parts: the bootstrap intervals, the per-image cross-fitted F2, the --family parser."""
+
+import argparse
 import importlib.util
 import sys
 from pathlib import Path
@@ -31,9 +33,11 @@ def test_importing_the_bench_does_not_import_tensorflow():
     import subprocess
 
     path = str(ROOT / "bench" / "score.py")
-    code = (f"import importlib.util, sys; spec = importlib.util.spec_from_file_location('s', {path!r}); "
-            "m = importlib.util.module_from_spec(spec); sys.modules['s'] = m; spec.loader.exec_module(m); "
-            "print('tensorflow' in sys.modules, m.FAMILIES)")
+    code = (
+        f"import importlib.util, sys; spec = importlib.util.spec_from_file_location('s', {path!r}); "
+        "m = importlib.util.module_from_spec(spec); sys.modules['s'] = m; spec.loader.exec_module(m); "
+        "print('tensorflow' in sys.modules, m.FAMILIES)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip().startswith("False (('A', {}), ('B', "), out.stderr[-2000:]
 
@@ -85,8 +89,9 @@ def test_paired_diff_ci_of_a_constant_shift_is_the_shift():
 def _synthetic(tmp_path, n=360, seed=0):
     """y and float32 probabilities over the realistic data's label layout (a labels.csv read back), 5 folds."""
     names = [f"{g}::{g}{i}" for g, k in REALISTIC_GROUPS for i in range(k)]
-    pd.DataFrame({"attribute_id": range(len(names)), "attribute_name": names}).to_csv(tmp_path / "labels.csv",
-                                                                                      index=False)
+    pd.DataFrame({"attribute_id": range(len(names)), "attribute_name": names}).to_csv(
+        tmp_path / "labels.csv", index=False
+    )
     groups = read_labels(tmp_path / "labels.csv").group_index()
     rng = np.random.default_rng(seed)
     n_classes = len(names)
@@ -109,8 +114,9 @@ def test_crossfit_f2_per_image_agrees_with_choose_rule(tmp_path, seed):
 
 def test_crossfit_f2_respects_other_label_bounds(tmp_path):
     y, probs, folds, groups = _synthetic(tmp_path, n=200, seed=3)
-    decision = choose_rule(y, probs, folds, groups, grid=score.GRID, rules=("global", "relative"), min_labels=2,
-                           max_labels=4)
+    decision = choose_rule(
+        y, probs, folds, groups, grid=score.GRID, rules=("global", "relative"), min_labels=2, max_labels=4
+    )
     for rule in ("global", "relative"):
         f2 = score.crossfit_f2(rule, y, probs, folds, groups, min_labels=2, max_labels=4)
         assert f2.mean() == pytest.approx(decision["oof_f2"][rule], abs=1e-6)
@@ -121,7 +127,7 @@ def test_parse_family():
     assert score.parse_family("A:") == ("A", {})
     assert score.parse_family("B:image_size=96,epochs=3") == ("B", {"image_size": "96", "epochs": "3"})
     assert score.parse_family("C:folds=[0,1],model=tiny-cnn") == ("C", {"folds": "[0,1]", "model": "tiny-cnn"})
-    with pytest.raises(Exception):
+    with pytest.raises(argparse.ArgumentTypeError, match="expected NAME:KEY=VAL"):
         score.parse_family("D:image_size")
 
 

@@ -1,5 +1,6 @@
 """A Kaggle session never dies on a bug late: checks that fail in the first minute, a budget counted from the
 kernel's start, and test predictions that survive a failure after inference."""
+
 import json
 import os
 import re
@@ -10,17 +11,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_patched_submit
 
 import kernel_build
-from conftest import run_patched_submit
 from imet_utils.config import TrainConfig, save_config
 from imet_utils.generate import generate_competition
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"n_folds": 2, "folds": [0, 1], "epochs": 2}
 TRAIN_STAGES = ("setup", "csv", "folds", "cache", "training", "oof")
-SUBMIT_STAGES = ("setup", "csv", "oof", "decision", "second_level", "decision_files", "test_cache", "predict",
-                 "submission")
+SUBMIT_STAGES = (
+    "setup",
+    "csv",
+    "oof",
+    "decision",
+    "second_level",
+    "decision_files",
+    "test_cache",
+    "predict",
+    "submission",
+)
 
 
 def _train_kernel(tmp_path, data, inputs=None, **overrides):
@@ -38,10 +48,12 @@ def _run(command, root, env, timeout=600):
 
 
 def test_budget_counts_from_the_process_start_not_from_its_creation():
-    code = ("import time; time.sleep(1.5)\n"
-            "from imet_utils.budget import Budget\n"
-            "b = Budget.from_process_start(1.0)\n"
-            "print(b.elapsed(), b.left())\n")
+    code = (
+        "import time; time.sleep(1.5)\n"
+        "from imet_utils.budget import Budget\n"
+        "b = Budget.from_process_start(1.0)\n"
+        "print(b.elapsed(), b.left())\n"
+    )
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     elapsed, left = map(float, res.stdout.split())
     assert 1.5 <= elapsed < 30
@@ -61,10 +73,12 @@ def test_resume_from_an_output_that_is_not_attached_stops_before_any_work(tmp_pa
 def test_resume_from_an_output_trained_with_other_settings_stops_before_any_work(tmp_path, tiny_competition):
     previous = tmp_path / "previous"
     (previous / "fold0").mkdir(parents=True)
-    save_config(TrainConfig(model="tiny-cnn", weights=None, image_size=96, n_folds=2, folds=(0, 1)),
-                previous / "config.json")
-    command, root, env = _train_kernel(tmp_path, tiny_competition, inputs={"imet-2019-train": previous},
-                                       resume_from="me/imet-2019-train")
+    save_config(
+        TrainConfig(model="tiny-cnn", weights=None, image_size=96, n_folds=2, folds=(0, 1)), previous / "config.json"
+    )
+    command, root, env = _train_kernel(
+        tmp_path, tiny_competition, inputs={"imet-2019-train": previous}, resume_from="me/imet-2019-train"
+    )
     res = _run(command, root, env)
     assert res.returncode != 0
     assert "was trained with other ['image_size'] than this config" in res.stderr
@@ -72,8 +86,7 @@ def test_resume_from_an_output_trained_with_other_settings_stops_before_any_work
     assert not (root / "working" / "fold0").exists()  # nothing copied, nothing trained
 
 
-def test_weights_that_cannot_be_loaded_stop_the_kernel_before_the_csv_checks_and_the_cache(tmp_path,
-                                                                                         tiny_competition):
+def test_weights_that_cannot_be_loaded_stop_the_kernel_before_the_csv_checks_and_the_cache(tmp_path, tiny_competition):
     command, root, env = _train_kernel(tmp_path, tiny_competition, weights="imagenet")  # tiny-cnn has none
     res = _run(command, root, env)
     assert res.returncode != 0
@@ -114,8 +127,10 @@ def test_submit_saves_test_probabilities_before_deciding_and_a_rerun_reuses_them
     assert saved["classes"].tolist() == list(range(20))
 
     # Break the step after inference in the built submit kernel: it dies, the probabilities stay.
-    head = ("def make_submission(config: SubmitConfig, comp: Competition, decision: dict, test: TestPredictions,\n"
-            "                    out: Path) -> Path:\n")
+    head = (
+        "def make_submission(config: SubmitConfig, comp: Competition, decision: dict, test: TestPredictions,\n"
+        "                    out: Path) -> Path:\n"
+    )
     broken = head + "    raise RuntimeError('decision step broken on purpose')\n"
     res = run_patched_submit(work, tmp_path, (head, broken))
     assert res.returncode != 0 and "decision step broken on purpose" in res.stderr
@@ -137,8 +152,13 @@ def test_reused_predictions_must_match_the_competition(tmp_path):
     from imet_utils.inference import TestPredictions, load_test_predictions
 
     probs = np.random.default_rng(0).random((3, 5)).astype(np.float32)
-    saved = TestPredictions(ids=np.array(["a", "b", "c", "d"]), probs=probs, good=np.array([1, 1, 0, 1], bool),
-                            weights=np.ones(1), models=["tiny-cnn"])
+    saved = TestPredictions(
+        ids=np.array(["a", "b", "c", "d"]),
+        probs=probs,
+        good=np.array([1, 1, 0, 1], bool),
+        weights=np.ones(1),
+        models=["tiny-cnn"],
+    )
     path = saved.save(tmp_path / "test_probs.npz")
     again = load_test_predictions(tmp_path, ["d", "c", "b", "a"], 5)  # another order: rows follow the ids
     assert again.good.tolist() == [True, False, True, True]

@@ -1,14 +1,21 @@
 """The second level (imet_utils.stacking): cross-fitted without leaks, chosen only when it wins."""
+
 import json
 
 import numpy as np
 import pytest
-
 from conftest import run_patched_submit
+
 from imet_utils.decision import RULES, apply_rule, choose_rule
 from imet_utils.metrics import threshold_grid
-from imet_utils.stacking import (FEATURES, LabelStats, choose_second_level, crossfit_probs, fit_second_level,
-                                 pair_features)
+from imet_utils.stacking import (
+    FEATURES,
+    LabelStats,
+    choose_second_level,
+    crossfit_probs,
+    fit_second_level,
+    pair_features,
+)
 
 GRID = threshold_grid(0.02, 0.6, 0.02)
 SMALL = {"k": 12, "max_pairs": 20_000}
@@ -110,8 +117,21 @@ def test_the_built_submit_kernel_records_and_applies_the_second_level_offline(tm
 
     root = Path(__file__).resolve().parents[1]
     data, work = generate_competition(tmp_path / "data", n_train=300, n_test=40, seed=5), tmp_path / "work"
-    args = [sys.executable, "build_kernel.py", "--run-local", "--data-dir", str(data), "--work-dir", str(work),
-            "--set", "n_folds=2", "--set", "folds=[0,1]", "--set", "epochs=2"]
+    args = [
+        sys.executable,
+        "build_kernel.py",
+        "--run-local",
+        "--data-dir",
+        str(data),
+        "--work-dir",
+        str(work),
+        "--set",
+        "n_folds=2",
+        "--set",
+        "folds=[0,1]",
+        "--set",
+        "epochs=2",
+    ]
     res = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     sub_root = work / "submit" / "kaggle"

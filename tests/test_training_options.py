@@ -1,14 +1,15 @@
 """Losses, backbones, training options and weighted ensembles."""
+
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import assert_loads_offline
-from imet_utils.config import ConfigError, TrainConfig, from_dict
-from imet_utils.inference import blend, fit_weights
+
 from imet_utils.budget import Budget
+from imet_utils.config import ConfigError, TrainConfig, from_dict
 from imet_utils.devices import setup_strategy
+from imet_utils.inference import blend, fit_weights
 from imet_utils.models import MODELS, create_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,8 +46,13 @@ def test_unknown_options_fail_with_the_known_ones():
         from_dict(TrainConfig, {"warmup_epochs": 8})
 
 
-NEW_BACKBONES = [f"efficientnetv2-b{i}" for i in range(4)] + ["efficientnetv2-s", "efficientnetv2-m",
-                                                                "convnext-tiny", "convnext-small", "convnext-base"]
+NEW_BACKBONES = [f"efficientnetv2-b{i}" for i in range(4)] + [
+    "efficientnetv2-s",
+    "efficientnetv2-m",
+    "convnext-tiny",
+    "convnext-small",
+    "convnext-base",
+]
 
 
 @pytest.mark.parametrize("name", NEW_BACKBONES)
@@ -70,15 +76,35 @@ def test_warmup_cosine_mixup_and_focal_train_a_fold(tmp_path, tiny_competition):
     from imet_utils.images import build_cache
 
     comp = read_competition(tiny_competition)
-    cached = build_cache(comp.train["id"], comp.train_dir, tmp_path / "cache", split="train", short_side=40,
-                         max_aspect=4.0)
-    config = TrainConfig(model="tiny-cnn", weights=None, image_size=32, batch_size=16, epochs=3, n_folds=2,
-                         bn_momentum=0.9, mixed_precision=False, warmup_epochs=1, lr_schedule="cosine",
-                         mixup_alpha=0.4, loss="focal", dropout=0.3)
-    state = training.train_fold(config, 0, ids=comp.train["id"].to_numpy(), paths=np.asarray(cached.paths),
-                                targets=comp.targets(), folds=np.arange(len(comp.train)) % 2,
-                                out=tmp_path / "out", strategy=setup_strategy(config),
-                                budget=Budget(1))
+    cached = build_cache(
+        comp.train["id"], comp.train_dir, tmp_path / "cache", split="train", short_side=40, max_aspect=4.0
+    )
+    config = TrainConfig(
+        model="tiny-cnn",
+        weights=None,
+        image_size=32,
+        batch_size=16,
+        epochs=3,
+        n_folds=2,
+        bn_momentum=0.9,
+        mixed_precision=False,
+        warmup_epochs=1,
+        lr_schedule="cosine",
+        mixup_alpha=0.4,
+        loss="focal",
+        dropout=0.3,
+    )
+    state = training.train_fold(
+        config,
+        0,
+        ids=comp.train["id"].to_numpy(),
+        paths=np.asarray(cached.paths),
+        targets=comp.targets(),
+        folds=np.arange(len(comp.train)) % 2,
+        out=tmp_path / "out",
+        strategy=setup_strategy(config),
+        budget=Budget(1),
+    )
     assert state.finished and [r["epoch"] for r in state.history] == [1, 2, 3]
     assert all(np.isfinite(r["loss"]) and np.isfinite(r["val_loss"]) for r in state.history)
     assert "val_loss" in (tmp_path / "out/fold0/history.csv").read_text().splitlines()[0]
@@ -97,8 +123,9 @@ def test_val_loss_is_the_training_loss_on_the_validation_predictions(loss):
     whole = float(make_loss(config)(y.astype(np.float32), p))  # one call over all rows, no chunks
     assert validation_loss(config, y, p, rows=777) == pytest.approx(whole, rel=1e-5)
     if loss == "bce":
-        assert whole == pytest.approx(float(np.mean(keras.losses.binary_crossentropy(y.astype(np.float32), p))),
-                                      rel=1e-5)
+        assert whole == pytest.approx(
+            float(np.mean(keras.losses.binary_crossentropy(y.astype(np.float32), p))), rel=1e-5
+        )
 
 
 def test_mixup_mixes_images_and_targets_with_one_weight():

@@ -1,5 +1,6 @@
 """The Kaggle workflow: --check, per-fold kernels, notebooks, and iMet 2020-style data (pushing, waiting and
 submitting: tests/test_orchestrate.py)."""
+
 import json
 import subprocess
 import sys
@@ -15,8 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _build(*args, env=None):
-    return subprocess.run([sys.executable, "build_kernel.py", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900, env=env)
+    return subprocess.run(
+        [sys.executable, "build_kernel.py", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
 
 
 @pytest.fixture
@@ -48,18 +55,29 @@ def test_check_refuses_the_placeholder_owner_but_a_plain_build_works(tmp_path):
 
 def test_check_lists_every_problem_of_a_broken_metadata(tmp_path):
     base = json.loads((ROOT / "kernel-metadata.json").read_text())
-    base.update({"id": "me/abc", "title": "Something else", "enable_gpu": "true", "machine_shape": "",
-                 "competition_sources": [], "model_sources": ["me/model"], "dataset_sources": ["nodataset"]})
+    base.update(
+        {
+            "id": "me/abc",
+            "title": "Something else",
+            "enable_gpu": "true",
+            "machine_shape": "",
+            "competition_sources": [],
+            "model_sources": ["me/model"],
+            "dataset_sources": ["nodataset"],
+        }
+    )
     broken = tmp_path / "meta.json"
     broken.write_text(json.dumps(base))
     res = _build("--out", tmp_path / "build", "--metadata", broken, "--check")
     assert res.returncode == 1
     out = res.stdout
-    for line in ["the slug of id 'me/abc' must have at least 5 characters",
-                 "title 'Something else' resolves to slug 'something-else', not 'abc'",
-                 "enable_gpu must be true or false (a JSON boolean), got 'true'",
-                 "model source 'me/model' must be owner/model/framework/variation/version",
-                 "dataset source 'nodataset' must be owner/slug"]:
+    for line in [
+        "the slug of id 'me/abc' must have at least 5 characters",
+        "title 'Something else' resolves to slug 'something-else', not 'abc'",
+        "enable_gpu must be true or false (a JSON boolean), got 'true'",
+        "model source 'me/model' must be owner/model/framework/variation/version",
+        "dataset source 'nodataset' must be owner/slug",
+    ]:
         assert line in out, out
     assert out.strip().splitlines()[-1].endswith("problem(s) in 2 kernel(s)")
 
@@ -80,8 +98,19 @@ def test_check_catches_a_hand_edited_built_file(tmp_path):
 
 def test_split_folds_and_notebooks_run_locally(tmp_path):
     data = generate_competition(tmp_path / "data", n_train=150, n_test=20, seed=8)
-    res = _build("--run-local", "--split-folds", "--notebook", "--data-dir", data, "--work-dir", tmp_path / "w",
-                 "--set", "n_folds=3", "--set", "epochs=2")
+    res = _build(
+        "--run-local",
+        "--split-folds",
+        "--notebook",
+        "--data-dir",
+        data,
+        "--work-dir",
+        tmp_path / "w",
+        "--set",
+        "n_folds=3",
+        "--set",
+        "epochs=2",
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     for k in range(3):
         assert f"imet-2019-train-f{k}: tiny-cnn at 64px, folds [{k}]" in res.stdout
@@ -109,26 +138,31 @@ def _notebook_with(tmp_path, cells):
     path = submit.code_path()
     assert path.name == "imet-2019-submit.ipynb"
     nb = json.loads(path.read_text())
-    nb["cells"][2:2] = [{"cell_type": "code", "id": cid, "metadata": {}, "execution_count": None, "outputs": [],
-                         "source": src} for cid, src in cells.items()]
+    nb["cells"][2:2] = [
+        {"cell_type": "code", "id": cid, "metadata": {}, "execution_count": None, "outputs": [], "source": src}
+        for cid, src in cells.items()
+    ]
     path.write_text(json.dumps(nb))
     root = kernel_build.kaggle_dir(tmp_path, "submit", {}, fresh=True)
     return submit, root
 
 
 def test_a_notebook_runs_in_a_jupyter_kernel_with_the_scripts_environment(tmp_path, capfd):
-    probe = ("import os, sys\n"
-             "print('cwd', os.getcwd())\n"
-             "print('root', os.environ['IMET_KAGGLE_ROOT'])\n"
-             "print('python', sys.executable)\n"
-             "print('kernel', type(get_ipython()).__name__)\n"
-             "try:\n    import efficientnet\nexcept ImportError as e:\n    print('blocked', e)\n"
-             "print('no package', 'imet_utils' not in sys.modules and not any("
-             "os.path.isdir(os.path.join(p, 'imet_utils')) for p in sys.path if p))")
+    probe = (
+        "import os, sys\n"
+        "print('cwd', os.getcwd())\n"
+        "print('root', os.environ['IMET_KAGGLE_ROOT'])\n"
+        "print('python', sys.executable)\n"
+        "print('kernel', type(get_ipython()).__name__)\n"
+        "try:\n    import efficientnet\nexcept ImportError as e:\n    print('blocked', e)\n"
+        "print('no package', 'imet_utils' not in sys.modules and not any("
+        "os.path.isdir(os.path.join(p, 'imet_utils')) for p in sys.path if p))"
+    )
     submit, root = _notebook_with(tmp_path, {"probe": probe, "stop": "raise SystemExit('probe done')"})
     with pytest.raises(kernel_build.BuildError):
-        kernel_build.run_kernel(kernel_build.runnable(submit), root,
-                                extra_pythonpath=kernel_build.blocker_dir(tmp_path))
+        kernel_build.run_kernel(
+            kernel_build.runnable(submit), root, extra_pythonpath=kernel_build.blocker_dir(tmp_path)
+        )
     out = capfd.readouterr().out
     assert f"cwd {root / 'working'}" in out and f"root {root}" in out and f"python {sys.executable}" in out
     assert "kernel ZMQInteractiveShell" in out  # a real IPython kernel, not exec()
@@ -159,8 +193,19 @@ def test_a_failing_notebook_cell_fails_the_run_with_its_traceback(tmp_path, capf
 
 def test_imet_2020_style_competition(tmp_path):
     data = generate_competition(tmp_path / "data", n_train=200, n_test=20, groups=IMET_2020_GROUPS, seed=9)
-    res = _build("--run-local", "--data-dir", data, "--work-dir", tmp_path / "w", "--set", "n_folds=2",
-                 "--set", "epochs=2", "--set", "competition=imet-2020-fgvc7")
+    res = _build(
+        "--run-local",
+        "--data-dir",
+        data,
+        "--work-dir",
+        tmp_path / "w",
+        "--set",
+        "n_folds=2",
+        "--set",
+        "epochs=2",
+        "--set",
+        "competition=imet-2020-fgvc7",
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "labels in groups ('country', 'culture', 'dimension', 'medium', 'tags')" in res.stdout
     by_group = json.loads((tmp_path / "w/submit/kaggle/working/decision.json").read_text())["oof_f2_by_group"]
@@ -175,16 +220,24 @@ def test_imet_2020_style_competition(tmp_path):
 def test_check_passes_after_a_slug_change_and_a_build(repo_flags):
     repo, where = repo_flags
     meta_path = repo / "kernel-metadata.json"
-    meta_path.write_text(meta_path.read_text().replace("your-kaggle-username/imet-2019-train", "me/imet-b3-model")
-                         .replace('"title": "imet-2019-train"', '"title": "imet-b3-model"'))
+    meta_path.write_text(
+        meta_path.read_text()
+        .replace("your-kaggle-username/imet-2019-train", "me/imet-b3-model")
+        .replace('"title": "imet-2019-train"', '"title": "imet-b3-model"')
+    )
     stale = _build(*where, "--check")  # the build/ of before: a plain push here would push nothing
     assert stale.returncode == 0 and "0 problem(s)" in stale.stdout  # (an empty build/ is built first)
-    meta_path.write_text(meta_path.read_text().replace("me/imet-b3-model", "me/imet-b4-model")
-                         .replace('"title": "imet-b3-model"', '"title": "imet-b4-model"'))
+    meta_path.write_text(
+        meta_path.read_text()
+        .replace("me/imet-b3-model", "me/imet-b4-model")
+        .replace('"title": "imet-b3-model"', '"title": "imet-b4-model"')
+    )
     res = _build(*where, "--check")
     assert res.returncode == 1
-    assert f"{meta_path}: no kernel me/imet-b4-model is built in {repo / 'build'}; run python build_kernel.py" \
+    assert (
+        f"{meta_path}: no kernel me/imet-b4-model is built in {repo / 'build'}; run python build_kernel.py"
         in res.stdout
+    )
     assert _build(*where).returncode == 0
     res = _build(*where, "--check")
     assert res.returncode == 0 and "0 problem(s)" in res.stdout, res.stdout
@@ -209,8 +262,7 @@ def test_check_says_a_split_folds_build_is_pushed_with_push(repo_flags):
     _own(repo / "kernel-metadata.json")
     res = _build(*where, "--split-folds", "--check")
     assert res.returncode == 0, res.stdout
-    assert "note: kernel-metadata.json: a --split-folds build has no kernel me/imet-2019-train" \
-        in res.stdout
+    assert "note: kernel-metadata.json: a --split-folds build has no kernel me/imet-2019-train" in res.stdout
     assert "push the per-fold kernels and the submit kernel with: python build_kernel.py --push" in res.stdout
 
 
@@ -218,13 +270,17 @@ def test_check_reports_a_hand_broken_top_level_file(repo_flags):
     repo, where = repo_flags
     assert _build(*where).returncode == 0
     meta_path = repo / "kernel-metadata.json"
-    meta_path.write_text(meta_path.read_text().replace('"build/imet-2019-train/imet-2019-train.py"',
-                                                       '"build/imet-2019-train/train.py"')
-                         .replace('"kernel_type": "script"', '"kernel_type": "notebook"'))
+    meta_path.write_text(
+        meta_path.read_text()
+        .replace('"build/imet-2019-train/imet-2019-train.py"', '"build/imet-2019-train/train.py"')
+        .replace('"kernel_type": "script"', '"kernel_type": "notebook"')
+    )
     res = _build(*where, "--check")
     assert res.returncode == 1
-    assert (f"{meta_path}: code_file 'build/imet-2019-train/train.py' (no such file) is not the built kernel of "
-            f"your-kaggle-username/imet-2019-train, build/imet-2019-train/imet-2019-train.py") in res.stdout
+    assert (
+        f"{meta_path}: code_file 'build/imet-2019-train/train.py' (no such file) is not the built kernel of "
+        f"your-kaggle-username/imet-2019-train, build/imet-2019-train/imet-2019-train.py"
+    ) in res.stdout
     assert f"{meta_path}: kernel_type is 'notebook' here but 'script' in the built kernel" in res.stdout
     meta_path.write_text("{not json")
     res = _build(*where, "--check")
