@@ -54,6 +54,7 @@ from imet_utils.layout import (
 from imet_utils.metrics import f2_by_group, search_threshold, threshold_grid
 from imet_utils.paths import KagglePaths, find_competition_dir, find_kernel_output, find_kernel_outputs
 from imet_utils.plots import plot_sample_predictions, plot_threshold_curve, show
+from imet_utils.run_status import write_run_status
 from imet_utils.session import start_kernel
 from imet_utils.stacking import SecondLevel, choose_second_level
 from imet_utils.submission import format_labels, write_submission
@@ -287,3 +288,4 @@ stages.done("predict")
 # %%
 make_submission(config, comp, decision, decided_probs(test, level), out)
 stages.done("submission")
+write_run_status(out, ok=True, kernel="submit", stages=stages.seconds)  # the last act: a crash never writes it

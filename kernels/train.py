@@ -36,14 +36,16 @@ from imet_utils.layout import (
     SAMPLE_IMAGES_PLOT,
     check_resumable,
     copy_previous_output,
+    fold_dir,
     read_oof,
 )
 from imet_utils.metrics import search_threshold, threshold_grid
 from imet_utils.models import ensure_backbone_package, fetch_backbone
 from imet_utils.paths import find_competition_dir, previous_output
 from imet_utils.plots import plot_fold_label_counts, plot_history, plot_sample_images, show
+from imet_utils.run_status import write_run_status
 from imet_utils.session import start_kernel
-from imet_utils.training import train_fold
+from imet_utils.training import FoldState, train_fold
 
 
 def load_folds(config: TrainConfig, comp: Competition, out: Path) -> np.ndarray:
@@ -203,3 +205,13 @@ stages.done("training")
 report_oof(config, comp, states, out)
 show(out / CURVES_PLOT)
 stages.done("oof")
+
+# %% [markdown]
+# ## The end marker: run_status.json, this kernel's last act (a crash never writes it)
+
+# %%
+finished = [k for k in config.folds if FoldState.load(fold_dir(out, k)).finished]
+left = [k for k in config.folds if k not in finished]
+if left:
+    warn(f"folds {left} not finished: rerun with this output attached (resume_from) to go on")
+write_run_status(out, ok=not left, kernel="train", stages=stages.seconds, folds_done=finished, folds_left=left)
