@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -215,12 +216,12 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
     """Checks ``value`` against a dataclass type hint; converts lists to tuples."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if origin is typing.Union:  # Optional[X]
+    if origin in (typing.Union, types.UnionType):  # X | None
         if value is None:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(name, inner, value)
-    if origin in (tuple, tuple):
+    if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{name} must be a list, got {value!r}")
         if len(args) == 2 and args[1] is Ellipsis:
