@@ -28,7 +28,7 @@ def main() -> int:
     p.add_argument("--skip", action="append", default=[])
     args = p.parse_args()
     if not args.train_csv.is_file():
-        from imet_utils.generate import generate_competition
+        from synth import generate_competition
 
         d = Path(tempfile.mkdtemp())
         generate_competition(d, n_train=5000, n_test=1, max_side=80)

@@ -42,7 +42,7 @@ LOCAL_TRAIN = {
 # 8-epoch profile on 3,000 images where that took 233 s here: on such a machine 24 epochs would pass 20 minutes.
 LOCAL_EPOCH_IMAGES = 48_000
 LOCAL_MIN_EPOCHS = 8
-# What --run-local generates without --data-dir (imet_utils.generate): a realistic competition.
+# What --run-local generates without --data-dir (synth.generate_competition): a realistic competition.
 LOCAL_DATA = {"mode": "realistic", "n_train": 1500, "n_test": 500, "seed": 0}
 LOCAL_SUBMIT = {"batch_size": 64, "tta": 4}
 
@@ -125,7 +125,7 @@ def default_data(work: Path) -> Path:
     named after its settings, so data made with other settings (e.g. by an earlier version) is never reused."""
     data_dir = Path(work) / "data-{mode}-{n_train}-{n_test}-s{seed}".format(**LOCAL_DATA)
     if not (data_dir / "sample_submission.csv").is_file():
-        from imet_utils.generate import generate_competition
+        from synth import generate_competition
 
         print(f"generating a {LOCAL_DATA['mode']} iMet-format competition in {data_dir}", flush=True)
         generate_competition(data_dir, **LOCAL_DATA)

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from imet_utils.generate import generate_competition  # noqa: E402
+from synth import generate_competition  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

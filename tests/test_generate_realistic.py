@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 
 from imet_utils.data import multi_hot, read_competition, read_train
-from imet_utils.generate import generate_cli, generate_competition
 from imet_utils.metrics import best_constant_f2
-from imet_utils.realistic import DROP_CULTURE, DROP_TAG, REALISTIC_GROUPS, SPURIOUS, noisy_labels
+from synth import generate_competition
+from synth.cli import main as synth_cli
+from synth.realistic import DROP_CULTURE, DROP_TAG, REALISTIC_GROUPS, SPURIOUS, noisy_labels
 
 N_TRAIN, N_TEST = 600, 400
 
@@ -115,7 +116,7 @@ def test_deterministic_for_a_seed(tmp_path):
 
 
 def test_cli_mode_and_unknown_mode(tmp_path, capsys):
-    assert generate_cli([str(tmp_path / "r"), "--n-train", "20", "--n-test", "5", "--mode", "realistic"]) == 0
+    assert synth_cli([str(tmp_path / "r"), "--n-train", "20", "--n-test", "5", "--mode", "realistic"]) == 0
     assert (tmp_path / "r" / "train_clean.csv").is_file()
     assert "realistic" in capsys.readouterr().out
     labels = pd.read_csv(tmp_path / "r" / "labels.csv")

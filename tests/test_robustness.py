@@ -20,8 +20,8 @@ from imet_utils.budget import Budget
 from imet_utils.config import TrainConfig
 from imet_utils.data import read_competition
 from imet_utils.devices import setup_strategy
-from imet_utils.generate import generate_competition
 from imet_utils.images import build_cache
+from synth import generate_competition
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"n_folds": 2, "folds": [0, 1], "epochs": 2}

@@ -139,7 +139,7 @@ def test_csvs_keep_string_ids_and_subsample_in_order(tmp_path):
 
 def test_tiny_run_of_the_built_kernels_reports_stages_and_the_summary_line(tmp_path):
     """300 train / 60 test, 2 folds: both built kernels run in their own processes (about 30 s)."""
-    from imet_utils.generate import generate_competition
+    from synth import generate_competition
 
     real = generate_competition(tmp_path / "real", n_train=300, n_test=60, seed=3)
     work = tmp_path / "work"

@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT))
 from imet_utils.config import DECISION_RULES  # noqa: E402
 from imet_utils.data import read_labels  # noqa: E402
 from imet_utils.decision import choose_rule  # noqa: E402
-from imet_utils.realistic import REALISTIC_GROUPS  # noqa: E402
+from synth.realistic import REALISTIC_GROUPS  # noqa: E402
 
 
 def _load_score():

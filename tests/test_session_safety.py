@@ -15,7 +15,7 @@ from conftest import run_patched_submit
 
 import kernel_build
 from imet_utils.config import TrainConfig, save_config
-from imet_utils.generate import generate_competition
+from synth import generate_competition
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"n_folds": 2, "folds": [0, 1], "epochs": 2}

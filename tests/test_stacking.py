@@ -113,7 +113,7 @@ def test_the_built_submit_kernel_records_and_applies_the_second_level_offline(tm
 
     import pandas as pd
 
-    from imet_utils.generate import generate_competition
+    from synth import generate_competition
 
     root = Path(__file__).resolve().parents[1]
     data, work = generate_competition(tmp_path / "data", n_train=300, n_test=40, seed=5), tmp_path / "work"

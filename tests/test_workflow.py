@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import kernel_build
-from imet_utils.generate import IMET_2020_GROUPS, generate_competition
+from synth import IMET_2020_GROUPS, generate_competition
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 """The realistic mode of the generator: cluttered scenes, a long tail, co-occurring and noisy train labels.
 
-The toy mode (``generate.py``) is easy on purpose: a small CNN reaches OOF F2 0.84 there, far above
+The toy mode (``synth.toy``) is easy on purpose: a small CNN reaches OOF F2 0.84 there, far above
 what the same pipeline scores on real iMet data (~0.61). This mode is shaped after iMet 2019 instead:
 
 * Scenes: each culture label sets a background hue, drawn as one of three textures (noise, a gradient,
@@ -16,7 +16,6 @@ what the same pipeline scores on real iMet data (~0.61). This mode is shaped aft
 
 from __future__ import annotations
 
-import colorsys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +23,15 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from imet_utils.generate import paint_shape, random_id
+from synth.competition import (
+    image_shape,
+    label_names,
+    make_folders,
+    random_id,
+    write_labels,
+    write_sample_submission,
+)
+from synth.draw import hsv_rgb, paint_shape, write_png
 
 # 10 cultures and 28 tags: with ~3.3 true labels per image over only N labels, even predicting every label
 # scores F2 5P/(4P+1) with P = 3.3/N (0.38 at N = 30); at N = 38 the best constant is ~0.36 (~0.38 at 34).
@@ -57,10 +64,6 @@ TEXTURES = ("noise", "gradient", "stripes")
 DISTRACTORS = (0, 2)  # distractor shapes per image, inclusive range
 OBJECT_RADIUS = (0.14, 0.30)  # an object's radius, as a fraction of the image's short side
 DISTRACTOR_SAT = 0.35  # distractors are at most this saturated; tags at least 0.75
-
-
-def _rgb(hue: float, sat: float, val: float) -> np.ndarray:
-    return np.array(colorsys.hsv_to_rgb(hue % 1.0, min(max(sat, 0.0), 1.0), min(max(val, 0.0), 1.0))) * 255
 
 
 def zipf_weights(n: int, exponent: float) -> np.ndarray:
@@ -130,14 +133,14 @@ def noisy_labels(
 
 def _background(h: int, w: int, hues: list[float], rng: np.random.Generator) -> np.ndarray:
     sat, val = rng.uniform(0.35, 0.6), rng.uniform(0.6, 0.9)
-    cols = [_rgb(hu + rng.normal(0, 0.012), sat, val) for hu in hues]
+    cols = [hsv_rgb(hu + rng.normal(0, 0.012), sat, val) for hu in hues]
     kind = TEXTURES[int(rng.integers(len(TEXTURES)))]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     angle = rng.uniform(0, np.pi)
     proj = np.cos(angle) * xx + np.sin(angle) * yy
     if kind == "gradient":
         t = (proj - proj.min()) / max(float(np.ptp(proj)), 1.0)
-        second = cols[1] if len(cols) > 1 else _rgb(hues[0], sat, val * rng.uniform(0.4, 0.7))
+        second = cols[1] if len(cols) > 1 else hsv_rgb(hues[0], sat, val * rng.uniform(0.4, 0.7))
         img = cols[0] * (1 - t[..., None]) + second * t[..., None]
     elif kind == "stripes":
         period = rng.uniform(6, 24)
@@ -176,9 +179,11 @@ def render(
     for i in rng.permutation(len(objects)):
         shape, hue_i = objects[i]  # hue_i: the tag's colour index
         if hue_i is None:  # a distractor: a tag's shape in a washed-out colour, which no tag has
-            color = _rgb(rng.random(), rng.uniform(0.0, DISTRACTOR_SAT), rng.uniform(0.3, 0.95))
+            color = hsv_rgb(rng.random(), rng.uniform(0.0, DISTRACTOR_SAT), rng.uniform(0.3, 0.95))
         else:
-            color = _rgb(0.6 + hue_i / n_colors + rng.normal(0, 0.02), rng.uniform(0.75, 1.0), rng.uniform(0.6, 0.95))
+            color = hsv_rgb(
+                0.6 + hue_i / n_colors + rng.normal(0, 0.02), rng.uniform(0.75, 1.0), rng.uniform(0.6, 0.95)
+            )
         _draw(img, shape, color, rng)
     return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -187,16 +192,13 @@ def generate_realistic(
     out: Path, *, n_train: int, n_test: int, groups: Sequence[tuple[str, int]], min_side: int, max_side: int, seed: int
 ) -> Path:
     """Writes a realistic iMet-format competition to ``out`` (see the module docstring); the arguments are
-    ``generate_competition``'s. Besides the iMet files it writes ``solution.csv`` (clean test labels) and
+    ``synth.generate_competition``'s. Besides the iMet files it writes ``solution.csv`` (clean test labels) and
     ``train_clean.csv`` (the train labels before the annotator noise)."""
     if len(groups) < 1 or groups[0][1] < 1:
         raise ValueError(f"groups must start with a group of at least one label (the cultures), got {groups}")
     rng = np.random.default_rng(seed)
-    out = Path(out)
-    for sub in ("train", "test"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    names = [f"{name}::synthetic {name} {i}" for name, n in groups for i in range(n)]
-    pd.DataFrame({"attribute_id": range(len(names)), "attribute_name": names}).to_csv(out / "labels.csv", index=False)
+    out = make_folders(out)
+    write_labels(out, label_names(groups))
     model = _LabelModel(groups, rng)
     used: set = set()
 
@@ -205,11 +207,9 @@ def generate_realistic(
         for _ in range(n):
             img_id = random_id(rng, used)
             cultures, tags = model.sample(rng)
-            short = int(rng.integers(min_side, max_side * 3 // 4))
-            long_ = int(min(max_side * 2, short * rng.uniform(1.0, 2.0)))
-            h, w = (short, long_) if rng.random() < 0.5 else (long_, short)
+            h, w = image_shape(rng, min_side=min_side, max_side=max_side)
             img = render(cultures, tags, n_culture=model.n_culture, n_tag=model.n_tag, h=h, w=w, rng=rng)
-            cv2.imwrite(str(out / split / f"{img_id}.png"), img[..., ::-1])
+            write_png(out / split / f"{img_id}.png", img)
             clean = sorted(cultures + [model.n_culture + t for t in tags])
             rows["id"].append(img_id)
             rows["clean"].append(clean)
@@ -225,5 +225,5 @@ def generate_realistic(
     table(train["id"], train["clean"]).to_csv(out / "train_clean.csv", index=False)
     test = make("test", n_test)
     table(test["id"], test["clean"]).to_csv(out / "solution.csv", index=False)
-    pd.DataFrame({"id": test["id"], "attribute_ids": "0 1 2"}).to_csv(out / "sample_submission.csv", index=False)
+    write_sample_submission(out, test["id"])
     return out

@@ -1,0 +1,22 @@
+"""Generated iMet-format competitions, for local runs, tests and benchmarks; no kernel inlines this package.
+
+Each writes labels.csv, train.csv, sample_submission.csv, train/<id>.png and test/<id>.png, plus solution.csv
+(the test labels, which no kernel reads) so a local run can score its submission. Images vary in size and
+aspect, and their content is learnable from their labels.
+
+    generate     generate_competition(out, mode=...): the one entry point
+    toy          the toy mode: a background colour per culture and a shape per tag, fast, for tests
+    realistic    the realistic mode: cluttered textured scenes, a long tail fitted to iMet 2019, co-occurring
+                 labels and noisy train labels (what ``build_kernel.py --run-local`` generates by default,
+                 ``kernel_build.local.LOCAL_DATA``)
+    competition  what both modes write the same way: folders, ids, image sizes, labels.csv, sample_submission.csv
+    draw         pixels: colours, shapes, PNG files (both modes and bench/scale.py draw through it)
+    cli          ``python -m synth OUT [--n-train N] [--n-test N] [--groups culture:6,tag:14]
+                 [--mode toy|realistic] [--seed S]``
+"""
+
+from synth.competition import IMET_2019_GROUPS, IMET_2020_GROUPS
+from synth.generate import MODES, generate_competition
+from synth.realistic import REALISTIC_GROUPS
+
+__all__ = ["IMET_2019_GROUPS", "IMET_2020_GROUPS", "MODES", "REALISTIC_GROUPS", "generate_competition"]
