@@ -53,7 +53,7 @@ def main() -> int:
             [
                 sys.executable,
                 "-m",
-                "imet_utils.folds",
+                "kernel_build.folds",
                 str(args.train_csv),
                 "--out",
                 str(out),

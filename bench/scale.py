@@ -27,13 +27,13 @@ Without ``--keep``, a successful run deletes the kernels' folders (outputs, imag
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import math
 import multiprocessing
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 import zlib
@@ -54,6 +54,7 @@ SCALE_TRAIN = {"image_size": 32, "epochs": 1, "batch_size": 256, "time_budget_ho
 SCALE_SUBMIT = {"batch_size": 256}
 RSS_TARGET_MB = 8000.0
 DECISION_TARGET_S = 180.0
+TAIL_LINES = 40  # the end of a failed kernel's output, in the report
 STAGE_RE = re.compile(r"stage (\S+): ([0-9.]+) s")
 # What each known stage covers, for the table; stages not listed here are reported under their own name.
 STAGE_LABELS = {
@@ -141,16 +142,17 @@ def prepare_csvs(
 
 
 def _colour(key: int, salt: int) -> tuple[int, int, int]:
-    import colorsys
+    from synth.draw import hsv_rgb_int
 
-    hue = ((key if key >= 0 else salt % 997) * 0.618034) % 1.0
-    return tuple(int(255 * c) for c in colorsys.hsv_to_rgb(hue, 0.6, 0.85))
+    return hsv_rgb_int((key if key >= 0 else salt % 997) * 0.618034, 0.6, 0.85)
 
 
 def draw_image(img_id: str, first: int, last: int):
     """A tiny image, the same for the same id: 32-48 px a side, a background coloured by its first label,
     a square coloured by its last one, and some grain."""
     import numpy as np
+
+    from synth.draw import paint_block
 
     h32 = zlib.crc32(img_id.encode())
     rng = np.random.default_rng(h32)
@@ -159,20 +161,21 @@ def draw_image(img_id: str, first: int, last: int):
     img[:] = _colour(first, h32)
     r = min(h, w) // 4
     cy, cx = h // 2 + int(rng.integers(-r, r + 1)) // 2, w // 2 + int(rng.integers(-r, r + 1)) // 2
-    img[cy - r : cy + r, cx - r : cx + r] = _colour(last, h32 >> 8)
+    paint_block(img, cx, cy, r, _colour(last, h32 >> 8))
     return (img + rng.integers(0, 12, img.shape, dtype=np.uint8)).astype(np.uint8)
 
 
 def _write_images(task: tuple[str, Sequence[tuple[str, int, int]]]) -> int:
     import cv2
 
+    from synth.draw import write_png
+
     cv2.setNumThreads(1)  # one pool process per core
     folder, items = task
     for img_id, first, last in items:
         path = os.path.join(folder, f"{img_id}.png")
         tmp = path + ".tmp.png"
-        if not cv2.imwrite(tmp, cv2.cvtColor(draw_image(img_id, first, last), cv2.COLOR_RGB2BGR)):
-            raise OSError(f"could not write {tmp}")
+        write_png(tmp, draw_image(img_id, first, last))
         os.replace(tmp, path)  # never a truncated image that a later run would count as done
     return len(items)
 
@@ -229,56 +232,29 @@ def parse_stages(lines: Iterable[str]) -> dict[str, float]:
     return stages
 
 
-def run_kernel(
+def time_kernel(
     name: str, command: list[str], root: Path, *, log: Path, extra_pythonpath: Path | None = None
 ) -> KernelRun:
-    """Runs a built kernel as ``kernel_build.run_kernel`` does, teeing its output to the console and ``log``.
-
-    Its peak RSS is the process's own ``ru_maxrss`` (with its waited-for children), from ``os.wait4``.
-    """
-    env = dict(os.environ)
-    env["IMET_KAGGLE_ROOT"] = str(root)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["PYTHONPATH"] = str(extra_pythonpath) if extra_pythonpath else ""
-    env["PYTHONUNBUFFERED"] = "1"
-    print(f"\n$ python {' '.join(command)}  (kaggle root {root}; log {log})", flush=True)
-    log.parent.mkdir(parents=True, exist_ok=True)
+    """Runs a built kernel with ``kernel_build.run_kernel``, its output teed to the console and ``log``, and
+    collects the stage lines it prints and the end of its output."""
     stages: dict[str, float] = {}
-    tail: list[str] = []
-    start = time.monotonic()
-    with open(log, "w") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, *command],
-            cwd=root / "working",
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            errors="replace",
-        )
-        try:
-            for line in proc.stdout:
-                sys.stdout.write(line)
-                sys.stdout.flush()
-                log_file.write(line)
-                log_file.flush()  # the log can be followed while the kernel runs
-                add_stage(stages, line)
-                tail.append(line.rstrip("\n"))
-                if len(tail) > 200:
-                    del tail[:100]
-            proc.stdout.close()
-            _, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:
-            proc.kill()  # our own child, by its pid
-            proc.wait()
-            raise
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: Popen must not wait again
-    wall = time.monotonic() - start
-    rss_mb = usage.ru_maxrss / 1024  # KiB on Linux; MB here are MiB
-    print(f"{name} kernel: exit {proc.returncode}, {wall:.0f}s, peak RSS {rss_mb:.0f} MB", flush=True)
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+
+    def on_line(line: str) -> None:
+        add_stage(stages, line)
+        tail.append(line.rstrip("\n"))
+
+    done = kernel_build.run_kernel(
+        command, root, extra_pythonpath=extra_pythonpath, log=log, on_line=on_line, check=False
+    )
     return KernelRun(
-        name=name, returncode=proc.returncode, wall_s=wall, peak_rss_mb=rss_mb, stages=stages, tail=tail[-40:], log=log
+        name=name,
+        returncode=done.returncode,
+        wall_s=done.wall_s,
+        peak_rss_mb=done.peak_rss_mb,
+        stages=stages,
+        tail=list(tail),
+        log=log,
     )
 
 
@@ -387,12 +363,12 @@ def run_bench(args: argparse.Namespace) -> int:
     submit_inputs = {competition: data}
     for kernel in built.train:
         root = kernel_build.kaggle_dir(work, kernel.slug, {competition: data}, fresh=True)
-        runs.append(run_kernel("train", kernel_build.runnable(kernel), root, log=work / "logs" / "train.log"))
+        runs.append(time_kernel("train", kernel_build.runnable(kernel), root, log=work / "logs" / "train.log"))
         submit_inputs[kernel.slug] = root / "working"
     if all(r.returncode == 0 for r in runs):
         root = kernel_build.kaggle_dir(work, "submit", submit_inputs, fresh=True)
         runs.append(
-            run_kernel(
+            time_kernel(
                 "submit",
                 kernel_build.runnable(built.submit),
                 root,

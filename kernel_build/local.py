@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from kernel_build.build import build
@@ -83,20 +85,85 @@ def runnable(kernel: Kernel) -> list[str]:
     return [str(CLI), EXECUTE_NOTEBOOK, str(code)]
 
 
-def run_kernel(command: list[str], root: Path, *, extra_pythonpath: Path | None = None) -> None:
-    """Runs a ``runnable`` command as its own process, in ``root``/working with IMET_KAGGLE_ROOT=``root``."""
+@dataclasses.dataclass(frozen=True)
+class KernelProcess:
+    """How one kernel process ended: its exit code, wall time and own peak RSS (with its waited-for children,
+    from ``os.wait4``; MiB)."""
+
+    returncode: int
+    wall_s: float
+    peak_rss_mb: float
+
+
+def _tee(lines: Iterable[str], log: Path, on_line: Callable[[str], None] | None) -> None:
+    """Each line to the console and to ``log`` (flushed, so the log can be followed), and to ``on_line``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as log_file:
+        for line in lines:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            log_file.write(line)
+            log_file.flush()
+            if on_line:
+                on_line(line)
+
+
+def run_kernel(
+    command: list[str],
+    root: Path,
+    *,
+    extra_pythonpath: Path | None = None,
+    log: Path | None = None,
+    on_line: Callable[[str], None] | None = None,
+    check: bool = True,
+) -> KernelProcess:
+    """Runs a ``runnable`` command as its own process, in ``root``/working with IMET_KAGGLE_ROOT=``root``.
+
+    Args:
+        command: what ``runnable`` returns.
+        root: the simulated /kaggle (``kaggle_dir``).
+        extra_pythonpath: the process's PYTHONPATH, e.g. ``blocker_dir``; without it, none.
+        log: if given, the output (stdout and stderr) also goes to this file as it comes.
+        on_line: with ``log``, called with each output line.
+        check: raise if the kernel fails; else the caller reads ``returncode``.
+
+    Returns:
+        The exit code, wall time and peak RSS.
+
+    Raises:
+        BuildError: with ``check``, the kernel failed (for a notebook: which cell, and its traceback).
+    """
     env = dict(os.environ)
     env["IMET_KAGGLE_ROOT"] = str(root)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["PYTHONPATH"] = str(extra_pythonpath) if extra_pythonpath else ""
     name = Path(command[-1]).name
-    print(f"\n$ python {' '.join(command)}  (kaggle root {root})", flush=True)
-    start = time.time()
-    proc = subprocess.run([sys.executable, *command], cwd=root / "working", env=env)
-    if proc.returncode != 0:
+    print(f"\n$ python {' '.join(command)}  (kaggle root {root}{f'; log {log}' if log else ''})", flush=True)
+    pipe = {}
+    if log:
+        env["PYTHONUNBUFFERED"] = "1"
+        pipe = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True, "bufsize": 1, "errors": "replace"}
+    start = time.monotonic()
+    proc = subprocess.Popen([sys.executable, *command], cwd=root / "working", env=env, **pipe)
+    try:
+        if log:
+            _tee(proc.stdout, log, on_line)
+            proc.stdout.close()
+        _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:
+        proc.kill()  # our own child, by its pid
+        proc.wait()
+        raise
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: Popen must not wait again
+    # ru_maxrss is in KiB on Linux
+    done = KernelProcess(
+        returncode=proc.returncode, wall_s=time.monotonic() - start, peak_rss_mb=usage.ru_maxrss / 1024
+    )
+    print(f"{name}: exit {done.returncode} after {done.wall_s:.0f}s, peak RSS {done.peak_rss_mb:.0f} MB", flush=True)
+    if check and done.returncode != 0:
         failed = notebook_failure(Path(command[-1])) if EXECUTE_NOTEBOOK in command else None
-        raise BuildError(failed or f"{name} failed with exit code {proc.returncode} (see its log above)")
-    print(f"{name} finished in {time.time() - start:.0f}s", flush=True)
+        raise BuildError(failed or f"{name} failed with exit code {done.returncode} (see its log above)")
+    return done
 
 
 def _score_local(data_dir: Path, submission: Path) -> None:

@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from kernel_build.local import blocker_dir  # noqa: E402
 from synth import generate_competition  # noqa: E402
 
 
@@ -59,7 +60,7 @@ def run_patched_submit(work: Path, tmp_path: Path, replace=None, **config):
     root = work / "submit" / "kaggle"
     for f in (root / "working").iterdir():
         f.unlink()
-    env = dict(os.environ, IMET_KAGGLE_ROOT=str(root), TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(work / "offline_image"))
+    env = dict(os.environ, IMET_KAGGLE_ROOT=str(root), TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(blocker_dir(work)))
     return subprocess.run(
         [sys.executable, str(script)], cwd=root / "working", env=env, capture_output=True, text=True, timeout=600
     )
@@ -83,10 +84,7 @@ def assert_loads_offline(model, tmp_path: Path, x) -> None:
     expected = model.predict(x, verbose=0)
     export_for_inference(model, tmp_path / "model")
     np.save(tmp_path / "x.npy", x)
-    blocker = tmp_path / "blocked"
-    blocker.mkdir()
-    for pkg in ("efficientnet", "albumentations"):
-        (blocker / f"{pkg}.py").write_text("raise ImportError('blocked')\n")
+    blocker = blocker_dir(tmp_path)
     code = (
         f"import sys, numpy as np; sys.path.insert(0, {str(ROOT)!r})\n"
         f"from imet_utils.prediction import load_for_inference\n"

@@ -140,7 +140,7 @@ def _write(tmp_path, train_rows, n_labels=5):
 
 def _cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "imet_utils.folds", *map(str, args)], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "kernel_build.folds", *map(str, args)], cwd=ROOT, capture_output=True, text=True
     )
 
 
@@ -155,6 +155,20 @@ def test_cli_writes_folds_with_string_ids_and_report(tmp_path):
     assert list(df["id"]) == [r[0] for r in rows]  # leading zeros kept
     assert sorted(df["fold"].unique()) == [0, 1, 2]
     assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_the_old_package_command_points_at_the_new_one(tmp_path):
+    train = _write(tmp_path, [(f"{i:012x}", "0 1") for i in range(10)])
+    res = subprocess.run(
+        [sys.executable, "-m", "imet_utils.folds", train, "--out", tmp_path / "f.csv"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert res.returncode != 0
+    assert "python -m kernel_build.folds TRAIN_CSV --out FOLDS_CSV" in res.stderr
+    assert not (tmp_path / "f.csv").exists()
 
 
 @pytest.mark.parametrize(
@@ -251,7 +265,7 @@ def test_cli_returns_at_once_without_labels_csv(tmp_path, n):
     rows = [f"{i:012x},{' '.join(map(str, sorted(r.sample(range(20), r.randint(1, 4)))))}\n" for i in range(n)]
     (tmp_path / "train.csv").write_text("id,attribute_ids\n" + "".join(rows))
     res = subprocess.run(
-        [sys.executable, "-m", "imet_utils.folds", tmp_path / "train.csv", "--out", tmp_path / "folds.csv"],
+        [sys.executable, "-m", "kernel_build.folds", tmp_path / "train.csv", "--out", tmp_path / "folds.csv"],
         cwd=ROOT,
         capture_output=True,
         text=True,
