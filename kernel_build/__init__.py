@@ -13,7 +13,8 @@
     plan        estimated GPU hours of each kernel (--plan)
     runs        pulled outputs in runs/<slug>/v<N>/ and the report (--pull, --report)
     steps       the Kaggle steps build_kernel.py runs
-    local       the local run in a simulated /kaggle
+    local       the local run in a simulated /kaggle: run_kernel, the offline-package blocker
+    folds       python -m kernel_build.folds: folds.csv from a train.csv
 
 Nothing here imports TensorFlow or kaggle.
 """
