@@ -25,10 +25,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from imet_utils.config import DECISION_RULES, DEFAULT_THRESHOLD_GRID, SEED_MAX_LABELS, SEED_MIN_LABELS  # noqa: E402
+from imet_utils.config import DEFAULT_THRESHOLD_GRID  # noqa: E402
 from imet_utils.data import multi_hot, read_labels, read_train  # noqa: E402
-from imet_utils.decision import apply_rule, choose_rule  # noqa: E402
-from imet_utils.metrics import f2_by_group, search_threshold, threshold_grid  # noqa: E402
+from imet_utils.decision import RULES, apply_rule, choose_rule  # noqa: E402
+from imet_utils.metrics import (  # noqa: E402
+    BASELINE_MAX_LABELS,
+    BASELINE_MIN_LABELS,
+    f2_by_group,
+    search_threshold,
+    threshold_grid,
+)
 
 N_FOLDS = 5
 LOGIT_SD = 1.2
@@ -87,7 +93,7 @@ def bench_inputs(data: Path, rows, seed: int) -> tuple:
 
 def main() -> int:
     p = arguments("choose_rule at full size: time and peak memory")
-    p.add_argument("--rules", nargs="+", default=list(DECISION_RULES))
+    p.add_argument("--rules", nargs="+", default=list(RULES))
     args = p.parse_args()
     y, probs, folds, groups, grid = bench_inputs(args.data, args.rows, args.seed)
     print(
@@ -101,7 +107,7 @@ def main() -> int:
     peak_choose = _peak_rss_mb()
     pred = apply_rule(decision["params"], probs, groups)
     decision["oof_f2_by_group"] = f2_by_group(y, pred, groups)
-    search_threshold(y, probs, grid, min_labels=SEED_MIN_LABELS, max_labels=SEED_MAX_LABELS)
+    search_threshold(y, probs, grid, min_labels=BASELINE_MIN_LABELS, max_labels=BASELINE_MAX_LABELS)
     json.dumps(decision)
     t_all = time.perf_counter() - t0
     peak = _peak_rss_mb()

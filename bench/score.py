@@ -32,9 +32,10 @@ sys.path.insert(0, str(ROOT))
 
 from imet_utils.config import TTA_VIEWS, SubmitConfig  # noqa: E402
 from imet_utils.data import multi_hot, read_competition, read_train  # noqa: E402
-from imet_utils.decision import apply_rule, choose_rule, fit_rule  # noqa: E402
+from imet_utils.decision import apply_rule, choose_rule  # noqa: E402
 from imet_utils.layout import oof_views  # noqa: E402
-from imet_utils.metrics import best_constant_f2, f2_per_sample, threshold_grid  # noqa: E402
+from imet_utils.metrics import f2_per_sample, threshold_grid  # noqa: E402
+from kernel_build.scoring import best_constant_f2, fit_rule  # noqa: E402
 
 FAMILIES = (("A", {}), ("B", {"model": "small-cnn"}))  # the local profile, and a deeper CNN
 SUBMIT = SubmitConfig()

@@ -22,8 +22,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from decision import N_FOLDS, arguments, bench_inputs  # noqa: E402
 
-from imet_utils.config import DECISION_RULES  # noqa: E402
-from imet_utils.decision import choose_rule  # noqa: E402
+from imet_utils.decision import RULES, choose_rule  # noqa: E402
 from imet_utils.stacking import choose_second_level  # noqa: E402
 
 
@@ -32,9 +31,9 @@ def main() -> int:
     y, probs, folds, groups, grid = bench_inputs(args.data, args.rows, args.seed)
     print(f"{args.data}: y {y.shape}, {N_FOLDS} folds")
     t0 = time.perf_counter()
-    first = choose_rule(y, probs, folds, groups, grid=grid, rules=DECISION_RULES)
+    first = choose_rule(y, probs, folds, groups, grid=grid, rules=tuple(RULES))
     t1 = time.perf_counter()
-    entry = choose_second_level(y, probs, folds, groups, grid=grid, rules=DECISION_RULES, first=first, log=print).entry
+    entry = choose_second_level(y, probs, folds, groups, grid=grid, rules=tuple(RULES), first=first, log=print).entry
     t2 = time.perf_counter()
     print(
         f"first level: choose_rule {t1 - t0:.1f} s, cross-fitted F2 {max(first['oof_f2'].values()):.4f}; "

@@ -1,48 +1,23 @@
-"""Train-time augmentation: ours (the default) and the seed's, exactly.
-
-What (``TrainConfig.augment_preset``):
-- ``"ours"`` (default): horizontal flip; an affine with the seed's shift (±0.1), rotation (±15°) and p (0.3),
-  but no scale and black borders; brightness ±0.2 (p 0.3) and Gaussian noise (p 0.2), which the seed had
-  commented out; and the crop comes first, so the affine moves the crop, not the whole image.
-- ``"seed"``: the seed notebook's transforms and values, in its order (albumentations 0.x there, 2.x here):
-  HorizontalFlip, ShiftScaleRotate(shift 0.1, scale 0.1, rotate 15, reflected borders, p 0.3), RandomCrop.
-  No brightness, no noise (the seed's RandomBrightness and IAAAdditiveGaussianNoise were commented out).
+"""Train-time augmentation, realised from the presets of ``imet_utils.augment_presets`` (what each one does,
+and why it has a CPU and a device realisation, is there).
 
 Where (``TrainConfig.augment``):
-- ``"device"`` (default, ours only): the input pipeline crops and flips (cheap, and a JPEG is decoded only
-  inside its crop window); ``DeviceAugment``, the model's first layer after rescaling, runs the rest batched
-  on the accelerator. It is the identity at inference, so exported models are unaffected.
+- ``"device"`` (default; a preset that ``runs_on_device``, i.e. ``"ours"``): the input pipeline crops and flips
+  (cheap, and a JPEG is decoded only inside its crop window); ``DeviceAugment``, the model's first layer after
+  rescaling, runs the preset's affine, brightness and noise batched on the accelerator. It is the identity at
+  inference, so exported models are unaffected.
 - ``"albumentations"``: the preset's ``train_transforms`` per image on the CPU.
 """
 
 from __future__ import annotations
 
-import cv2
 import keras
 import numpy as np
 from keras import layers, ops
 
-from imet_utils.config import AUGMENT_PRESETS
-from imet_utils.images import scale_up_to
+from imet_utils.augment_presets import AUGMENT_PRESETS, AugmentPreset, get_augment_preset
 
-# The seed's train augmentation (its ShiftScaleRotate's own arguments, and albumentations 0.x's defaults
-# for the rest: scale_limit 0.1, linear interpolation, BORDER_REFLECT_101).
-SEED_SHIFT = 0.1
-SEED_SCALE = 0.1
-SEED_ROTATE = 15
-SEED_AFFINE_P = 0.3
-SEED_BORDER_MODE = cv2.BORDER_REFLECT_101
-SEED_INTERPOLATION = cv2.INTER_LINEAR
-
-# Ours: the seed's shift, rotation and p, without its scale, with black borders, plus brightness and noise.
-OURS_SHIFT = SEED_SHIFT
-OURS_ROTATE = SEED_ROTATE
-OURS_AFFINE_P = SEED_AFFINE_P
-OURS_BORDER_MODE = cv2.BORDER_CONSTANT  # black, as DeviceAugment's fill_mode="constant"
-OURS_BRIGHTNESS = 0.2  # on 0..1 pixels
-OURS_BRIGHTNESS_P = 0.3
-OURS_NOISE_STD = 0.04  # on 0..1 pixels
-OURS_NOISE_P = 0.2
+_OURS = AUGMENT_PRESETS["ours"]  # DeviceAugment's defaults
 
 
 def train_transforms(size: int, preset: str = "ours"):
@@ -50,8 +25,8 @@ def train_transforms(size: int, preset: str = "ours"):
 
     Args:
         size: output crop size; call ``augment_image`` so a smaller image is scaled up first.
-        preset: ``"ours"`` (crop, flip, affine, brightness, noise) or ``"seed"`` (flip, affine, crop);
-            see the module docstring.
+        preset: a key of ``AUGMENT_PRESETS``: ``"ours"`` (crop, flip, affine, brightness, noise) or ``"seed"``
+            (the 2019 baseline notebook's flip, affine, crop).
 
     Returns:
         An ``albumentations.Compose``.
@@ -59,59 +34,58 @@ def train_transforms(size: int, preset: str = "ours"):
     Raises:
         ValueError: an unknown preset, naming the known ones.
     """
-    if preset not in AUGMENT_PRESETS:
-        raise ValueError(f"unknown augment preset {preset!r}; known: {list(AUGMENT_PRESETS)}")
+    spec = get_augment_preset(preset)
     import albumentations as A  # only the train kernel, and only in this mode, needs it
 
-    if preset == "seed":
-        return A.Compose([A.HorizontalFlip(p=0.5), _seed_shift_scale_rotate(A), A.RandomCrop(height=size, width=size)])
-    return A.Compose(
-        [
-            A.RandomCrop(height=size, width=size),
-            A.HorizontalFlip(p=0.5),
-            A.Affine(
-                translate_percent=(-OURS_SHIFT, OURS_SHIFT),
-                rotate=(-OURS_ROTATE, OURS_ROTATE),
-                border_mode=OURS_BORDER_MODE,
-                p=OURS_AFFINE_P,
-            ),
-            A.RandomBrightnessContrast(brightness_limit=OURS_BRIGHTNESS, contrast_limit=0.0, p=OURS_BRIGHTNESS_P),
-            A.GaussNoise(std_range=(OURS_NOISE_STD / 2, OURS_NOISE_STD * 1.5), p=OURS_NOISE_P),
-        ]
-    )
+    crop, flip = A.RandomCrop(height=size, width=size), A.HorizontalFlip(p=0.5)
+    steps = [crop, flip, _affine(A, spec)] if spec.crop_first else [flip, _affine(A, spec), crop]
+    if spec.brightness:
+        steps.append(
+            A.RandomBrightnessContrast(brightness_limit=spec.brightness, contrast_limit=0.0, p=spec.brightness_p)
+        )
+    if spec.noise_std:
+        steps.append(A.GaussNoise(std_range=(spec.noise_std / 2, spec.noise_std * 1.5), p=spec.noise_p))
+    return A.Compose(steps)
 
 
-def _seed_shift_scale_rotate(A):
-    """The seed's ``ShiftScaleRotate(shift_limit=0.1, rotate_limit=15, p=0.3)`` of albumentations 0.x, as 2.x's Affine.
+def _affine(A, spec: AugmentPreset):
+    """A preset's shift, isotropic scale and rotation as albumentations 2.x's ``Affine``.
 
-    2.x still has ShiftScaleRotate, deprecated, as an Affine with ``keep_ratio=False``: it draws the x and y
-    scales independently and so stretches the image, which 0.x never did. 0.x drew one angle in ±15°, one
-    scale in 0.9–1.1 and dx, dy in ±0.1 of the width and height, and warped with
-    ``cv2.getRotationMatrix2D(centre, angle, scale)`` plus that shift. This Affine draws the same, with the same
-    matrix and the same sign of rotation; it differs by under a pixel: it rotates about ((w-1)/2, (h-1)/2)
-    rather than (w/2, h/2) and rounds the shift to whole pixels (tests/test_augment.py checks this).
+    For the ``"seed"`` preset this is the 2019 baseline notebook's ``ShiftScaleRotate(shift_limit=0.1,
+    rotate_limit=15, p=0.3)`` of albumentations 0.x. 2.x still has ShiftScaleRotate, deprecated, as an Affine
+    with ``keep_ratio=False``: it draws the x and y scales independently and so stretches the image, which 0.x
+    never did. 0.x drew one angle in ±15°, one scale in 0.9–1.1 and dx, dy in ±0.1 of the width and height, and
+    warped with ``cv2.getRotationMatrix2D(centre, angle, scale)`` plus that shift (linear interpolation,
+    BORDER_REFLECT_101). This Affine draws the same, with the same matrix and the same sign of rotation; it
+    differs by under a pixel: it rotates about ((w-1)/2, (h-1)/2) rather than (w/2, h/2) and rounds the shift to
+    whole pixels (tests/test_augment.py checks this).
     """
+    import cv2
+
     return A.Affine(
-        scale=(1 - SEED_SCALE, 1 + SEED_SCALE),
+        scale=(1 - spec.scale, 1 + spec.scale),
         keep_ratio=True,
         balanced_scale=False,
-        translate_percent=(-SEED_SHIFT, SEED_SHIFT),
-        rotate=(-SEED_ROTATE, SEED_ROTATE),
+        translate_percent=(-spec.shift, spec.shift),
+        rotate=(-spec.rotate, spec.rotate),
         shear=0,
-        interpolation=SEED_INTERPOLATION,
-        border_mode=SEED_BORDER_MODE,
-        p=SEED_AFFINE_P,
+        interpolation=cv2.INTER_LINEAR,
+        border_mode={"constant": cv2.BORDER_CONSTANT, "reflect_101": cv2.BORDER_REFLECT_101}[spec.border],
+        p=spec.affine_p,
     )
 
 
 def augment_image(transform, img: np.ndarray, size: int) -> np.ndarray:
     """Runs an albumentations transform on an image scaled up first if its short side is below ``size``."""
+    from imet_utils.images import scale_up_to  # OpenCV: only the CPU realisation needs it
+
     return transform(image=scale_up_to(img, size))["image"]
 
 
 @keras.saving.register_keras_serializable(package="imet_utils")
 class DeviceAugment(layers.Layer):
-    """Our affine, brightness and noise (preset ``"ours"``), batched on the accelerator; identity at inference.
+    """A preset's affine, brightness and noise (``"ours"`` by default), batched on the accelerator; identity at
+    inference. Build it with ``for_preset``.
 
     Runs after the pipeline's crop and flip. Each image gets each transform with its own probability, as
     albumentations' ``p``; the affine is a rotation then a translation, with black fill (no scale).
@@ -120,13 +94,13 @@ class DeviceAugment(layers.Layer):
 
     def __init__(
         self,
-        rotate=OURS_ROTATE,
-        shift=OURS_SHIFT,
-        p_affine=OURS_AFFINE_P,
-        brightness=OURS_BRIGHTNESS,
-        p_brightness=OURS_BRIGHTNESS_P,
-        noise=OURS_NOISE_STD,
-        p_noise=OURS_NOISE_P,
+        rotate=_OURS.rotate,
+        shift=_OURS.shift,
+        p_affine=_OURS.affine_p,
+        brightness=_OURS.brightness,
+        p_brightness=_OURS.brightness_p,
+        noise=_OURS.noise_std,
+        p_noise=_OURS.noise_p,
         seed=None,
         **kwargs,
     ):
@@ -137,6 +111,28 @@ class DeviceAugment(layers.Layer):
         self._rotation = layers.RandomRotation(rotate / 360.0, fill_mode="constant", seed=seed)
         self._translation = layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed)
         self._seeds = keras.random.SeedGenerator(seed)
+
+    @classmethod
+    def for_preset(cls, name: str, **kwargs) -> DeviceAugment:
+        """The layer that runs preset ``name`` (its crop and flip are the input pipeline's).
+
+        Raises:
+            ValueError: an unknown preset, or one the device can't run (it needs crop first, black borders,
+                no scale).
+        """
+        spec = get_augment_preset(name)
+        if not spec.runs_on_device:
+            raise ValueError(f"augment preset {name!r} can't run on the device: use augment='albumentations'")
+        return cls(
+            rotate=spec.rotate,
+            shift=spec.shift,
+            p_affine=spec.affine_p,
+            brightness=spec.brightness,
+            p_brightness=spec.brightness_p,
+            noise=spec.noise_std,
+            p_noise=spec.noise_p,
+            **kwargs,
+        )
 
     def build(self, input_shape):
         self._rotation.build(input_shape)

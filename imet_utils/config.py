@@ -14,14 +14,17 @@ import typing
 from pathlib import Path
 from typing import Any
 
-# Names for the seed's magic numbers, in one place.
-DEFAULT_THRESHOLD_GRID = (0.05, 0.5, 0.01)  # start, stop (inclusive), step: the seed's range, finer (it stepped 0.05)
-SEED_MIN_LABELS = 1
-SEED_MAX_LABELS = 10
+from imet_utils.augment_presets import AUGMENT_MODES, AUGMENT_PRESETS
+from imet_utils.decision import RULES
+from imet_utils.losses import LOSSES
+from imet_utils.metrics import BASELINE_MAX_LABELS, BASELINE_MIN_LABELS
+from imet_utils.schedules import LR_SCHEDULES
+
+# Names for the 2019 baseline notebook's magic numbers, in one place (its label counts: imet_utils.metrics).
+# start, stop (inclusive), step: the baseline's range, finer (it stepped 0.05)
+DEFAULT_THRESHOLD_GRID = (0.05, 0.5, 0.01)
 KAGGLE_SESSION_HOURS = 12.0
 KAGGLE_INFERENCE_HOURS = 9.0
-AUGMENT_MODES = ("device", "albumentations", "none")
-AUGMENT_PRESETS = ("ours", "seed")  # see imet_utils.augment
 # Deterministic test-time views, in the order a TTA count takes them (made in pipeline.view).
 TTA_VIEWS = (
     "center",
@@ -33,13 +36,23 @@ TTA_VIEWS = (
     "top_right",
     "bottom_left",
 )
-LOSSES = ("bce", "focal")
-LR_SCHEDULES = ("constant", "cosine", "plateau")
-DECISION_RULES = ("global", "per_group", "per_class", "relative")  # see imet_utils.decision
 
 
 class ConfigError(ValueError):
     """A config key or value is not valid."""
+
+
+def one_of(registry: dict) -> str:
+    """A config help's list of a registry's names, with each entry's ``help`` where it has one."""
+    return ", ".join(
+        f"'{name}' ({entry.help})" if hasattr(entry, "help") else f"'{name}'" for name, entry in registry.items()
+    )
+
+
+def check_name(key: str, value: str, registry: dict) -> None:
+    """Raises ``ConfigError`` naming the known entries if ``value`` is not a key of ``registry``."""
+    if value not in registry:
+        raise ConfigError(f"unknown {key} {value!r}; known: {list(registry)}")
 
 
 def setting(default: Any, help: str, *, resume: bool = False, run_only: bool = False) -> Any:
@@ -58,20 +71,25 @@ def setting(default: Any, help: str, *, resume: bool = False, run_only: bool = F
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Settings of the train kernel. The model, optimiser and epochs are the seed notebook's; see the README for
-    where the defaults differ from the seed (folds, augmentation placement, threshold grid)."""
+    """Settings of the train kernel. The model, optimiser and epochs are the 2019 baseline notebook's; see the
+    README for where the defaults differ from it (folds, augmentation placement, threshold grid)."""
 
     competition: str = setting("imet-2019-fgvc6", "competition slug (its data folder name)", resume=True)
     model: str = setting("efficientnet-b3", "backbone: see MODELS in imet_utils.models", resume=True)
     weights: str | None = setting("imagenet", "pretrained weights; None trains from scratch (no download)")
     image_size: int = setting(288, "square crop size in pixels", resume=True)
     batch_size: int = setting(32, "per replica; the global batch scales with the GPUs")
+    auto_batch: bool = setting(
+        False,
+        "if batch_size runs out of device memory in the first-minute rehearsal, halve it until it fits (the "
+        "learning rate scales with it) instead of stopping",
+    )
     epochs: int = setting(8, "epochs per fold")
     lr: float = setting(3e-4, "Adam learning rate")
-    loss: str = setting("bce", "'bce' or 'focal' (Keras' binary focal loss)")
+    loss: str = setting("bce", f"one of {one_of(LOSSES)}")
     focal_gamma: float = setting(2.0, "focal loss gamma")
     focal_alpha: float | None = setting(None, "focal loss: weight positives by alpha, negatives by 1 - alpha")
-    lr_schedule: str = setting("constant", "'constant', 'cosine' (to 0 over the epochs), 'plateau' (halve on a stall)")
+    lr_schedule: str = setting("constant", f"one of {one_of(LR_SCHEDULES)}")
     warmup_epochs: int = setting(0, "epochs that train the head only, the backbone frozen (Lopuhin: 1)")
     mixup_alpha: float = setting(0.0, "> 0: mixup within each batch with weight ~ Beta(alpha, alpha)")
     dense_units: int = setting(512, "the head's hidden layer: GAP -> Dense -> Dropout -> sigmoid")
@@ -80,20 +98,21 @@ class TrainConfig:
     n_folds: int = setting(5, "K: the number of folds", resume=True)
     folds: tuple[int, ...] = setting((0, 1, 2, 3, 4), "the folds this kernel trains", run_only=True)
     fold_method: str = setting(
-        "balanced", "'balanced' (ours), 'greedy' (the seed's exact split), 'iterstrat'", resume=True
+        "balanced", "'balanced' (ours), 'greedy' (the 2019 baseline notebook's exact split), 'iterstrat'", resume=True
     )
     seed: int = setting(42, "seed of the folds and the shuffling", resume=True)
     augment: str = setting("device", "where augmentation runs: 'device' (GPU), 'albumentations' (CPU), 'none'")
     augment_preset: str = setting(
-        "ours", "'ours' (see the README) or 'seed' (the seed's transforms exactly; needs augment='albumentations')"
+        "ours",
+        f"one of {one_of(AUGMENT_PRESETS)}; one that scales or reflects needs augment='albumentations'",
     )
     cache_scale: float = setting(1.1, "cached JPEG short side = image_size * cache_scale")
     max_aspect: float = setting(4.0, "longer sides are squashed to this aspect in the cache")
     threshold_grid: tuple[float, float, float] = setting(
         DEFAULT_THRESHOLD_GRID, "validation F2 threshold search: start, stop (inclusive), step"
     )
-    min_labels: int = setting(SEED_MIN_LABELS, "at least this many labels per image (>= 1)")
-    max_labels: int = setting(SEED_MAX_LABELS, "at most this many labels per image")
+    min_labels: int = setting(BASELINE_MIN_LABELS, "at least this many labels per image (>= 1)")
+    max_labels: int = setting(BASELINE_MAX_LABELS, "at most this many labels per image")
     oof_tta: int = setting(
         2,
         "views averaged in the saved OOF, which the submit kernel decides on: set it to the submit kernel's tta",
@@ -132,19 +151,15 @@ class TrainConfig:
             )
         if not 1 <= self.oof_tta <= len(TTA_VIEWS):
             raise ConfigError(f"oof_tta must be in 1..{len(TTA_VIEWS)}, got {self.oof_tta}")
-        if self.augment not in AUGMENT_MODES:
-            raise ConfigError(f"unknown augment {self.augment!r}; known: {list(AUGMENT_MODES)}")
-        if self.augment_preset not in AUGMENT_PRESETS:
-            raise ConfigError(f"unknown augment_preset {self.augment_preset!r}; known: {list(AUGMENT_PRESETS)}")
-        if self.augment_preset == "seed" and self.augment != "albumentations":
+        check_name("augment", self.augment, dict.fromkeys(AUGMENT_MODES))
+        check_name("augment_preset", self.augment_preset, AUGMENT_PRESETS)
+        if not AUGMENT_PRESETS[self.augment_preset].runs_on_device and self.augment != "albumentations":
             raise ConfigError(
-                "augment_preset='seed' is the seed's albumentations pipeline on the CPU: "
+                f"augment_preset={self.augment_preset!r} runs on the CPU only (albumentations): "
                 f"set augment='albumentations' (got augment={self.augment!r})"
             )
-        if self.loss not in LOSSES:
-            raise ConfigError(f"unknown loss {self.loss!r}; known: {list(LOSSES)}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(f"unknown lr_schedule {self.lr_schedule!r}; known: {list(LR_SCHEDULES)}")
+        check_name("loss", self.loss, LOSSES)
+        check_name("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ConfigError(f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
         if self.mixup_alpha < 0:
@@ -166,13 +181,15 @@ class SubmitConfig:
     tta: int = setting(2, "views per image: original, hflip, then corner crops (see TTA_VIEWS)")
     tta_views: tuple[str, ...] | None = setting(None, "an explicit list of views instead of the first `tta`")
     ensemble_weights: tuple[float, ...] | None = setting(None, "one per model family; None: fitted on OOF")
-    decision_rules: tuple[str, ...] = setting(DECISION_RULES, "the rules that compete on OOF (imet_utils.decision)")
+    decision_rules: tuple[str, ...] = setting(
+        tuple(RULES), f"the rules that compete on OOF, of {one_of(RULES)} (imet_utils.decision)"
+    )
     batch_size: int = setting(64, "images per prediction batch")
     threshold_grid: tuple[float, float, float] = setting(
         DEFAULT_THRESHOLD_GRID, "thresholds the rules try: start, stop (inclusive), step"
     )
-    min_labels: int = setting(SEED_MIN_LABELS, "every rule gives at least this many labels per image (>= 1)")
-    max_labels: int = setting(SEED_MAX_LABELS, "every rule gives at most this many labels per image")
+    min_labels: int = setting(BASELINE_MIN_LABELS, "every rule gives at least this many labels per image (>= 1)")
+    max_labels: int = setting(BASELINE_MAX_LABELS, "every rule gives at most this many labels per image")
     second_level: bool = setting(
         True,
         "cross-fit a second level (imet_utils.stacking) on OOF; used only if its "
@@ -204,31 +221,31 @@ class SubmitConfig:
             raise ConfigError(f"unknown tta_views {bad}; known: {list(TTA_VIEWS)}")
         if not self.train_kernels:
             raise ConfigError("train_kernels must name at least one train kernel output")
-        bad = [r for r in self.decision_rules if r not in DECISION_RULES]
+        bad = [r for r in self.decision_rules if r not in RULES]
         if bad or not self.decision_rules:
-            raise ConfigError(f"unknown decision rule(s) {bad}; known: {list(DECISION_RULES)}")
+            raise ConfigError(f"unknown decision rule(s) {bad}; known: {list(RULES)}")
         if self.ensemble_weights is not None and any(w < 0 for w in self.ensemble_weights):
             raise ConfigError(f"ensemble_weights must be non-negative, got {self.ensemble_weights}")
         return self
 
 
-def _coerce(name: str, hint: Any, value: Any) -> Any:
-    """Checks ``value`` against a dataclass type hint; converts lists to tuples."""
+def coerce_value(name: str, hint: Any, value: Any) -> Any:
+    """Checks ``value`` against a dataclass type hint (of the field ``name``); converts lists to tuples."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):  # X | None
         if value is None:
             return None
         (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(name, inner, value)
+        return coerce_value(name, inner, value)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{name} must be a list, got {value!r}")
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(name, args[0], v) for v in value)
+            return tuple(coerce_value(name, args[0], v) for v in value)
         if len(value) != len(args):
             raise ConfigError(f"{name} must have {len(args)} items, got {value!r}")
-        return tuple(_coerce(name, a, v) for a, v in zip(args, value))
+        return tuple(coerce_value(name, a, v) for a, v in zip(args, value))
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{name} must be true or false, got {value!r}")
@@ -266,29 +283,8 @@ def from_dict(cls: type, values: dict) -> Any:
     unknown = sorted(set(values) - set(names))
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} key(s) {unknown}; valid keys: {', '.join(names)}")
-    kwargs = {k: _coerce(k, hints[k], v) for k, v in values.items()}
+    kwargs = {k: coerce_value(k, hints[k], v) for k, v in values.items()}
     return cls(**kwargs).validate()
-
-
-def parse_override(cls: type, text: str) -> tuple[str, Any]:
-    """Parses one ``key=value`` override; the value is JSON, or a bare string.
-
-    Examples: ``epochs=3``, ``model=tiny-cnn``, ``folds=[0,1]``, ``weights=null``.
-    """
-    if "=" not in text:
-        raise ConfigError(f"override {text!r} is not key=value")
-    key, raw = text.split("=", 1)
-    key = key.strip()
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    hints = typing.get_type_hints(cls)
-    if key not in hints:
-        names = [f.name for f in dataclasses.fields(cls)]
-        raise ConfigError(f"unknown {cls.__name__} key(s) {[key]}; valid keys: {', '.join(names)}")
-    _coerce(key, hints[key], value)  # the type now; cross-field checks once all overrides are merged
-    return key, value
 
 
 def to_dict(config: Any) -> dict:
@@ -306,27 +302,3 @@ def load_train_config(path: Path) -> TrainConfig:
 def keys_where(cls: type, flag: str) -> tuple[str, ...]:
     """The fields of ``cls`` whose metadata sets ``flag`` (``"resume"`` or ``"run_only"``)."""
     return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get(flag))
-
-
-CONFIG_START = "# ==== CONFIG"
-CONFIG_END = "# ==== END CONFIG ===="
-
-
-def render_config_block(cls: type, values: dict, *, how_to_change: str) -> str:
-    """The ``CONFIG = dict(...)`` block of a built kernel: every field of ``cls`` with its value (``values`` over
-    the defaults) and its help; a value that differs from the default says so.
-
-    Args:
-        cls: ``TrainConfig`` or ``SubmitConfig``.
-        values: the overrides (the kernel source's and the build's).
-        how_to_change: the comment line over the block.
-    """
-    defaults = to_dict(cls())
-    chosen = to_dict(from_dict(cls, values))
-    lines = [f"{CONFIG_START}: {how_to_change} ====", "CONFIG = dict("]
-    for f in dataclasses.fields(cls):
-        value, default = chosen[f.name], defaults[f.name]
-        note = "" if value == default else f" [default {default!r}]"
-        lines.append(f"    {f.name}={value!r},  # {f.metadata.get('help', '')}{note}")
-    lines += [")", CONFIG_END]
-    return "\n".join(lines) + "\n"

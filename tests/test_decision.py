@@ -5,16 +5,19 @@ import json
 import numpy as np
 import pytest
 
+from imet_utils import decision
+from imet_utils.config import ConfigError, SubmitConfig, from_dict
 from imet_utils.decision import (
     RELATIVE_FACTORS,
     RULES,
     SHRINK_POSITIVES,
+    Rule,
     apply_rule,
     choose_rule,
-    fit_rule,
-    gain_interval,
+    get_rule,
 )
-from imet_utils.metrics import binarize, f2_per_sample, f2_score, search_threshold, threshold_grid
+from imet_utils.metrics import binarize, f2_per_sample, search_threshold, threshold_grid
+from kernel_build.scoring import f2_score, fit_rule
 
 GRID = threshold_grid(0.05, 0.5, 0.01)
 COARSE = threshold_grid(0.05, 0.5, 0.05)
@@ -36,7 +39,7 @@ def _data(n=1500, seed=0, culture_scale=0.6, tag_scale=0.25):
     return y, np.clip(probs, 0, 1), groups, np.arange(n) % 5
 
 
-def test_global_rule_equals_the_seed_threshold_search():
+def test_global_rule_equals_the_baseline_threshold_search():
     y, probs, groups, _ = _data()
     params = fit_rule("global", y, probs, groups, GRID)
     t, f2, _ = search_threshold(y, probs, GRID, min_labels=params["min_labels"], max_labels=params["max_labels"])
@@ -84,9 +87,43 @@ def test_relative_rule_uses_each_images_top_probability():
     assert pred.tolist() == [[1, 0, 0, 0], [1, 1, 0, 0]]
 
 
-def test_unknown_rule_is_named():
-    with pytest.raises(ValueError, match="unknown decision rule 'best'"):
+def test_unknown_rule_is_named_with_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown decision rule\(s\) \['best'\]; known: \['global', 'per_group'"):
         fit_rule("best", *_data()[:3], GRID)
+    with pytest.raises(ValueError, match=r"unknown decision rule 'best'; known: \['global', 'per_group'"):
+        get_rule("best")
+    with pytest.raises(ConfigError, match=r"unknown decision rule\(s\) \['best'\]; known: \['global'"):
+        from_dict(SubmitConfig, {"decision_rules": ["global", "best"]})
+
+
+def _top_k_rule():
+    """A rule registered in one entry: each image's k most probable labels, k fitted on the rows."""
+
+    def fit(f):
+        return {"k": 2}
+
+    def select(params, probs, groups):
+        return binarize(probs, 1.0, min_labels=params["k"], max_labels=params["k"])
+
+    return Rule(fit, select)
+
+
+def test_a_rule_registered_in_one_entry_competes_is_applied_and_is_a_valid_config_name(monkeypatch):
+    monkeypatch.setitem(RULES, "top2", _top_k_rule())
+    assert from_dict(SubmitConfig, {"decision_rules": ["global", "top2"]}).decision_rules == ("global", "top2")
+    y, probs, groups, folds = _data(n=300, seed=4)
+    d = choose_rule(y, probs, folds, groups, grid=COARSE, rules=("top2", "global"))
+    assert set(d["oof_f2"]) == {"top2", "global"}
+    top2 = fit_rule("top2", y, probs, groups, COARSE)
+    assert top2 == {"rule": "top2", "k": 2, "min_labels_total": 1, "max_labels_total": 10}
+    pred = apply_rule(top2, probs, groups)
+    assert (pred.sum(axis=1) == 2).all()
+    # no fast_f2: scored from the matrix, as apply_rule labels the rows
+    assert d["oof_f2_in_sample"]["top2"] == pytest.approx(f2_score(y, pred), abs=1e-12)
+
+
+def test_the_default_rules_are_the_registry():
+    assert SubmitConfig().decision_rules == tuple(decision.RULES)
 
 
 def _confident(n=600, seed=5):
@@ -306,13 +343,6 @@ def test_choose_rule_scores_equal_fit_apply_and_f2_fold_by_fold(bounds, layout):
         full = fit_rule(rule, y, probs, groups, COARSE, min_labels=bounds[0], max_labels=bounds[1])
         assert d["oof_f2_in_sample"][rule] == pytest.approx(f2_score(y, apply_rule(full, probs, groups)), abs=1e-12)
     assert d["params"] == fit_rule(d["chosen"], y, probs, groups, COARSE, min_labels=bounds[0], max_labels=bounds[1])
-
-
-def test_gain_interval_is_a_bootstrap_interval_of_the_mean():
-    rng = np.random.default_rng(0)
-    lo, hi = gain_interval(rng.normal(0, 1, 2000))
-    assert lo < 0 < hi and hi - lo < 0.2
-    assert gain_interval(np.full(500, 0.01)) == pytest.approx((0.01, 0.01))
 
 
 def test_a_gain_within_noise_keeps_the_global_rule():

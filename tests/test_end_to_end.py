@@ -13,7 +13,7 @@ import pytest
 from imet_utils.config import TTA_VIEWS
 from imet_utils.data import multi_hot, read_labels, read_train
 from imet_utils.layout import oof_views
-from imet_utils.metrics import best_constant_f2, f2_score
+from kernel_build.scoring import best_constant_f2, f2_score
 from synth import generate_competition
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from imet_utils.data import multi_hot, read_competition, read_train
-from imet_utils.metrics import best_constant_f2
+from kernel_build.scoring import best_constant_f2
 from synth import generate_competition
 from synth.cli import main as synth_cli
 from synth.realistic import DROP_CULTURE, DROP_TAG, REALISTIC_GROUPS, SPURIOUS, noisy_labels

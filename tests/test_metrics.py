@@ -3,18 +3,20 @@ import pytest
 from sklearn.metrics import fbeta_score
 
 from imet_utils.metrics import (
-    best_constant_f2,
     binarize,
+    bootstrap_interval,
+    bootstrap_means,
+    bound_label_counts,
     f2_by_group,
-    f2_score,
     search_threshold,
     threshold_grid,
     top_k,
 )
+from kernel_build.scoring import best_constant_f2, f2_score
 
 
-def _seed_binarize(probs, threshold, min_labels=1, max_labels=10):
-    """The seed notebook's binarize_prediction, row by row, as the reference."""
+def _baseline_binarize(probs, threshold, min_labels=1, max_labels=10):
+    """The 2019 baseline notebook's binarize_prediction, row by row, as the reference."""
     out = np.zeros_like(probs, dtype=np.uint8)
     for i, row in enumerate(probs):
         order = np.argsort(-row, kind="stable")
@@ -52,12 +54,12 @@ def test_f2_hand_computed(true, pred, expected):
 @pytest.mark.parametrize("threshold", [0.05, 0.2, 0.5, 0.9])
 @pytest.mark.parametrize("min_labels,max_labels", [(1, 10), (0, 3), (2, 5)])
 @pytest.mark.parametrize("decimals", [None, 1])  # 1: many tied probabilities
-def test_binarize_equals_the_seed_rule(threshold, min_labels, max_labels, decimals):
+def test_binarize_equals_the_baseline_rule(threshold, min_labels, max_labels, decimals):
     rng = np.random.default_rng(3)
     probs = rng.random((300, 40)) ** 3
     probs = probs if decimals is None else np.round(probs, decimals)
     ours = binarize(probs, threshold, min_labels=min_labels, max_labels=max_labels)
-    assert np.array_equal(ours, _seed_binarize(probs, threshold, min_labels, max_labels))
+    assert np.array_equal(ours, _baseline_binarize(probs, threshold, min_labels, max_labels))
     counts = ours.sum(1)
     assert counts.min() >= min_labels and counts.max() <= max_labels
 
@@ -87,7 +89,7 @@ def test_threshold_search_finds_the_sklearn_best():
     grid = threshold_grid(0.05, 0.5, 0.01)
     assert len(grid) == 46 and grid[0] == 0.05 and grid[-1] == 0.5
     t, f2, scores = search_threshold(y, probs, grid)
-    ref = [fbeta_score(y, _seed_binarize(probs, g), beta=2, average="samples", zero_division=0) for g in grid]
+    ref = [fbeta_score(y, _baseline_binarize(probs, g), beta=2, average="samples", zero_division=0) for g in grid]
     assert np.allclose(scores, ref)
     assert f2 == pytest.approx(max(ref)) and t == pytest.approx(grid[int(np.argmax(ref))])
 
@@ -97,7 +99,49 @@ def test_constant_floor_is_below_a_useful_model():
     y = (rng.random((100, 12)) < 0.2).astype(int)
     probs = np.clip(y * 0.5 + rng.random(y.shape) * 0.4, 0, 1)
     _, f2, _ = search_threshold(y, probs, threshold_grid(0.05, 0.5, 0.05))
-    assert best_constant_f2(y) < f2
+    floor = best_constant_f2(y)
+    # the floor is the best over k of the k most frequent labels for every image (a returned 0 fails here)
+    order = np.argsort(-y.mean(axis=0), kind="stable")
+    by_k = [f2_score(y, np.broadcast_to(np.isin(np.arange(12), order[:k]), y.shape)) for k in range(1, 13)]
+    assert floor == pytest.approx(max(by_k)) and floor > 0.2
+    assert floor < f2
+
+
+@pytest.mark.parametrize(
+    "row,probs,lo,hi,expected",
+    [
+        ([0, 0, 0, 0], [0.1, 0.4, 0.3, 0.2], 2, 3, [0, 1, 1, 0]),  # too few: the most probable others
+        ([1, 0, 0, 0], [0.1, 0.4, 0.3, 0.2], 2, 3, [1, 1, 0, 0]),  # a selected one stays, even if unlikely
+        ([1, 1, 1, 1], [0.1, 0.4, 0.3, 0.2], 1, 2, [0, 1, 1, 0]),  # too many: the most probable selected
+        ([1, 0, 1, 1], [0.1, 0.4, 0.3, 0.2], 1, 1, [0, 0, 1, 0]),  # ...never an unselected one
+        ([0, 0, 0, 0], [0.2, 0.2, 0.2, 0.2], 2, 3, [1, 1, 0, 0]),  # ties: the lower class id
+        ([0, 0, 0, 0], [0.1, 0.4, 0.3, 0.2], 9, 10, [1, 1, 1, 1]),  # at most every class
+    ],
+)
+def test_label_count_bound_by_hand(row, probs, lo, hi, expected):
+    sel = np.array([row], dtype=bool)
+    out = bound_label_counts(sel, np.array([probs]), lo, hi)
+    assert out.astype(int).tolist() == [expected]
+
+
+def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_the_spread():
+    rng = np.random.default_rng(0)
+    values = rng.normal(0.3, 1, 2000)
+    lo, hi = bootstrap_interval(values, resamples=400)
+    assert lo < values.mean() < hi and 0.05 < hi - lo < 0.2  # about 4 standard errors (1 / sqrt(2000))
+    assert bootstrap_interval(np.full(500, 0.01), resamples=50) == pytest.approx((0.01, 0.01))
+    narrow = bootstrap_interval(values / 10, resamples=400)
+    assert narrow[1] - narrow[0] == pytest.approx((hi - lo) / 10, rel=1e-9)  # same resamples, scaled
+
+
+def test_bootstrap_means_do_not_depend_on_the_block_size(monkeypatch):
+    """Drawn a block at a time to bound memory; the blocks must not change the draws."""
+    from imet_utils import metrics
+
+    values = np.random.default_rng(1).random(1000)
+    whole = bootstrap_means(values, 64, seed=3)
+    monkeypatch.setattr(metrics, "BLOCK_CELLS", 10_000)  # 10 resamples a block
+    assert np.array_equal(bootstrap_means(values, 64, seed=3), whole)
 
 
 def test_f2_by_group_uses_each_groups_labels_only():
@@ -137,7 +181,7 @@ def test_threshold_search_with_label_counts_equals_the_seed_rule(min_labels, max
     probs = np.round(np.clip(y * 0.35 + rng.random(y.shape) * 0.5, 0, 1), 2)
     grid = threshold_grid(0.05, 0.5, 0.01)
     _, _, scores = search_threshold(y, probs, grid, min_labels=min_labels, max_labels=max_labels)
-    ref = [f2_score(y, _seed_binarize(probs, g, min_labels, max_labels)) for g in grid]
+    ref = [f2_score(y, _baseline_binarize(probs, g, min_labels, max_labels)) for g in grid]
     assert np.allclose(scores, ref, atol=1e-12)
 
 

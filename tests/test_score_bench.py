@@ -12,9 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from imet_utils.config import DECISION_RULES  # noqa: E402
 from imet_utils.data import read_labels  # noqa: E402
-from imet_utils.decision import choose_rule  # noqa: E402
+from imet_utils.decision import RULES, choose_rule  # noqa: E402
 from synth.realistic import REALISTIC_GROUPS  # noqa: E402
 
 
@@ -105,8 +104,8 @@ def _synthetic(tmp_path, n=360, seed=0):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_crossfit_f2_per_image_agrees_with_choose_rule(tmp_path, seed):
     y, probs, folds, groups = _synthetic(tmp_path, seed=seed)
-    decision = choose_rule(y, probs, folds, groups, grid=score.GRID, rules=DECISION_RULES, **score.BOUNDS)
-    for rule in DECISION_RULES:
+    decision = choose_rule(y, probs, folds, groups, grid=score.GRID, rules=tuple(RULES), **score.BOUNDS)
+    for rule in RULES:
         per_image = score.crossfit_f2(rule, y, probs, folds, groups)
         assert per_image.shape == (len(y),) and ((per_image >= 0) & (per_image <= 1)).all()
         assert per_image.mean() == pytest.approx(decision["oof_f2"][rule], abs=1e-6), rule
