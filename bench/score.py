@@ -34,7 +34,7 @@ from imet_utils.config import TTA_VIEWS, SubmitConfig  # noqa: E402
 from imet_utils.data import multi_hot, read_competition, read_train  # noqa: E402
 from imet_utils.decision import apply_rule, choose_rule  # noqa: E402
 from imet_utils.layout import oof_views  # noqa: E402
-from imet_utils.metrics import f2_per_sample, threshold_grid  # noqa: E402
+from imet_utils.metrics import bootstrap_interval, f2_per_sample, threshold_grid  # noqa: E402
 from kernel_build.scoring import best_constant_f2, fit_rule  # noqa: E402
 
 FAMILIES = (("A", {}), ("B", {"model": "small-cnn"}))  # the local profile, and a deeper CNN
@@ -43,29 +43,7 @@ GRID = threshold_grid(*SUBMIT.threshold_grid)
 BOUNDS = {"min_labels": SUBMIT.min_labels, "max_labels": SUBMIT.max_labels}
 RULES = tuple(SUBMIT.decision_rules)
 VIEWS_FILE = "score_views.npz"
-BATCH = 64
-BOOT_CELLS = 1 << 22  # resampled values held at once
-
-
-def bootstrap_means(values: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """The means of ``n`` resamples (with replacement) of ``values``; the resamples depend on (len, n, seed) only."""
-    values = np.asarray(values, dtype=np.float64)
-    rng, out = np.random.default_rng(seed), np.empty(n)
-    step = max(1, BOOT_CELLS // max(1, len(values)))
-    for s in range(0, n, step):
-        out[s : s + step] = values[rng.integers(0, len(values), size=(min(step, n - s), len(values)))].mean(axis=1)
-    return out
-
-
-def bootstrap_ci(values: np.ndarray, n: int, seed: int = 0, level: float = 0.95) -> tuple:
-    """Percentile interval of the mean of ``values`` over ``n`` bootstrap resamples."""
-    q = 100 * (1 - level) / 2
-    return tuple(float(v) for v in np.percentile(bootstrap_means(values, n, seed), [q, 100 - q]))
-
-
-def paired_diff_ci(a: np.ndarray, b: np.ndarray, n: int, seed: int = 0, level: float = 0.95) -> tuple:
-    """Interval of mean(a) - mean(b) with the same resampled images for both (a and b are aligned per image)."""
-    return bootstrap_ci(np.asarray(a, np.float64) - np.asarray(b, np.float64), n, seed, level)
+PREDICT_BATCH = 64  # images per predict call
 
 
 def crossfit_f2(
@@ -121,33 +99,50 @@ def run_family(data: Path, work: Path, sets: Sequence[str]) -> float:
     return time.time() - start
 
 
-def predict_folds(outputs, comp, cache_root: Path, views: Sequence[str], saved: dict) -> tuple:
-    """Each fold model's probabilities of its OOF file's ids and the readable test images, per view: ({"k/split/view":
-    probs, "k/ids": ids, "k/stamp": model mtime}, good test mask); reuses ``saved`` entries of the same model file."""
-    from imet_utils.images import cache_for_model
+def _predict_fold(output, fold: int, path_of: dict, test_paths: list, views: Sequence[str], saved: dict) -> dict:
+    """One fold model's probabilities of its OOF file's readable ids and of ``test_paths``, one entry per split and
+    view ("fold/split/view"), with "fold/ids" and "fold/stamp" (the model file's mtime); ``saved`` entries of the
+    same model file are reused."""
     from imet_utils.layout import MODEL_DIR, OOF_FILE, SAVED_MODEL_FILE, fold_dir
     from imet_utils.prediction import load_for_inference, predict_views
 
-    res, good = {}, None
-    for out in outputs:
-        c = out.config
-        train = cache_for_model(comp.train["id"], comp.train_dir, split="train", model_config=c, root=cache_root)
-        test = cache_for_model(comp.test_ids["id"], comp.test_dir, split="test", model_config=c, root=cache_root)
-        path_of, good = dict(zip(train.ids, train.paths)), test.good_mask()
-        for k in out.folds:
-            ids = np.load(fold_dir(out.root, k) / OOF_FILE)["ids"].astype(str)
-            ids = ids[[path_of.get(i) is not None for i in ids]]
-            stamp = (fold_dir(out.root, k) / MODEL_DIR / SAVED_MODEL_FILE).stat().st_mtime
-            fresh = f"{k}/stamp" not in saved or float(saved[f"{k}/stamp"]) != stamp
-            res.update({} if fresh else {key: v for key, v in saved.items() if key.startswith(f"{k}/")})  # all views
-            res[f"{k}/ids"], res[f"{k}/stamp"], model = ids, stamp, None
-            for split, paths in (("oof", [path_of[i] for i in ids]), ("test", [p for p in test.paths if p])):
-                for v in views:
-                    key = f"{k}/{split}/{v}"
-                    if len(res.get(key, ())) != len(paths) or not len(paths):
-                        model = model or load_for_inference(fold_dir(out.root, k) / MODEL_DIR)
-                        res[key] = predict_views(model, paths, size=c.image_size, batch_size=BATCH, views=(v,))
-    return res, good
+    folder = fold_dir(output.root, fold)
+    ids = np.load(folder / OOF_FILE)["ids"].astype(str)
+    ids = ids[[path_of.get(i) is not None for i in ids]]
+    stamp = (folder / MODEL_DIR / SAVED_MODEL_FILE).stat().st_mtime
+    same_model = f"{fold}/stamp" in saved and float(saved[f"{fold}/stamp"]) == stamp
+    found = {key: value for key, value in saved.items() if key.startswith(f"{fold}/")} if same_model else {}
+    found[f"{fold}/ids"] = ids
+    found[f"{fold}/stamp"] = stamp
+    model = None
+    for split, paths in (("oof", [path_of[i] for i in ids]), ("test", test_paths)):
+        for view in views:
+            key = f"{fold}/{split}/{view}"
+            if len(found.get(key, ())) != len(paths) or not len(paths):
+                model = model or load_for_inference(folder / MODEL_DIR)
+                found[key] = predict_views(
+                    model, paths, size=output.config.image_size, batch_size=PREDICT_BATCH, views=(view,)
+                )
+    return found
+
+
+def predict_folds(outputs, comp, cache_root: Path, views: Sequence[str], saved: dict) -> tuple:
+    """Each fold model's probabilities of its OOF file's ids and the readable test images, per view
+    (``_predict_fold``'s entries, all folds), and the mask of readable test images."""
+    from imet_utils.images import cache_for_model
+
+    predictions: dict = {}
+    good = None
+    for output in outputs:
+        config = output.config
+        train = cache_for_model(comp.train["id"], comp.train_dir, split="train", model_config=config, root=cache_root)
+        test = cache_for_model(comp.test_ids["id"], comp.test_dir, split="test", model_config=config, root=cache_root)
+        path_of = dict(zip(train.ids, train.paths))
+        good = test.good_mask()
+        test_paths = [p for p in test.paths if p]
+        for fold in output.folds:
+            predictions.update(_predict_fold(output, fold, path_of, test_paths, views, saved))
+    return predictions, good
 
 
 @dataclasses.dataclass
@@ -166,45 +161,60 @@ class Family:
     saved_check: str  # the saved OOF against the mean of the same views re-predicted here
 
 
+def _mean_of_views(predictions: dict, folds: list[int], fold_of: np.ndarray, row_in_fold: list[int], views) -> tuple:
+    """(OOF, test) probabilities averaged over ``views``: each OOF row from its own fold's model, each test row over
+    every fold model (the mean of the fold means)."""
+    first = predictions[f"{folds[0]}/oof/{views[0]}"]
+    oof = np.zeros((len(fold_of), first.shape[1]), np.float32)
+    for fold in folds:
+        rows = np.flatnonzero(fold_of == fold)
+        fold_oof = np.mean([predictions[f"{fold}/oof/{view}"] for view in views], axis=0)
+        oof[rows] = fold_oof[[row_in_fold[r] for r in rows]]
+    test = np.mean([predictions[f"{fold}/test/{view}"] for fold in folds for view in views], axis=0)
+    return oof, test
+
+
 def load_family(name: str, work: Path, comp, views: Sequence[str], reuse: bool) -> Family:
     from imet_utils.inference import load_train_output, oof_predictions
 
     outputs = [load_train_output(d) for d in train_dirs(work)]
     if not outputs:
         raise SystemExit(f"no train output under {work}/*/kaggle/working")
-    path = work / VIEWS_FILE
-    saved = dict(np.load(path)) if reuse and path.is_file() else {}
-    res, good = predict_folds(outputs, comp, work.parent / "image_cache", views, saved)
-    np.savez(path, **res)
-    folds = sorted(int(k.split("/")[0]) for k in res if k.endswith("/ids"))
-    where = {i: (k, j) for k in folds for j, i in enumerate(res[f"{k}/ids"])}
-    ids = np.array([i for i in comp.train["id"] if i in where], dtype=str)
-    fold_of = np.array([where[i][0] for i in ids])
-    sv = sorted({v for o in outputs for v in oof_views(o.root, o.config.n_folds)})  # what the kernel saved
-    again = {"saved": sv[0]} if len(sv) == 1 and set(sv[0]) <= set(views) else {}  # re-predicted here too
-    oof, test = {}, {}
-    for label, vs in {"centre": views[:1], "tta": views, **again}.items():
-        oof[label] = np.zeros((len(ids), res[f"{folds[0]}/oof/{views[0]}"].shape[1]), np.float32)
-        for k in folds:
-            rows = np.flatnonzero(fold_of == k)
-            oof[label][rows] = np.mean([res[f"{k}/oof/{v}"] for v in vs], axis=0)[[where[i][1] for i in ids[rows]]]
-        test[label] = np.mean([res[f"{k}/test/{v}"] for k in folds for v in vs], axis=0)  # = mean of fold means
-    s_ids, s_probs, _ = oof_predictions([outputs], list(ids))
-    saved_oof = s_probs[0][pd.Index(s_ids).get_indexer(ids)]
-    check = f"the saved OOF averages {sv}" + (
-        f"; re-predicted here: max |diff| {np.abs(oof['saved'] - saved_oof).max():.2e}" if again else ""
-    )
+    views_file = work / VIEWS_FILE
+    saved = dict(np.load(views_file)) if reuse and views_file.is_file() else {}
+    predictions, good = predict_folds(outputs, comp, work.parent / "image_cache", views, saved)
+    np.savez(views_file, **predictions)
+    folds = sorted(int(key.split("/")[0]) for key in predictions if key.endswith("/ids"))
+    position = {img_id: (fold, row) for fold in folds for row, img_id in enumerate(predictions[f"{fold}/ids"])}
+    ids = np.array([i for i in comp.train["id"] if i in position], dtype=str)
+    fold_of = np.array([position[i][0] for i in ids])
+    row_in_fold = [position[i][1] for i in ids]
+    # What the train kernel's saved OOF averages; re-predicted here too if it is one set of views among ``views``.
+    saved_views = sorted({v for output in outputs for v in oof_views(output.root, output.config.n_folds)})
+    repredict_saved = len(saved_views) == 1 and set(saved_views[0]) <= set(views)
+    view_sets = {"centre": views[:1], "tta": views}
+    if repredict_saved:
+        view_sets["saved"] = saved_views[0]
+    oof = {}
+    test = {}
+    for label, label_views in view_sets.items():
+        oof[label], test[label] = _mean_of_views(predictions, folds, fold_of, row_in_fold, label_views)
+    saved_ids, saved_probs, _ = oof_predictions([outputs], list(ids))
+    saved_oof = saved_probs[0][pd.Index(saved_ids).get_indexer(ids)]
+    check = f"the saved OOF averages {saved_views}"
+    if repredict_saved:
+        check += f"; re-predicted here: max |diff| {np.abs(oof['saved'] - saved_oof).max():.2e}"
     return Family(
-        name,
-        outputs[0].config,
-        ids,
-        fold_of,
-        oof,
-        test,
-        {k: res[f"{k}/test/{views[0]}"] for k in folds},
-        good,
-        saved_oof,
-        check,
+        name=name,
+        config=outputs[0].config,
+        ids=ids,
+        folds=fold_of,
+        oof=oof,
+        test=test,
+        fold_test={fold: predictions[f"{fold}/test/{views[0]}"] for fold in folds},
+        good=good,
+        saved_oof=saved_oof,
+        saved_check=check,
     )
 
 
@@ -218,32 +228,47 @@ class Row:
     note: str = ""  # the test cell of a row without per-image values
 
 
-def cell(values, n, seed, signed=False, note="") -> str:
+def cell(values, resamples: int, seed: int, signed: bool = False, note: str = "") -> str:
     """``0.xxxx [lo, hi]``; signed (``+0.0123``) for a delta."""
     if values is None or not len(values):
         return note or "—"
     if signed and not np.any(values):
         return "±0 (identical)"
-    lo, hi = bootstrap_ci(values, n, seed)
-    return "{0:{f}} [{1:{f}}, {2:{f}}]".format(float(np.mean(values)), lo, hi, f="+.4f" if signed else ".4f")
+    lo, hi = bootstrap_interval(values, resamples=resamples, seed=seed)
+    number = "+.4f" if signed else ".4f"
+    return f"{float(np.mean(values)):{number}} [{lo:{number}}, {hi:{number}}]"
 
 
-def print_table(rows: list[Row], n: int, seed: int) -> None:
-    number = {id(r): i + 1 for i, r in enumerate(rows)}
+def _deltas(row: Row) -> tuple:
+    """(test, OOF) per-image F2 of ``row`` less its base's, OOF paired on the images both score; None where either
+    lacks them."""
+    base = row.base
+    if base is None:
+        return None, None
+    test = row.test - base.test if row.test is not None and base.test is not None else None
+    oof = None
+    if row.oof is not None and base.oof is not None:
+        _, in_row, in_base = np.intersect1d(row.oof_ids, base.oof_ids, return_indices=True)
+        oof = row.oof[in_row] - base.oof[in_base]
+    return test, oof
+
+
+def print_table(rows: list[Row], resamples: int, seed: int) -> None:
+    number = {id(row): i + 1 for i, row in enumerate(rows)}
     print("| what | test F2 [95% CI] | Δ test [95% CI] | OOF F2 (cross-fitted) [95% CI] | Δ OOF [95% CI] |")
     print("|---|---|---|---|---|")
-    for r in rows:
-        b, dt, do = r.base, None, None
-        if b is not None and r.test is not None and b.test is not None:
-            dt = r.test - b.test
-        if b is not None and r.oof is not None and b.oof is not None:  # paired on the images both score
-            _, ia, ib = np.intersect1d(r.oof_ids, b.oof_ids, return_indices=True)
-            do = r.oof[ia] - b.oof[ib]
-        what = f"{number[id(r)]}. {r.what}" + (f" (Δ vs {number[id(b)]})" if b is not None else "")
-        print(
-            f"| {what} | {cell(r.test, n, seed, note=r.note)} | {cell(dt, n, seed, True)} | "
-            f"{cell(r.oof, n, seed)} | {cell(do, n, seed, True)} |"
-        )
+    for row in rows:
+        test_delta, oof_delta = _deltas(row)
+        what = f"{number[id(row)]}. {row.what}"
+        if row.base is not None:
+            what += f" (Δ vs {number[id(row.base)]})"
+        cells = [
+            cell(row.test, resamples, seed, note=row.note),
+            cell(test_delta, resamples, seed, True),
+            cell(row.oof, resamples, seed),
+            cell(oof_delta, resamples, seed, True),
+        ]
+        print(f"| {what} | {' | '.join(cells)} |")
 
 
 class Scorer:
@@ -252,7 +277,9 @@ class Scorer:
     def __init__(self, comp, y_test: np.ndarray, good: np.ndarray):
         from imet_utils.inference import fallback_labels, label_prior
 
-        self.groups, self.y_test, self.good = comp.labels.group_index(), y_test, good
+        self.groups = comp.labels.group_index()
+        self.y_test = y_test
+        self.good = good
         self.fallback = fallback_labels(label_prior(comp.targets()), SUBMIT.fallback_top_k)
 
     def test_f2(self, params: dict, probs: np.ndarray) -> np.ndarray:
@@ -263,6 +290,10 @@ class Scorer:
     def choose(self, y, probs, folds, rules=RULES) -> dict:
         return choose_rule(y, probs, folds, self.groups, grid=GRID, rules=rules, **BOUNDS)
 
+    def fit_test_f2(self, rule: str, y, oof, test) -> np.ndarray:
+        """Per-image test F2 of ``rule`` fitted on all of (y, oof)."""
+        return self.test_f2(fit_rule(rule, y, oof, self.groups, GRID, **BOUNDS), test)
+
     def rule_row(self, what, rule, y, oof, folds, ids, test, base=None, expect: dict | None = None) -> Row:
         """Test: ``rule`` fitted on all OOF rows; OOF: cross-fitted per image (checked against ``expect``,
         choose_rule's result on the same rows: equal for global, else a warning)."""
@@ -271,7 +302,7 @@ class Scorer:
             msg = f"{what}: per-image cross-fitted F2 {f2.mean():.6f} != choose_rule's {expect['oof_f2'][rule]:.6f}"
             assert rule != "global", msg
             print("WARNING " + msg, flush=True)
-        return Row(what, self.test_f2(fit_rule(rule, y, oof, self.groups, GRID, **BOUNDS), test), f2, ids, base)
+        return Row(what, self.fit_test_f2(rule, y, oof, test), oof=f2, oof_ids=ids, base=base)
 
     def second_level_row(self, what, y, oof, folds, ids, test, first: dict, base: Row) -> tuple:
         """The submit kernel's choose_second_level on (y, oof); when it is not chosen its cross-fitted
@@ -279,26 +310,29 @@ class Scorer:
         from imet_utils.stacking import choose_second_level, crossfit_probs, refit_second_level
 
         stack = choose_second_level(y, oof, folds, self.groups, first=first, grid=GRID, rules=RULES, **BOUNDS)
-        e = stack.entry
-        if e.get("skipped"):
-            return None, e
-        stacked, level = (
-            (stack.probs, stack.level)
-            if stack.level is not None
-            else (crossfit_probs(y, oof, folds, self.groups), refit_second_level(y, oof, folds, self.groups))
-        )
-        f2 = crossfit_f2(e["rule"], y, stacked, folds, self.groups)
-        assert abs(f2.mean() - e["oof_f2"]) < 1e-6, (f2.mean(), e["oof_f2"])
-        what = f"{what} (rule `{e['rule']}`; choose_second_level: {'' if e['chosen'] else 'not '}chosen)"
-        return Row(what, self.test_f2(e["rule_params"], level.predict(test)), f2, ids, base), e
+        entry = stack.entry
+        if entry.get("skipped"):
+            return None, entry
+        if stack.level is not None:
+            stacked = stack.probs
+            level = stack.level
+        else:
+            stacked = crossfit_probs(y, oof, folds, self.groups)
+            level = refit_second_level(y, oof, folds, self.groups)
+        f2 = crossfit_f2(entry["rule"], y, stacked, folds, self.groups)
+        assert abs(f2.mean() - entry["oof_f2"]) < 1e-6, (f2.mean(), entry["oof_f2"])
+        chosen = "chosen" if entry["chosen"] else "not chosen"
+        what = f"{what} (rule `{entry['rule']}`; choose_second_level: {chosen})"
+        test_f2 = self.test_f2(entry["rule_params"], level.predict(test))
+        return Row(what, test_f2, oof=f2, oof_ids=ids, base=base), entry
 
 
 def solution_truth(data: Path, comp) -> np.ndarray:
-    sol = read_train(data / "solution.csv", comp.labels.n_classes)
-    rows = pd.Index(sol["id"]).get_indexer(list(comp.test_ids["id"]))
+    solution = read_train(data / "solution.csv", comp.labels.n_classes)
+    rows = pd.Index(solution["id"]).get_indexer(list(comp.test_ids["id"]))
     if (rows < 0).any():
         raise SystemExit(f"{data}/solution.csv lacks {int((rows < 0).sum())} test id(s)")
-    return multi_hot([sol["labels"].iat[r] for r in rows], comp.labels.n_classes)
+    return multi_hot([solution["labels"].iat[r] for r in rows], comp.labels.n_classes)
 
 
 def submission_row(name: str, work: Path, comp, y_test) -> Row | None:
@@ -306,11 +340,9 @@ def submission_row(name: str, work: Path, comp, y_test) -> Row | None:
     path = work / "submit" / "kaggle" / "working" / "submission.csv"
     if not path.is_file():
         return None
-    sub = pd.read_csv(path, dtype=str, keep_default_na=False).set_index("id")
-    pred = multi_hot(
-        [[int(t) for t in s.split()] for s in sub.loc[list(comp.test_ids["id"]), "attribute_ids"]],
-        comp.labels.n_classes,
-    )
+    submission = pd.read_csv(path, dtype=str, keep_default_na=False).set_index("id")
+    labels = submission.loc[list(comp.test_ids["id"]), "attribute_ids"]
+    pred = multi_hot([[int(t) for t in s.split()] for s in labels], comp.labels.n_classes)
     return Row(
         f"family {name}: its local run's submission.csv (its submit kernel: tta={SUBMIT.tta}, decided on "
         f"the saved OOF)",
@@ -347,133 +379,156 @@ def arguments() -> argparse.Namespace:
     return args
 
 
-def family_rows(sc: Scorer, comp, a: Family, views) -> tuple:
-    """Rows of the first family: one fold, the fold ensemble, TTA, each rule, the second level."""
-    y, k0 = comp.targets_for(a.ids), int(a.folds.min())
-    f0 = a.folds == k0
+def family_rows(scorer: Scorer, comp, family: Family, views) -> tuple:
+    """Rows of the first family: one fold, the fold ensemble, TTA, each rule, the second level; the best rule's row
+    (what a blend adds to) and the figures of the last line."""
+    y = comp.targets_for(family.ids)
+    fold = int(family.folds.min())
+    in_fold = family.folds == fold
+    n_folds = len(np.unique(family.folds))
 
-    def row(what, rule, p, base=None, expect=None):
-        return sc.rule_row(what, rule, y, a.oof[p], a.folds, a.ids, a.test[p], base, expect)
+    def row(what, rule, view_set, base=None, expect=None):
+        return scorer.rule_row(
+            what, rule, y, family.oof[view_set], family.folds, family.ids, family.test[view_set], base, expect
+        )
 
-    ens = row(
-        f"{len(np.unique(a.folds))}-fold ensemble (centre)",
-        "global",
-        "centre",
-        expect=sc.choose(y, a.oof["centre"], a.folds, rules=("global",)),
+    centre = family.oof["centre"]
+    global_only = scorer.choose(y, centre, family.folds, rules=("global",))
+    ensemble = row(f"{n_folds}-fold ensemble (centre)", "global", "centre", expect=global_only)
+    one_fold = Row(
+        f"one fold's model (fold {fold}, centre)",
+        scorer.fit_test_f2("global", y[in_fold], centre[in_fold], family.fold_test[fold]),
+        oof=ensemble.oof[in_fold],
+        oof_ids=family.ids[in_fold],
     )
-    one = Row(
-        f"one fold's model (fold {k0}, centre)",
-        sc.test_f2(fit_rule("global", y[f0], a.oof["centre"][f0], sc.groups, GRID, **BOUNDS), a.fold_test[k0]),
-        ens.oof[f0],
-        a.ids[f0],
+    ensemble.base = one_fold
+    decision = scorer.choose(y, family.oof["tta"], family.folds)
+    tta = row(f"+ TTA ({len(views)} views)", "global", "tta", ensemble, decision)
+    rule_rows = {
+        rule: row(
+            f"TTA, rule `{rule}`" + (" (chosen)" if rule == decision["chosen"] else ""), rule, "tta", tta, decision
+        )
+        for rule in RULES
+    }
+    best = rule_rows[decision["chosen"]]
+    second, entry = scorer.second_level_row(
+        "TTA + second level", y, family.oof["tta"], family.folds, family.ids, family.test["tta"], decision, best
     )
-    ens.base, dec = one, sc.choose(y, a.oof["tta"], a.folds)
-    tta = row(f"+ TTA ({len(views)} views)", "global", "tta", ens, dec)
-    rows = [one, ens, tta] + [
-        row(f"TTA, rule `{r}`" + (" (chosen)" if r == dec["chosen"] else ""), r, "tta", tta, dec) for r in RULES
-    ]
-    best = rows[3 + RULES.index(dec["chosen"])]
-    second, entry = sc.second_level_row("TTA + second level", y, a.oof["tta"], a.folds, a.ids, a.test["tta"], dec, best)
-    key = {
-        "one_fold_test": one.test.mean(),
-        "ensemble_test": ens.test.mean(),
+    figures = {
+        "one_fold_test": one_fold.test.mean(),
+        "ensemble_test": ensemble.test.mean(),
         "ensemble_tta_test": tta.test.mean(),
-        "best_rule": dec["chosen"],
+        "best_rule": decision["chosen"],
         "best_test": best.test.mean(),
         "best_oof": best.oof.mean(),
         "second_test": second.test.mean() if second else float("nan"),
         "second_chosen": int(bool(entry.get("chosen"))),
     }
-    return rows + ([second] if second else []), best, key
+    rows = [one_fold, ensemble, tta, *rule_rows.values()]
+    return rows + ([second] if second else []), best, figures
 
 
-def blend_rows(sc: Scorer, comp, fams: list[Family], best: Row) -> tuple:
+def alone_row(scorer: Scorer, comp, family: Family) -> Row:
+    """Another family on its own: TTA, its best rule."""
+    y = comp.targets_for(family.ids)
+    decision = scorer.choose(y, family.oof["tta"], family.folds)
+    rule = decision["chosen"]
+    what = f"family {family.name} alone (TTA, best rule `{rule}`)"
+    return scorer.rule_row(
+        what, rule, y, family.oof["tta"], family.folds, family.ids, family.test["tta"], expect=decision
+    )
+
+
+def blend_rows(scorer: Scorer, comp, families: list[Family], best: Row) -> tuple:
     """Each other family alone, then all blended as the submit kernel blends (fit_weights, blend), + second level."""
     from imet_utils.inference import blend, fit_weights
 
-    a, rows, names = fams[0], [], "+".join(f.name for f in fams)
-    for f in fams[1:]:
-        yb, decb = comp.targets_for(f.ids), sc.choose(comp.targets_for(f.ids), f.oof["tta"], f.folds)
-        rows.append(
-            sc.rule_row(
-                f"family {f.name} alone (TTA, best rule `{decb['chosen']}`)",
-                decb["chosen"],
-                yb,
-                f.oof["tta"],
-                f.folds,
-                f.ids,
-                f.test["tta"],
-                expect=decb,
-            )
-        )
-    others = [set(f.ids) for f in fams[1:]]
-    ids = np.array([i for i in a.ids if all(i in o for o in others)])
-    pick = [pd.Index(f.ids).get_indexer(ids) for f in fams]
-    yb, folds = comp.targets_for(ids), a.folds[pick[0]]
-    stacks = [f.oof["tta"][p] for f, p in zip(fams, pick)]
-    w = fit_weights(yb, stacks)
-    w, w_kernel = w / w.sum(), fit_weights(yb, [f.saved_oof[p] for f, p in zip(fams, pick)])
+    first = families[0]
+    names = "+".join(f.name for f in families)
+    rows = [alone_row(scorer, comp, f) for f in families[1:]]
+    in_all = [set(f.ids) for f in families[1:]]
+    ids = np.array([i for i in first.ids if all(i in others for others in in_all)])
+    picks = [pd.Index(f.ids).get_indexer(ids) for f in families]
+    y = comp.targets_for(ids)
+    folds = first.folds[picks[0]]
+    oofs = [f.oof["tta"][pick] for f, pick in zip(families, picks)]
+    weights = fit_weights(y, oofs)
+    weights = weights / weights.sum()
+    kernel_weights = fit_weights(y, [f.saved_oof[pick] for f, pick in zip(families, picks)])
     print(
-        f"blend weights {names}: {np.round(w, 3).tolist()} (fit_weights on the TTA OOF); the submit kernel's "
-        f"(on the saved OOF): {np.round(w_kernel / w_kernel.sum(), 3).tolist()}"
+        f"blend weights {names}: {np.round(weights, 3).tolist()} (fit_weights on the TTA OOF); the submit kernel's "
+        f"(on the saved OOF): {np.round(kernel_weights / kernel_weights.sum(), 3).tolist()}"
     )
-    ob, tb = blend(stacks, w), blend([f.test["tta"] for f in fams], w)
-    decb = sc.choose(yb, ob, folds)
-    bl = sc.rule_row(
-        f"{names} blended (TTA, best rule `{decb['chosen']}`)", decb["chosen"], yb, ob, folds, ids, tb, best, decb
+    blend_oof = blend(oofs, weights)
+    blend_test = blend([f.test["tta"] for f in families], weights)
+    decision = scorer.choose(y, blend_oof, folds)
+    rule = decision["chosen"]
+    blended = scorer.rule_row(
+        f"{names} blended (TTA, best rule `{rule}`)", rule, y, blend_oof, folds, ids, blend_test, best, decision
     )
-    sb, _ = sc.second_level_row(f"{names} blended + second level", yb, ob, folds, ids, tb, decb, bl)
-    key = {
-        "blend_test": bl.test.mean(),
-        "blend_oof": bl.oof.mean(),
-        "blend_second_test": sb.test.mean() if sb else float("nan"),
+    second, _ = scorer.second_level_row(
+        f"{names} blended + second level", y, blend_oof, folds, ids, blend_test, decision, blended
+    )
+    figures = {
+        "blend_test": blended.test.mean(),
+        "blend_oof": blended.oof.mean(),
+        "blend_second_test": second.test.mean() if second else float("nan"),
     }
-    return rows + [bl] + ([sb] if sb else []), key
+    return rows + [blended] + ([second] if second else []), figures
 
 
-def main() -> int:
-    args, t0 = arguments(), time.time()
-    data = args.data.resolve()
-    work = (args.work or ROOT / "local_run" / "score" / data.name).resolve()
-    specs = args.family or [(n, {k: str(v) for k, v in o.items()}) for n, o in FAMILIES]
-    for name, over in specs:
+def train_families(args: argparse.Namespace, data: Path, work: Path, specs: list) -> None:
+    """``build_kernel.py --run-local`` for each family (with ``--reuse``, not where its train output exists)."""
+    for name, overrides in specs:
         if args.reuse and train_dirs(work / name):
             print(f"family {name}: reusing {train_dirs(work / name)[0]}")
-        else:
-            secs = run_family(data, work / name, [*args.sets, *(f"{k}={v}" for k, v in over.items())])
-            print(f"family {name}: build_kernel.py --run-local took {secs:.0f}s", flush=True)
-    comp, views = read_competition(data), TTA_VIEWS[: args.tta]
-    fams = []
+            continue
+        sets = [*args.sets, *(f"{key}={value}" for key, value in overrides.items())]
+        seconds = run_family(data, work / name, sets)
+        print(f"family {name}: build_kernel.py --run-local took {seconds:.0f}s", flush=True)
+
+
+def load_families(work: Path, comp, specs: list, views, reuse: bool) -> list[Family]:
+    families = []
     for name, _ in specs:
         start = time.time()
-        fams.append(load_family(name, work / name, comp, views, args.reuse))
-        print(f"family {name}: predictions {time.time() - start:.0f}s; {fams[-1].saved_check}", flush=True)
-    start, a, y_test = time.time(), fams[0], solution_truth(data, comp)
-    if any(not np.array_equal(f.good, a.good) for f in fams):
+        families.append(load_family(name, work / name, comp, views, reuse))
+        print(f"family {name}: predictions {time.time() - start:.0f}s; {families[-1].saved_check}", flush=True)
+    if any(not np.array_equal(f.good, families[0].good) for f in families):
         raise SystemExit("the families' readable test images differ")
-    sc = Scorer(comp, y_test, a.good)
-    rows, best, key = family_rows(sc, comp, a, views)
-    key = {"data": data.name, **key}
-    if len(fams) > 1:
-        more, k = blend_rows(sc, comp, fams, best)
-        rows, key = rows + more, {**key, **k}
-    rows += [r for r in (submission_row(n, work / n, comp, y_test) for n, _ in specs) if r]
-    key["constant_test"] = best_constant_f2(y_test)
+    return families
+
+
+def score_rows(scorer: Scorer, comp, families: list[Family], views, submissions: list) -> tuple:
+    """Every row of the table, and the figures of the last line (``data`` first, filled in by the caller)."""
+    rows, best, figures = family_rows(scorer, comp, families[0], views)
+    if len(families) > 1:
+        more, blend_figures = blend_rows(scorer, comp, families, best)
+        rows += more
+        figures.update(blend_figures)
+    rows += [row for row in submissions if row]
+    figures["constant_test"] = best_constant_f2(scorer.y_test)
     rows.append(
         Row(
             "best constant prediction (the k most frequent test labels, k chosen on test)",
             None,
-            note=f"{key['constant_test']:.4f} (oracle)",
+            note=f"{figures['constant_test']:.4f} (oracle)",
         )
     )
-    print(f"decisions and second levels: {time.time() - start:.0f}s\n")
-    cfgs = "; ".join(
-        f"{f.name}: model={f.config.model} image_size={f.config.image_size} epochs={f.config.epochs}" for f in fams
+    return rows, figures
+
+
+def print_report(args, data: Path, comp, scorer: Scorer, families: list[Family], views, rows: list[Row]) -> None:
+    first = families[0]
+    configs = "; ".join(
+        f"{f.name}: model={f.config.model} image_size={f.config.image_size} epochs={f.config.epochs}" for f in families
     )
+    groups = ", ".join(f"{group} {len(labels)}" for group, labels in scorer.groups.items())
     print(
-        f"**{data}**: train {len(comp.train)}, test {len(comp.test_ids)} ({int(a.good.sum())} readable), "
-        f"labels {comp.labels.n_classes} ({', '.join(f'{g} {len(i)}' for g, i in sc.groups.items())}); "
-        f"OOF {len(a.ids)} images in {len(np.unique(a.folds))} folds; families {cfgs}; TTA views {list(views)}; "
+        f"**{data}**: train {len(comp.train)}, test {len(comp.test_ids)} ({int(first.good.sum())} readable), "
+        f"labels {comp.labels.n_classes} ({groups}); "
+        f"OOF {len(first.ids)} images in {len(np.unique(first.folds))} folds; families {configs}; "
+        f"TTA views {list(views)}; "
         f"bootstrap {args.boot} resamples (seed {args.seed}), 95% percentile intervals, Δ paired\n"
     )
     print_table(rows, args.boot, args.seed)
@@ -481,8 +536,28 @@ def main() -> int:
         "\nOOF cannot see the fold ensemble (each OOF image is predicted by its own fold's model: Δ OOF of 2 is "
         "0 by construction). OOF is scored against train.csv's labels, test against solution.csv's."
     )
-    print(f"total {time.time() - t0:.0f}s")
-    print("score: " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in key.items()))
+
+
+def main() -> int:
+    args = arguments()
+    started = time.time()
+    data = args.data.resolve()
+    work = (args.work or ROOT / "local_run" / "score" / data.name).resolve()
+    specs = args.family or [(name, {k: str(v) for k, v in overrides.items()}) for name, overrides in FAMILIES]
+    train_families(args, data, work, specs)
+    comp = read_competition(data)
+    views = TTA_VIEWS[: args.tta]
+    families = load_families(work, comp, specs, views, args.reuse)
+    start = time.time()
+    y_test = solution_truth(data, comp)
+    scorer = Scorer(comp, y_test, families[0].good)
+    submissions = [submission_row(name, work / name, comp, y_test) for name, _ in specs]
+    rows, figures = score_rows(scorer, comp, families, views, submissions)
+    print(f"decisions and second levels: {time.time() - start:.0f}s\n")
+    print_report(args, data, comp, scorer, families, views, rows)
+    print(f"total {time.time() - started:.0f}s")
+    figures = {"data": data.name, **figures}
+    print("score: " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()))
     return 0
 
 

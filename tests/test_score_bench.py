@@ -1,4 +1,4 @@
-"""bench/score.py's pure parts: the bootstrap intervals, the per-image cross-fitted F2, the --family parser."""
+"""bench/score.py's pure parts: its bootstrap intervals, per-image cross-fitted F2, --family parser, table."""
 
 import argparse
 import importlib.util
@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT))
 
 from imet_utils.data import read_labels  # noqa: E402
 from imet_utils.decision import RULES, choose_rule  # noqa: E402
+from imet_utils.metrics import bootstrap_interval  # noqa: E402
 from synth.realistic import REALISTIC_GROUPS  # noqa: E402
 
 
@@ -41,47 +42,41 @@ def test_importing_the_bench_does_not_import_tensorflow():
     assert out.stdout.strip().startswith("False (('A', {}), ('B', "), out.stderr[-2000:]
 
 
-def test_bootstrap_ci_contains_the_mean_and_is_deterministic():
+def test_the_bench_uses_the_packages_bootstrap():
+    """One bootstrap: the table's intervals are imet_utils.metrics.bootstrap_interval's (as the submit kernel's
+    gain test), not a copy of it."""
+    assert score.bootstrap_interval is bootstrap_interval
+    assert not hasattr(score, "bootstrap_means") and not hasattr(score, "BOOT_CELLS")
     values = np.random.default_rng(1).random(500)
-    lo, hi = score.bootstrap_ci(values, 400, seed=3)
-    assert lo < values.mean() < hi
-    assert (lo, hi) == score.bootstrap_ci(values, 400, seed=3)
-    assert (lo, hi) != score.bootstrap_ci(values, 400, seed=4)
-    assert 0.0 <= lo and hi <= 1.0
+    lo, hi = bootstrap_interval(values, resamples=50, seed=3)
+    assert score.cell(values, 50, 3) == f"{values.mean():.4f} [{lo:.4f}, {hi:.4f}]"
 
 
-def test_bootstrap_ci_shrinks_with_more_images():
+def test_bootstrap_is_deterministic_for_a_seed_and_shrinks_with_more_images():
+    values = np.random.default_rng(1).random(500)
+    first = bootstrap_interval(values, resamples=400, seed=3)
+    assert first == bootstrap_interval(values, resamples=400, seed=3)
+    assert first != bootstrap_interval(values, resamples=400, seed=4)
     rng = np.random.default_rng(2)
     widths = []
     for n_images in (100, 400, 1600):
-        lo, hi = score.bootstrap_ci(rng.random(n_images), 500, seed=0)
+        lo, hi = bootstrap_interval(rng.random(n_images), resamples=500, seed=0)
         widths.append(hi - lo)
     assert widths[0] > widths[1] > widths[2]
     assert widths[0] / widths[2] == pytest.approx(4.0, rel=0.3)  # 1 / sqrt(n)
 
 
-def test_bootstrap_means_in_chunks_match_one_pass(monkeypatch):
-    values = np.random.default_rng(3).random(50)
-    whole = score.bootstrap_means(values, 64, seed=7)
-    monkeypatch.setattr(score, "BOOT_CELLS", 50 * 5)  # 5 resamples at a time
-    assert np.allclose(score.bootstrap_means(values, 64, seed=7), whole)
-
-
-def test_paired_diff_ci_of_identical_rows_is_zero():
-    a = np.random.default_rng(4).random(300)
-    assert score.paired_diff_ci(a, a.copy(), 200, seed=0) == (0.0, 0.0)
-
-
-def test_paired_diff_ci_of_a_constant_shift_is_the_shift():
+def test_paired_deltas_of_identical_rows_are_zero_and_of_a_shift_the_shift():
     b = np.random.default_rng(5).random(300)
-    lo, hi = score.paired_diff_ci(b + 0.05, b, 200, seed=0)
+    assert bootstrap_interval(b - b.copy(), resamples=200) == (0.0, 0.0)
+    lo, hi = bootstrap_interval((b + 0.05) - b, resamples=200)
     assert lo == pytest.approx(0.05, abs=1e-9) and hi == pytest.approx(0.05, abs=1e-9)
     # pairing removes the images' own spread: a small noisy gain is resolved although the rows' intervals overlap
     a = b + 0.01 + np.random.default_rng(6).normal(0, 0.01, len(b))
-    lo, hi = score.paired_diff_ci(a, b, 500, seed=0)
+    lo, hi = bootstrap_interval(a - b, resamples=500)
     assert 0.0 < lo < 0.01 < hi
-    a_lo, a_hi = score.bootstrap_ci(a, 500, seed=0)
-    b_lo, b_hi = score.bootstrap_ci(b, 500, seed=0)
+    a_lo, a_hi = bootstrap_interval(a, resamples=500)
+    b_lo, b_hi = bootstrap_interval(b, resamples=500)
     assert a_lo < b_hi
 
 
