@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from imet_utils.config import TrainConfig, keys_where, load_train_config, to_dict
 from imet_utils.console import log, warn
 from imet_utils.layout import CONFIG_FILE, MODEL_DIR, SAVED_MODEL_FILE, TEST_PROBS_FILE, fold_dir, oof_views, read_oof
-from imet_utils.prediction import load_for_inference, predict_views
+from imet_utils.prediction import Throughput, load_for_inference, predict_views
 
 
 @dataclasses.dataclass
@@ -159,18 +160,24 @@ def predict_ensemble(
     batch_size: int,
     workers: int = 0,
     seconds_left: float | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+    meter: Throughput | None = None,
 ) -> np.ndarray:
     """Mean over every fold model of every output and over the TTA ``views``.
 
     With ``seconds_left``, the first model is timed on a few batches and the TTA count, then the
     number of models, is lowered if the whole prediction would not fit; what is dropped is logged.
+    Each model is loaded under ``strategy`` (default: the current one) and predicts on all its replicas, with
+    ``batch_size`` images per replica; ``meter`` adds up the image views predicted and their seconds.
     """
+    strategy = strategy or tf.distribute.get_strategy()
+    batch_size *= strategy.num_replicas_in_sync
     models = [(out, d) for out in outputs for d in out.model_dirs]
     views = tuple(views)
     if seconds_left is not None and len(paths):
         out, d = models[0]
         probe = list(paths[: min(len(paths), 4 * batch_size)])
-        model = load_for_inference(d)
+        model = load_for_inference(d, strategy)
         predict_views(model, probe[:batch_size], size=out.config.image_size, batch_size=batch_size, views=views)
         start = time.time()
         predict_views(model, probe, size=out.config.image_size, batch_size=batch_size, views=views, workers=workers)
@@ -195,8 +202,8 @@ def predict_ensemble(
         models, views = models[:n_models], views[:n_views]
     total = None
     for out, d in models:
+        model = load_for_inference(d, strategy)
         start = time.time()
-        model = load_for_inference(d)
         probs = predict_views(
             model,
             paths,
@@ -207,6 +214,8 @@ def predict_ensemble(
             desc=f"{out.root.name}/{d.parent.name} x{len(views)} TTA",
         )
         total = probs if total is None else total + probs
+        if meter is not None:
+            meter.add(len(paths) * len(views), time.time() - start)
         log(
             f"predicted {len(paths)} images with {d.parent.name} of {out.root.name} "
             f"({len(views)} views, {time.time() - start:.0f}s)"

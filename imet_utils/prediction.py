@@ -1,10 +1,12 @@
-"""Prediction with exported models: loading them with TensorFlow alone, and the mean over test-time views.
+"""Prediction with exported models: loading them with TensorFlow alone, and the mean over test-time views,
+on every replica of a distribution strategy.
 
 The submit kernel runs this without Keras applications, efficientnet or albumentations.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import keras
@@ -12,25 +14,90 @@ import numpy as np
 import tensorflow as tf
 
 from imet_utils.console import progress
+from imet_utils.devices import sync_replica_states
 from imet_utils.pipeline import views_dataset
+
+
+@dataclasses.dataclass
+class Throughput:
+    """Image views predicted (one view of one image through one model) and the seconds they took."""
+
+    views: int = 0
+    seconds: float = 0.0
+
+    def add(self, views: int, seconds: float) -> None:
+        self.views += views
+        self.seconds += seconds
+
+    @property
+    def ips(self) -> float | None:
+        """Image views per second, or None before anything was timed."""
+        return self.views / self.seconds if self.seconds > 0 else None
 
 
 class InferenceModel:
     """An exported model loaded with TensorFlow alone; call it on a uint8 batch."""
 
-    def __init__(self, path):
-        import tensorflow as tf
-
+    def __init__(self, path, strategy: tf.distribute.Strategy | None = None):
         self.path = str(path)
-        self._loaded = tf.saved_model.load(self.path)  # keep a reference: `serve` needs its variables
+        self.distribute_strategy = strategy or tf.distribute.get_strategy()
+        with self.distribute_strategy.scope():  # variables mirrored on every replica
+            self._loaded = tf.saved_model.load(self.path)  # keep a reference: `serve` needs its variables
 
     def __call__(self, images):
         return self._loaded.serve(images)
 
 
-def load_for_inference(path) -> InferenceModel:
-    """Loads a model saved by ``export_for_inference``."""
-    return InferenceModel(path)
+def load_for_inference(path, strategy: tf.distribute.Strategy | None = None) -> InferenceModel:
+    """Loads a model saved by ``export_for_inference``, under ``strategy`` (default: the current one) so that
+    ``predict_views`` runs it on each of its replicas."""
+    return InferenceModel(path, strategy)
+
+
+def _call(model):
+    """The model as a function of a uint8 batch: a Keras model in inference mode, or an exported one."""
+    if isinstance(model, keras.Model):
+        return lambda x: model(x, training=False)
+    return model
+
+
+def model_strategy(model) -> tf.distribute.Strategy:
+    """The strategy a model's variables live under: the one a Keras model was built in, the one an
+    ``InferenceModel`` was loaded in, else the current one."""
+    strategy = getattr(model, "distribute_strategy", None)
+    return strategy if strategy is not None else tf.distribute.get_strategy()
+
+
+def predict_batches(model, batches: tf.data.Dataset, *, strategy: tf.distribute.Strategy | None = None):
+    """Yields the mean probability over the views of each image of each (batch, views, size, size, 3) batch,
+    as float32 numpy, in the dataset's order.
+
+    Each global batch is split over the strategy's replicas (every GPU predicts), and the replicas' rows are
+    put back in replica order, which is the batch's order: the rows are those of a single-device run.
+    """
+    strategy = strategy or model_strategy(model)
+    if isinstance(model, keras.Model):
+        sync_replica_states(model, strategy)
+    call = _call(model)
+
+    def replica_step(batch):
+        b, v = tf.shape(batch)[0], tf.shape(batch)[1]
+        flat = tf.reshape(batch, tf.concat([[b * v], tf.shape(batch)[2:]], axis=0))
+        probs = tf.cast(call(flat), tf.float32)
+        return tf.reduce_mean(tf.reshape(probs, tf.stack([b, v, tf.shape(probs)[-1]])), axis=1)
+
+    if strategy.num_replicas_in_sync > 1:
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        batches = strategy.experimental_distribute_dataset(batches.with_options(options))
+
+    @tf.function(input_signature=[batches.element_spec])  # one trace for every batch size, the last one's too
+    def step(batch):
+        return strategy.run(replica_step, args=(batch,))
+
+    for batch in batches:
+        parts = strategy.experimental_local_results(step(batch))
+        yield np.concatenate([p.numpy() for p in parts])
 
 
 def predict_views(
@@ -42,15 +109,23 @@ def predict_views(
     views: Sequence[str] = ("center",),
     workers: int = 0,
     desc: str | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> np.ndarray:
-    """Mean probability over ``views`` for each path, in order (float32); ``desc`` shows a progress bar."""
-    out = []
-    batches = views_dataset(paths, size=size, batch_size=batch_size, views=views, workers=workers)
+    """Mean probability over ``views`` for each path, in order (float32); ``desc`` shows a progress bar.
+
+    Args:
+        model: a Keras model or an ``InferenceModel``.
+        paths: image files.
+        size: the model's image size.
+        batch_size: the global batch, split over the replicas.
+        views: TTA views (``TTA_VIEWS`` names).
+        workers: decoding threads; 0: all cores.
+        desc: a progress bar's label.
+        strategy: the replicas to predict on; default: the model's (``model_strategy``).
+    """
+    ds = views_dataset(paths, size=size, batch_size=batch_size, views=views, workers=workers)
+    batches = predict_batches(model, ds, strategy=strategy)
     if desc:
         batches = progress(batches, total=-(-len(paths) // batch_size), desc=desc)
-    for batch in batches:
-        b, v = int(batch.shape[0]), int(batch.shape[1])
-        flat = tf.reshape(batch, (b * v, size, size, 3))
-        probs = model(flat, training=False) if isinstance(model, keras.Model) else model(flat)
-        out.append(tf.reduce_mean(tf.reshape(tf.cast(probs, tf.float32), (b, v, -1)), axis=1).numpy())
+    out = list(batches)
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

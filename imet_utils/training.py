@@ -93,7 +93,7 @@ class _EpochEnd(keras.callbacks.Callback):
             self.model,
             self.valid_paths,
             size=self.config.image_size,
-            batch_size=self.config.batch_size * 2,
+            batch_size=self.config.batch_size * 2 * self.model.distribute_strategy.num_replicas_in_sync,
             workers=self.config.workers,
         )
         t, f2, _ = search_threshold(

@@ -23,12 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from imet_utils.budget import Budget
 from imet_utils.config import TTA_VIEWS, SubmitConfig
 from imet_utils.console import log, warn
 from imet_utils.data import Competition, read_competition
 from imet_utils.decision import apply_rule, choose_rule
+from imet_utils.devices import card_name, inference_strategy
 from imet_utils.images import cache_for_model
 from imet_utils.inference import (
     TestPredictions,
@@ -54,6 +56,7 @@ from imet_utils.layout import (
 from imet_utils.metrics import f2_by_group, search_threshold, threshold_grid
 from imet_utils.paths import KagglePaths, find_competition_dir, find_kernel_output, find_kernel_outputs
 from imet_utils.plots import plot_sample_predictions, plot_threshold_curve, show
+from imet_utils.prediction import Throughput
 from imet_utils.run_status import write_run_status
 from imet_utils.session import start_kernel
 from imet_utils.stacking import SecondLevel, choose_second_level
@@ -203,13 +206,15 @@ def cache_test_images(config: SubmitConfig, comp: Competition, families: list, s
 
 
 def predict_test(
-    config: SubmitConfig, comp: Competition, families: list, caches: list, good, weights, budget: Budget
+    config: SubmitConfig, comp: Competition, families: list, caches: list, good, weights, budget: Budget, *, meters
 ) -> TestPredictions:
-    """Blended probabilities of the readable test images: every fold of every family, with TTA."""
+    """Blended probabilities of the readable test images: every fold of every family, with TTA, on every GPU.
+    ``meters`` (one ``Throughput`` per family) add up what each family predicted and its seconds."""
     views = config.tta_views or TTA_VIEWS[: config.tta]
     n_models = sum(len(o.folds) for f in families for o in f)
+    strategy = inference_strategy()
     stacks = []
-    for family, cached in zip(families, caches):
+    for family, cached, meter in zip(families, caches, meters):
         share = sum(len(o.folds) for o in family) / n_models  # each family's share of the time left
         stacks.append(
             predict_ensemble(
@@ -219,6 +224,8 @@ def predict_test(
                 batch_size=config.batch_size,
                 workers=config.workers,
                 seconds_left=budget.left() * share,
+                strategy=strategy,
+                meter=meter,
             )
         )
     return TestPredictions(
@@ -228,6 +235,25 @@ def predict_test(
         weights=np.asarray(weights),
         models=[f[0].config.model for f in families],
     )
+
+
+def predicted_throughput(families: list, meters: list, comp: Competition, stages) -> dict:
+    """What this card measured, for run_status.json and ``--plan``: each model family's image views per second
+    (one view of one image through one fold model), the test cache's images per second."""
+    replicas = max(1, len(tf.config.list_logical_devices("GPU")))  # inference_strategy's
+    measured = {"card": card_name(replicas), "replicas": replicas}
+    rows = [
+        {"model": f[0].config.model, "image_size": f[0].config.image_size, "infer_ips": round(m.ips, 1)}
+        for f, m in zip(families, meters)
+        if m.ips
+    ]
+    if len(rows) == 1:
+        measured.update(rows[0])
+    elif rows:
+        measured["families"] = rows
+    if stages.seconds.get("test_cache"):
+        measured["cache_ips"] = round(len(comp.test_ids) / stages.seconds["test_cache"], 1)
+    return measured
 
 
 def make_submission(config: SubmitConfig, comp: Competition, decision: dict, test: TestPredictions, out: Path) -> Path:
@@ -270,10 +296,11 @@ show(out / SAMPLE_PREDICTIONS_PLOT)
 # ## Test predictions: every fold, with TTA, saved before any label is decided
 
 # %%
+meters = [Throughput() for _ in families]  # image views predicted and their seconds, per model family
 if saved is None:
     caches, good = cache_test_images(config, comp, families, paths.scratch)
     stages.done("test_cache")
-    test = predict_test(config, comp, families, caches, good, oof[-1], budget)
+    test = predict_test(config, comp, families, caches, good, oof[-1], budget, meters=meters)
     log(
         f"saved the test probabilities: {test.save(out / TEST_PROBS_FILE)} "
         f"(rerun with reuse_predictions to re-decide without predicting)"
@@ -288,4 +315,6 @@ stages.done("predict")
 # %%
 make_submission(config, comp, decision, decided_probs(test, level), out)
 stages.done("submission")
-write_run_status(out, ok=True, kernel="submit", stages=stages.seconds)  # the last act: a crash never writes it
+write_run_status(
+    out, ok=True, kernel="submit", stages=stages.seconds, **predicted_throughput(families, meters, comp, stages)
+)  # the last act: a crash never writes it
