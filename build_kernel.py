@@ -1,15 +1,16 @@
 #!/usr/bin/env python
-"""Builds the iMet Kaggle kernels: one self-contained .py each, imet_utils inlined as readable source.
+"""Builds the iMet Kaggle kernels, runs them locally, and drives them on Kaggle.
 
-    python build_kernel.py                      # writes build/<train-slug>/ and build/<submit-slug>/
-    python build_kernel.py --set epochs=4       # override a train config field (repeatable)
-    python build_kernel.py --run-local          # build, then run both built kernels locally on generated data
-    python build_kernel.py --run-local --data-dir DIR --work-dir W
-    python build_kernel.py --probe | --plan | --push [all] --wait | --submit | --pull | --report   (Kaggle)
+    python build_kernel.py                         # build: build/<train-slug>/ and build/<submit-slug>/
+    python build_kernel.py --set epochs=4          # the build options work without a subcommand too
+    python build_kernel.py run-local               # build, then run both built kernels on generated data
+    python build_kernel.py check | plan | probe | push [train|submit|all] [--wait] | wait | status
+    python build_kernel.py submit | pull | report
 
-Every build also points the top-level metadata file's code_file (and kernel_type) at the built train kernel of
-its id, so `kaggle kernels push` in the repo root pushes what was built. The work is done by the kernel_build
-package; this file is its command line. Building is text work: it imports neither TensorFlow nor kaggle.
+Each subcommand has its own --help. Every build also points the top-level metadata file's code_file (and
+kernel_type) at the built train kernel of its id, so `kaggle kernels push` in the repo root pushes what was
+built. The work is done by the kernel_build package; this file is its command line. Building is text work: it
+imports neither TensorFlow nor kaggle.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from pathlib import Path
 import kernel_build
 from kernel_build import (
     BASE_METADATA,
-    EXECUTE_NOTEBOOK,
     BuildError,
     built_kernels,
     check_build,
@@ -36,91 +36,145 @@ from kernel_build import (
     replace_config_tables,
     run_local,
     set_help,
-    status,
     steps,
 )
 from kernel_build.kernel import ROOT
-from kernel_build.orchestrate import placeholder_problems
+from kernel_build.orchestrate import Interrupted, placeholder_problems
 from kernel_build.runs import pull, report
 
+SUBCOMMANDS = ("build", "check", "run-local", "plan", "probe", "push", "wait", "status", "submit", "pull", "report")
+SUBCOMMANDS += ("config-table", "execute-notebook")
+# The flags of the previous release, kept for one release: flag -> subcommand.
+OLD_FLAGS = {
+    "--check": "check",
+    "--run-local": "run-local",
+    "--plan": "plan",
+    "--probe": "probe",
+    "--push": "push",
+    "--status": "status",
+    "--submit": "submit",
+    "--pull": "pull",
+    "--report": "report",
+    "--config-table": "config-table",
+    "--execute-notebook": "execute-notebook",
+}
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Build, check, run locally and push the iMet Kaggle kernels.")
+
+def _common(build: bool = False, kaggle: bool = False) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--out", type=Path, default=ROOT / "build", help="build folder (default: build/)")
     p.add_argument("--metadata", type=Path, default=BASE_METADATA, help=f"base metadata ({BASE_METADATA.name})")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help=set_help("train"))
-    p.add_argument(
-        "--set-submit", dest="submit_sets", action="append", default=[], metavar="KEY=VALUE", help=set_help("submit")
-    )
-    p.add_argument("--split-folds", action="store_true", help="one train kernel per fold: <slug>-f0, -f1, ...")
-    p.add_argument("--notebook", action="store_true", help="build .ipynb notebooks instead of scripts")
-    p.add_argument("--check", action="store_true", help="check the built metadata; exit 1 with one line per problem")
-    p.add_argument(
-        "--push",
-        nargs="?",
-        const="train",
-        choices=["train", "submit", "all"],
-        help="build, check, print the plan, then push: the train kernel(s) (default); 'submit' only once "
-        "every train kernel it sources is complete on its latest version; 'all' (with --wait): "
-        "train, wait, submit",
-    )
-    p.add_argument("--wait", action="store_true", help="poll kaggle kernels status until the pushed kernels end")
-    p.add_argument("--force", action="store_true", help="push although a run is on or the sources are not complete")
-    p.add_argument(
-        "--poll",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="first status poll interval (backs off to 5x while nothing changes; default 60)",
-    )
-    p.add_argument("--max-parallel", type=int, default=2, help="GPU kernels at a time (Kaggle allows 2)")
-    p.add_argument("--submit", action="store_true", help="submit the submit kernel's output, wait for its scores")
-    p.add_argument(
-        "--probe",
-        action="store_true",
-        help="push a tiny CPU kernel and submit its sample_submission "
-        "copy: does the competition take a late kernel submission?",
-    )
-    p.add_argument("--plan", action="store_true", help="estimated GPU hours of each kernel and of the plan")
-    p.add_argument("--pull", action="store_true", help="download each built kernel's output to runs/<slug>/v<N>/")
-    p.add_argument("--version", type=int, help="--pull/--submit this version instead of the latest pushed")
-    p.add_argument("--pull-models", action="store_true", help="--pull the models too")
-    p.add_argument("--report", action="store_true", help="one row per pulled run; writes runs/report.md")
-    p.add_argument("--runs", type=Path, default=ROOT / "runs", help="pulled outputs and push records (runs/)")
-    p.add_argument("--status", action="store_true", help="kaggle kernels status for each built kernel")
-    p.add_argument("--run-local", action="store_true", help="build, then run the built kernels locally")
-    p.add_argument("--data-dir", type=Path, help="an iMet-format competition folder (default: generate one)")
-    p.add_argument("--work-dir", type=Path, default=ROOT / "local_run", help="local run folder")
-    p.add_argument("--resume", action="store_true", help="--run-local: keep the train output and resume it")
-    p.add_argument(
-        EXECUTE_NOTEBOOK,
-        type=Path,
-        metavar="NOTEBOOK",
-        help="run one notebook as Kaggle does (papermill's nbclient and an IPython kernel), in the "
-        "current folder, saving the executed copy beside it as <name>.executed.ipynb",
-    )
-    p.add_argument(
-        "--config-table",
-        nargs="?",
-        const="-",
-        metavar="README",
-        help="print the README's config tables, generated from the config fields; with a file, "
-        "rewrite the tables in it",
-    )
+    if build:
+        p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help=set_help("train"))
+        p.add_argument(
+            "--set-submit",
+            dest="submit_sets",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=set_help("submit"),
+        )
+        p.add_argument("--split-folds", action="store_true", help="one train kernel per fold: <slug>-f0, -f1, ...")
+        p.add_argument("--notebook", action="store_true", help="build .ipynb notebooks instead of scripts")
+    if kaggle or build:
+        p.add_argument("--runs", type=Path, default=ROOT / "runs", help="the ledger and pulled outputs (runs/)")
+        p.add_argument(
+            "--poll",
+            type=float,
+            default=60.0,
+            metavar="SECONDS",
+            help="first status poll interval (backs off to 5x while nothing changes; default 60)",
+        )
     return p
 
 
-def _config_tables(target: str) -> None:
-    if target == "-":
-        print(config_table("train") + "\n\n" + config_table("submit"))
-    else:
-        Path(target).write_text(replace_config_tables(Path(target).read_text()))
-        print(f"rewrote the config tables in {target}")
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Build, check, run locally and drive on Kaggle the iMet kernels. With no subcommand, or with "
+        "only build options (python build_kernel.py --set epochs=4), it builds.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    b, k, bk = _common(build=True), _common(kaggle=True), _common(build=True, kaggle=True)
+    sub.add_parser("build", parents=[b], help="build the kernels (the default)")
+    sub.add_parser("check", parents=[b], help="check the built metadata; exit 1 with one line per problem")
+    local = sub.add_parser("run-local", parents=[b], help="build, then run the built kernels locally")
+    local.add_argument("--data-dir", type=Path, help="an iMet-format competition folder (default: generate one)")
+    local.add_argument("--work-dir", type=Path, default=ROOT / "local_run", help="local run folder")
+    local.add_argument("--resume", action="store_true", help="keep the train output and resume it")
+    sub.add_parser("plan", parents=[bk], help="GPU hours of each kernel and of the plan, measured where known")
+    sub.add_parser("probe", parents=[bk], help="push a tiny CPU kernel and submit it: are late submissions scored?")
+    push = sub.add_parser("push", parents=[bk], help="build, plan, check the quota, push; resumes after any stop")
+    push.add_argument(
+        "which",
+        nargs="?",
+        default="train",
+        choices=["train", "submit", "all"],
+        help="train kernels (default); submit, once every train kernel completed; all (with --wait)",
+    )
+    push.add_argument("--wait", action="store_true", help="wait until they end (push all: then the submit kernel)")
+    push.add_argument("--force", action="store_true", help="push over a failure on the same content, or the quota")
+    push.add_argument("--max-parallel", type=int, default=1, help="GPU kernels at a time (1; 2 where allowed)")
+    sub.add_parser("wait", parents=[k], help="wait for every pushed kernel that hasn't concluded")
+    sub.add_parser("status", parents=[k], help="the ledger against Kaggle: what ran, what runs, what is left")
+    submit = sub.add_parser("submit", parents=[k], help="submit the submit kernel's output, wait for its scores")
+    submit.add_argument("--version", type=int, help="this version of the submit kernel instead of the latest")
+    submit.add_argument("--force", action="store_true", help="submit a version submitted before")
+    pull_p = sub.add_parser("pull", parents=[k], help="download complete runs to runs/<slug>/v<N>/")
+    pull_p.add_argument("--kernel", help="only this kernel (slug or id)")
+    pull_p.add_argument("--version", type=int, help="this version of --kernel instead of its latest")
+    pull_p.add_argument("--models", action="store_true", help="the models too (added to a version pulled before)")
+    sub.add_parser("report", parents=[k], help="one row per pulled run; writes runs/report.md")
+    table = sub.add_parser("config-table", help="print the README's config tables, or rewrite them in a file")
+    table.add_argument("target", nargs="?", default="-", metavar="README")
+    nb = sub.add_parser("execute-notebook", help="run one notebook as Kaggle's papermill does")
+    nb.add_argument("notebook", type=Path)
+    return p
 
 
-def _build(args: argparse.Namespace, train_overrides: dict, submit_overrides: dict) -> kernel_build.Build:
-    """What to check or push: ``build/`` as it is for a plain --check, else a fresh build."""
-    if args.check and not (args.sets or args.submit_sets or args.split_folds or args.notebook):
+def translate_old_flags(argv: list[str]) -> list[str]:
+    """``--push all --wait`` -> ``push all --wait`` etc., with a one-line note (kept for one release)."""
+    if any(a in SUBCOMMANDS for a in argv[:1]):
+        return argv
+    found = [a for a in argv if a.split("=")[0] in OLD_FLAGS or a == "--pull-models"]
+    if not found and not ("--wait" in argv and "--push" not in argv):
+        return argv
+    flag = found[0].split("=")[0] if found else "--wait"
+    command = OLD_FLAGS.get(flag, "wait" if flag == "--wait" else "pull")
+    rest = [a for a in argv if a != found[0]] if found else [a for a in argv if a != "--wait"]
+    rest = ["--models" if a == "--pull-models" else a for a in rest]
+    print(f"note: {flag} is now the subcommand `{command}` (the flags go in the next release)", file=sys.stderr)
+    return [command, *rest]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = translate_old_flags(list(sys.argv[1:] if argv is None else argv))
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["build", *argv]  # the design card's `python build_kernel.py && kaggle kernels push`
+    args = _parser().parse_args(argv)
+    command = args.command or "build"
+    try:
+        return COMMANDS[command](args) or 0
+    except Interrupted as e:
+        print(f"build_kernel.py: {e}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("build_kernel.py: stopped; the same command resumes from runs/ledger.json", file=sys.stderr)
+        return 130
+    except BuildError as e:
+        print(f"build_kernel.py: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _overrides(args) -> tuple[dict, dict]:
+    return parse_overrides(getattr(args, "sets", []), "train"), parse_overrides(
+        getattr(args, "submit_sets", []), "submit"
+    )
+
+
+def _build(args, *, check_only: bool = False) -> kernel_build.Build:
+    """What to check or push: ``build/`` as it is for a plain check, else a fresh build."""
+    train_overrides, submit_overrides = _overrides(args)
+    if check_only and not (args.sets or args.submit_sets or args.split_folds or args.notebook):
         built = built_kernels(args.out)
         if built:
             return built
@@ -132,7 +186,7 @@ def _build(args: argparse.Namespace, train_overrides: dict, submit_overrides: di
         base=load_base_metadata(args.metadata),
         split_folds=args.split_folds,
         notebook=args.notebook,
-        check=not args.check,
+        check=not check_only,
     )
     for kernel in built:
         print(f"built {kernel.describe()} kernel: {kernel.folder}/")
@@ -141,76 +195,137 @@ def _build(args: argparse.Namespace, train_overrides: dict, submit_overrides: di
     return built
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        if args.execute_notebook:
-            execute_notebook(args.execute_notebook)
-            return 0
-        if args.config_table:
-            _config_tables(args.config_table)
-            return 0
-        train_overrides = parse_overrides(args.sets, "train")
-        submit_overrides = parse_overrides(args.submit_sets, "submit")
-        train_config = effective_config("train", train_overrides)
-        competition = train_config["competition"]
-        if args.report:
-            report(args.runs)
-            return 0
-        if args.probe:
-            owner = load_base_metadata(args.metadata)["id"].split("/")[0]
-            return steps.run_probe(args, owner=owner, competition=competition)
-        if args.status or args.wait and not args.push or args.submit or args.pull:
-            built = built_kernels(args.out)  # what was built (and pushed) from here
-            if not built:
-                raise BuildError(f"nothing built in {args.out}: python build_kernel.py first")
-            if "competition" not in train_overrides:  # the competition these kernels were built for
-                competition = (built.kernels[0].metadata().get("competition_sources") or [competition])[0]
-            if args.status:
-                status(built)
-            if args.wait and not args.push:
-                steps.wait(built, args, competition=competition)
-            if args.submit:
-                steps.submit(built, args, competition=competition)
-            if args.pull:
-                pull(built, args.runs, version=args.version, models=args.pull_models)
-            return 0
-        if args.run_local:
-            run_local(
-                data_dir=args.data_dir,
-                work=args.work_dir,
-                train_overrides=train_overrides,
-                submit_overrides=submit_overrides,
-                resume=args.resume,
-                split_folds=args.split_folds,
-                notebook=args.notebook,
-            )
-            return 0
-        built = _build(args, train_overrides, submit_overrides)
-        submit_config = effective_config("submit", submit_overrides)
-        if args.plan:
-            steps.print_plan(built, train_config=train_config, submit_config=submit_config)
-            return 0
-        problems = check_build(built, competition=competition) + placeholder_problems(built)
-        top_problems, notes = check_top_level(args.metadata, args.out, competition=competition)
-        if args.check:
-            for line in problems + top_problems:
-                print(line)
-            for line in notes:
-                print(f"note: {line}")
-            print(f"{len(problems) + len(top_problems)} problem(s) in {len(built)} kernel(s)")
-            return 1 if problems or top_problems else 0
-        for line in top_problems:
-            print(f"warning: {line}")
-        if args.push:
-            steps.push(built, args, competition=competition, train_config=train_config, submit_config=submit_config)
-        else:
-            print(f"next: python build_kernel.py --push   (or kaggle kernels push -p {built.kernels[0].folder})")
-    except BuildError as e:
-        print(f"build_kernel.py: error: {e}", file=sys.stderr)
-        return 2
+def _configs(args) -> tuple[dict, dict]:
+    train_overrides, submit_overrides = _overrides(args)
+    return effective_config("train", train_overrides), effective_config("submit", submit_overrides)
+
+
+def cmd_build(args) -> int:
+    built = _build(args)
+    train_config, _ = _configs(args)
+    top_problems, _ = check_top_level(args.metadata, args.out, competition=train_config["competition"])
+    for line in top_problems:
+        print(f"warning: {line}")
+    print(f"next: python build_kernel.py push   (or kaggle kernels push -p {built.kernels[0].folder})")
     return 0
 
+
+def cmd_check(args) -> int:
+    built = _build(args, check_only=True)
+    competition = _configs(args)[0]["competition"]
+    problems = check_build(built, competition=competition) + placeholder_problems(built)
+    top_problems, notes = check_top_level(args.metadata, args.out, competition=competition)
+    for line in problems + top_problems:
+        print(line)
+    for line in notes:
+        print(f"note: {line}")
+    print(f"{len(problems) + len(top_problems)} problem(s) in {len(built)} kernel(s)")
+    return 1 if problems or top_problems else 0
+
+
+def cmd_run_local(args) -> int:
+    train_overrides, submit_overrides = _overrides(args)
+    run_local(
+        data_dir=args.data_dir,
+        work=args.work_dir,
+        train_overrides=train_overrides,
+        submit_overrides=submit_overrides,
+        resume=args.resume,
+        split_folds=args.split_folds,
+        notebook=args.notebook,
+    )
+    return 0
+
+
+def cmd_plan(args) -> int:
+    built = _build(args)
+    train_config, submit_config = _configs(args)
+    steps.print_plan(built, train_config=train_config, submit_config=submit_config, runs_dir=args.runs)
+    return 0
+
+
+def cmd_push(args) -> int:
+    built = _build(args)
+    train_config, submit_config = _configs(args)
+    steps.push(
+        built, args, competition=train_config["competition"], train_config=train_config, submit_config=submit_config
+    )
+    return 0
+
+
+def _pushed_build(args) -> tuple[kernel_build.Build, str]:
+    """What was built (and pushed) from here, and the competition it was built for."""
+    built = built_kernels(args.out)
+    if not built:
+        raise BuildError(f"nothing built in {args.out}: python build_kernel.py first")
+    competition = (built.kernels[0].metadata().get("competition_sources") or ["imet-2019-fgvc6"])[0]
+    return built, competition
+
+
+def cmd_probe(args) -> int:
+    owner = load_base_metadata(args.metadata)["id"].split("/")[0]
+    competition = _configs(args)[0]["competition"]
+    return steps.run_probe(args, owner=owner, competition=competition)
+
+
+def cmd_wait(args) -> int:
+    built, competition = _pushed_build(args)
+    steps.wait(built, args, competition=competition)
+    return 0
+
+
+def cmd_status(args) -> int:
+    built, competition = _pushed_build(args)
+    steps.status(built, args, competition=competition)
+    return 0
+
+
+def cmd_submit(args) -> int:
+    built, competition = _pushed_build(args)
+    steps.submit_step(built, args, competition=competition)
+    return 0
+
+
+def cmd_pull(args) -> int:
+    built, _ = _pushed_build(args)
+    pull(built, args.runs, kernel=args.kernel, version=args.version, models=args.models)
+    return 0
+
+
+def cmd_report(args) -> int:
+    report(args.runs)
+    return 0
+
+
+def cmd_config_table(args) -> int:
+    if args.target == "-":
+        print(config_table("train") + "\n\n" + config_table("submit"))
+    else:
+        Path(args.target).write_text(replace_config_tables(Path(args.target).read_text()))
+        print(f"rewrote the config tables in {args.target}")
+    return 0
+
+
+def cmd_execute_notebook(args) -> int:
+    execute_notebook(args.notebook)
+    return 0
+
+
+COMMANDS = {
+    "build": cmd_build,
+    "check": cmd_check,
+    "run-local": cmd_run_local,
+    "plan": cmd_plan,
+    "probe": cmd_probe,
+    "push": cmd_push,
+    "wait": cmd_wait,
+    "status": cmd_status,
+    "submit": cmd_submit,
+    "pull": cmd_pull,
+    "report": cmd_report,
+    "config-table": cmd_config_table,
+    "execute-notebook": cmd_execute_notebook,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,45 +1,104 @@
-"""``--pull`` and ``--report``: each kernel run's output under ``runs/<slug>/v<N>/``, and one table of them."""
+"""``pull`` and ``report``: each kernel run's output under ``runs/<slug>/v<N>/``, and one table of them."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from pathlib import Path
 
+from kernel_build.kaggle_cli import KaggleCli
 from kernel_build.kernel import Build, BuildError
-from kernel_build.orchestrate import kaggle
+from kernel_build.ledger import Ledger
+from kernel_build.orchestrate import RUN_STATUS
 
-# What --pull leaves out unless --pull-models: the exported models and checkpoints.
+# What pull leaves out unless --models: the exported models and checkpoints; and only those with --models.
 NOT_MODELS = r"^(?!.*(^|/)model/)(?!.*\.keras$)(?!.*\.h5$)"
+ONLY_MODELS = r"((^|/)model/|\.keras$|\.h5$)"
+PULLED_FILE = ".pulled.json"  # in a pulled version: what was fetched (models or not)
 
 
-def pull(build: Build, runs_dir: Path, *, version: int | None = None, models: bool = False) -> list[Path]:
-    """Downloads each kernel's latest pushed version (or ``version``) into ``runs/<slug>/v<N>/``; a version
-    pulled before is kept as it is. Returns the folders."""
-    runs_dir = Path(runs_dir)
-    pushes_path = runs_dir / "pushes.json"
-    pushes = json.loads(pushes_path.read_text()) if pushes_path.is_file() else {}
+def pull(
+    build: Build,
+    runs_dir: Path,
+    *,
+    cli: KaggleCli | None = None,
+    kernel: str | None = None,
+    version: int | None = None,
+    models: bool = False,
+) -> list[Path]:
+    """Downloads each complete run into ``runs/<slug>/v<N>/`` through a temporary folder renamed when done, so a
+    stop never leaves an empty or partial version. A version pulled before is kept; ``models`` adds its models.
+
+    Args:
+        kernel: only this kernel (its id or slug); needed with ``version``, since each kernel has its own.
+        version: that version instead of the latest pushed from here.
+    """
+    kernels = [k for k in build if kernel in (None, k.id, k.slug)]
+    if kernel and not kernels:
+        raise BuildError(f"no kernel {kernel!r} in this build: {[k.slug for k in build]}")
+    if version and len(kernels) > 1:
+        raise BuildError("--version names one kernel's version: add --kernel SLUG")
+    cli = cli or KaggleCli()
+    ledger = Ledger(runs_dir)
     folders = []
-    for kernel in build:
-        n = version or pushes.get(kernel.id, {}).get("version")
+    for k in kernels:
+        latest = ledger.latest(k.id) or {}
+        n = version or latest.get("version")
         if not n:
-            print(f"{kernel.id}: no pushed version known here; pass --version N")
+            print(f"{k.id}: no pushed version known here; pass --kernel {k.slug} --version N")
             continue
-        dest = runs_dir / kernel.slug / f"v{n}"
-        if dest.exists():
-            print(f"{kernel.id} v{n}: already pulled in {dest}, kept")
-            folders.append(dest)
+        if not version and latest.get("verdict") != "ok":
+            why = latest.get("why") or "not concluded yet: wait first"
+            print(f"{k.id} v{n}: not pulled, its run is not complete ({why})")
             continue
-        partial = dest.with_name(f".v{n}.partial")
-        args = ["kernels", "output", f"{kernel.id}/{n}", "-p", str(partial), "--force"]
-        rc, out, err = kaggle(*args, *([] if models else ["--file-pattern", NOT_MODELS]))
-        if rc != 0:
-            raise BuildError(f"kaggle kernels output {kernel.id}/{n} failed: {err.strip() or out.strip()}")
-        partial.rename(dest)
-        files = sorted(p for p in dest.rglob("*") if p.is_file())
-        print(f"{kernel.id} v{n}: {len(files)} file(s) in {dest}" + ("" if models else " (models left out)"))
-        folders.append(dest)
+        folder = _pull_one(cli, k, n, Path(runs_dir), models=models)
+        if folder:
+            folders.append(folder)
     return folders
+
+
+def _pull_one(cli: KaggleCli, kernel, n: int, runs_dir: Path, *, models: bool) -> Path | None:
+    dest = runs_dir / kernel.slug / f"v{n}"
+    pulled = json.loads((dest / PULLED_FILE).read_text()) if (dest / PULLED_FILE).is_file() else {}
+    if dest.is_dir() and (pulled.get("models") or not models):
+        print(f"{kernel.id} v{n}: already pulled in {dest}, kept")
+        return dest
+    adding = dest.is_dir()
+    pattern = ONLY_MODELS if adding else (None if models else NOT_MODELS)
+    partial = dest.with_name(f".v{n}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        args = ["kernels", "output", f"{kernel.id}/{n}", "-p", str(partial), "--force"]
+        answer = cli.call(*args, *(["--file-pattern", pattern] if pattern else []), timeout=3600)
+        if answer.kind != "ok":
+            raise BuildError(f"kaggle kernels output {kernel.id}/{n} failed: {answer.why()}")
+        if not adding and not (partial / RUN_STATUS).is_file():
+            raise BuildError(f"{kernel.id} v{n} has no {RUN_STATUS} in its output: not a complete run, not pulled")
+        files = _merge(partial, dest) if adding else _rename(partial, dest)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    (dest / PULLED_FILE).write_text(json.dumps({"models": models or bool(pulled.get("models"))}) + "\n")
+    what = "models added" if adding else ("" if models else " (models left out)")
+    print(f"{kernel.id} v{n}: {files} file(s) in {dest}{what if not adding else ': ' + what}")
+    return dest
+
+
+def _rename(partial: Path, dest: Path) -> int:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial.rename(dest)
+    return sum(1 for p in dest.rglob("*") if p.is_file())
+
+
+def _merge(partial: Path, dest: Path) -> int:
+    count = 0
+    for src in sorted(p for p in partial.rglob("*") if p.is_file()):
+        target = dest / src.relative_to(partial)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, target)
+        count += 1
+    return count
 
 
 def _log_hours(folder: Path) -> float | None:
@@ -117,17 +176,15 @@ def report(runs_dir: Path) -> str:
     """Prints one row per pulled run and writes ``runs/report.md`` with the training curves side by side."""
     runs_dir = Path(runs_dir)
 
-    def load(p):
-        return json.loads(p.read_text()) if p.is_file() else None
-
-    submissions = load(runs_dir / "submissions.json") or []
-    pushes = load(runs_dir / "pushes.json") or {}
+    ledger = Ledger(runs_dir).read()
+    submissions = ledger["submissions"]
+    pushes = {kid: entry["pushes"][-1] for kid, entry in ledger["kernels"].items() if entry.get("pushes")}
     folders = sorted(
         (p for p in runs_dir.glob("*/v*") if p.is_dir() and re.fullmatch(r"v\d+", p.name)),
         key=lambda p: (p.parent.name, int(p.name[1:])),
     )
     if not folders:
-        raise BuildError(f"nothing pulled in {runs_dir}: python build_kernel.py --pull")
+        raise BuildError(f"nothing pulled in {runs_dir}: python build_kernel.py pull")
     rows = [_row(f, submissions, pushes) for f in folders]
     widths = {k: max(len(h), *(len(r[k]) for r in rows)) for k, h in COLUMNS}
     lines = ["  ".join(h.ljust(widths[k]) for k, h in COLUMNS)]

@@ -21,6 +21,13 @@ The simulated server, driven by calls rather than by the clock, so tests run in 
 - a complete version's output lists files the kernel would write (config.json from the pushed CONFIG,
   folds.csv, per fold oof.npz, history.csv, state.json and model/, plots; decision.json, submission.csv) and
   its log, a JSON array of {stream_name, time, data} whose last time is the run's length.
+- the field's answers (KAGGLE.md): a kernel never pushed answers 403 ``Permission 'kernels.get' was denied``
+  (``unknown_code``), and so does a kernel for ``hidden_seconds`` of wall time after its first push (its run
+  moves on meanwhile, so it can end unseen); every ``fail_every``-th read call answers 503; slugs in
+  ``crashes`` end COMPLETE without run_status.json, their log ending in that traceback; ``expired`` answers
+  401 to everything (an expired ``kaggle auth login``); each status call moves runs on ``advance`` steps (time
+  passing between polls); at most ``gpu_limit`` GPU sessions (1, as in practice). ``max_active_versions``
+  records the most versions of one kernel queued or running at once.
 - ``competitions submit -k``: refused (HTTP 400, stderr, exit 1) for competitions in ``late_refused``;
   a submission's scores appear after ``score_polls`` listings of ``competitions submissions``.
 """
@@ -35,6 +42,7 @@ import io
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 STATE_ENV = "FAKE_KAGGLE_DIR"
@@ -42,11 +50,21 @@ DEFAULTS = dict(
     stale_polls=0,
     queued_polls=1,
     running_polls=2,
-    gpu_limit=2,
+    gpu_limit=1,
+    busy_gpu_pushes=0,
     errors={},
+    crashes={},
+    hidden_seconds=0.0,
+    unknown_code=403,
+    fail_every=0,
+    advance=1,
+    expired=False,
+    quota_used_h=2.5,
+    quota_total_h=30.0,
     push_errors={},
     competitions=["imet-2019-fgvc6", "imet-2020-fgvc7", "imet-2021-fgvc8"],
     late_refused={},
+    scoring_errors={},
     score_polls=2,
     scores={"public": "0.61234", "private": "0.60871"},
     probe_scores={"public": "0.00412", "private": "0.00398"},
@@ -124,6 +142,7 @@ def _send(state_dir: Path, request):
         else:
             method = request.url.rsplit("/", 1)[-1]
             try:
+                server.gate(method)
                 status, body, ctype = (
                     200,
                     getattr(server, method)(json.loads(request.body or b"{}")),
@@ -163,6 +182,18 @@ class _Server:
     def __init__(self, state: dict, state_dir: Path):
         self.state, self.config, self.dir = state, state["config"], state_dir
 
+    READS = ("GetKernelSessionStatus", "ListKernelSessionOutput", "ListSubmissions", "GetSubmission")
+
+    def gate(self, method: str) -> None:
+        """What answers before the endpoint: expired credentials, and a 503 every ``fail_every``-th read."""
+        if self.config["expired"]:
+            raise _HttpError(401, "Unauthenticated")
+        if method in self.READS and self.config["fail_every"]:
+            self.state["reads"] = self.state.get("reads", 0) + 1
+            if self.state["reads"] % self.config["fail_every"] == 0:
+                self.state["failed_reads"] = self.state.get("failed_reads", 0) + 1
+                raise _HttpError(503, "The service is currently unavailable.")
+
     # -- kernels ---------------------------------------------------------------------------------------------
     def _phase(self, run: dict) -> str:
         q, r = self.config["queued_polls"], self.config["running_polls"]
@@ -189,7 +220,10 @@ class _Server:
         slug = kid.split("/")[1]
         if slug in self.config["push_errors"]:
             return _obj(ApiSaveKernelResponse, error=self.config["push_errors"][slug])
-        if req.enable_gpu and self._active_gpu_runs() >= self.config["gpu_limit"]:
+        busy = self.state.get("busy_refusals", 0) < self.config["busy_gpu_pushes"]  # someone else's session
+        if req.enable_gpu and busy:
+            self.state["busy_refusals"] = self.state.get("busy_refusals", 0) + 1
+        if req.enable_gpu and (busy or self._active_gpu_runs() >= self.config["gpu_limit"]):
             return _obj(
                 ApiSaveKernelResponse, error=f"Maximum batch GPU session count of {self.config['gpu_limit']} reached."
             )
@@ -197,12 +231,15 @@ class _Server:
         bad_kernels = [k for k in req.kernel_data_sources or [] if k not in self.state["kernels"]]
         runs = self.state["kernels"].setdefault(kid, [])
         run = {
+            "pushed_at": time.time(),
+            "crash": slug in self.config["crashes"],
             "n": len(runs) + 1,
             "polls": -1 - self.config["stale_polls"] if runs else -1,
             "gpu": bool(req.enable_gpu),
             "outcome": "ERROR" if slug in self.config["errors"] else "COMPLETE",
         }
         runs.append(run)
+        self._note_active(kid)
         self.state["max_gpu_active"] = max(self.state.get("max_gpu_active", 0), self._active_gpu_runs())
         self._write_outputs(kid, run, req.text or "")
         return _obj(
@@ -218,18 +255,36 @@ class _Server:
         from kagglesdk.kernels.types.kernels_api_service import ApiGetKernelSessionStatusResponse
         from kagglesdk.kernels.types.kernels_enums import KernelWorkerStatus
 
-        runs = self._runs(body)
+        runs = self._runs(body, visible=False)
         for run in runs:
-            run["polls"] += 1
+            run["polls"] += self.config["advance"]
+        self._note_active(f"{body.get('userName')}/{body.get('kernelSlug')}")
+        self._check_visible(runs)
         latest = runs[-1]
         shown = runs[-2]["outcome"] if latest["polls"] < 0 else self._phase(latest)
         return _obj(ApiGetKernelSessionStatusResponse, status=KernelWorkerStatus[shown])
 
-    def _runs(self, body: dict) -> list:
+    def _runs(self, body: dict, visible: bool = True) -> list:
         kid = f"{body.get('userName')}/{body.get('kernelSlug')}"
         if kid not in self.state["kernels"]:
-            raise _HttpError(404, f"Notebook not found: {kid}")
-        return self.state["kernels"][kid]
+            code = self.config["unknown_code"]
+            raise _HttpError(
+                code, f"Notebook not found: {kid}" if code == 404 else "Permission 'kernels.get' was denied"
+            )
+        runs = self.state["kernels"][kid]
+        if visible:
+            self._check_visible(runs)
+        return runs
+
+    def _check_visible(self, runs: list) -> None:
+        """A new kernel answers 403 for ``hidden_seconds`` after its first push (read-after-write)."""
+        if time.time() - runs[0].get("pushed_at", 0) < self.config["hidden_seconds"]:
+            raise _HttpError(403, "Permission 'kernels.get' was denied")
+
+    def _note_active(self, kid: str) -> None:
+        active = sum(1 for run in self.state["kernels"][kid] if self._phase(run) in ("QUEUED", "RUNNING"))
+        most = self.state.setdefault("max_active_versions", {})
+        most[kid] = max(most.get(kid, 0), active)
 
     def ListKernelSessionOutput(self, body: dict) -> bytes:
         from kagglesdk.kernels.types.kernels_api_service import (
@@ -291,6 +346,11 @@ class _Server:
             seconds = 3600.0 * 1.2 * len(folds)
         if run["outcome"] == "ERROR":
             lines += ["Traceback (most recent call last):"] + self.config["errors"][slug].splitlines()
+        elif run.get("crash"):  # the script died, and Kaggle still says COMPLETE: no end marker
+            lines += ["Traceback (most recent call last):"] + self.config["crashes"][slug].splitlines()
+        else:
+            folds_done = config.get("folds", [0, 1, 2, 3, 4]) if files.get("config.json") else []
+            files["run_status.json"] = json.dumps({"ok": True, "kernel": slug, "folds_done": folds_done})
         events = [
             {"stream_name": "stdout", "time": seconds * i / max(len(lines) - 1, 1), "data": line + "\n"}
             for i, line in enumerate(lines)
@@ -320,9 +380,36 @@ class _Server:
                 "description": body.get("submissionDescription", ""),
                 "file": body.get("fileName"),
                 "polls": 0,
+                "scoring_error": self.config["scoring_errors"].get(kid.split("/")[1]),
             },
         )
         return _obj(ApiCreateCodeSubmissionResponse, ref=ref, message=f"Successfully submitted to {TITLES[comp]}")
+
+    def GetSubmission(self, body: dict) -> bytes:
+        from kagglesdk.competitions.types.competition_api_service import ApiSubmission
+        from kagglesdk.competitions.types.submission_status import SubmissionStatus
+
+        sub = next((s for s in self.state["submissions"] if s["ref"] == int(body.get("ref", 0))), None)
+        if sub is None:
+            raise _HttpError(404, f"Submission {body.get('ref')} not found")
+        sub["polls"] += 1
+        s = ApiSubmission()
+        s.ref, s.file_name, s.description = sub["ref"], sub["file"], sub["description"]
+        s.date = datetime.datetime(2026, 11, 27, 9, 0)
+        if sub["polls"] <= self.config["score_polls"]:
+            s.status = SubmissionStatus.PENDING
+        elif sub.get("scoring_error"):
+            s.status, s.error_description = SubmissionStatus.ERROR, sub["scoring_error"]
+        else:
+            scores = self.config["probe_scores" if "probe" in sub["kernel"] else "scores"]
+            s.status, s.public_score, s.private_score = SubmissionStatus.COMPLETE, scores["public"], scores["private"]
+        return ApiSubmission.to_json(s).encode()
+
+    def GetAcceleratorQuotaStatistics(self, body: dict) -> bytes:
+        # Durations as the API's JSON has them (the SDK's own serialiser drops whole days).
+        used, total = self.config["quota_used_h"] * 3600, self.config["quota_total_h"] * 3600
+        quota = {"timeUsed": f"{used:.0f}s", "totalTimeAllowed": f"{total:.0f}s"}
+        return json.dumps({"quotaRefreshTime": "2026-12-12T00:00:00Z", "gpuQuota": quota}).encode()
 
     def GetSubmissionLimits(self, body: dict) -> bytes:
         from kagglesdk.competitions.types.competition_api_service import ApiSubmissionLimits
