@@ -9,7 +9,8 @@ aspect, and their content is learnable from their labels.
     realistic    the realistic mode: cluttered textured scenes, a long tail fitted to iMet 2019, co-occurring
                  labels and noisy train labels (what ``build_kernel.py --run-local`` generates by default,
                  ``kernel_build.local.LOCAL_DATA``)
-    competition  what both modes write the same way: folders, ids, image sizes, labels.csv, sample_submission.csv
+    competition  what both modes do the same way: folders, ids, image sizes, Zipf label weights, labels.csv and
+                 sample_submission.csv
     draw         pixels: colours, shapes, PNG files (both modes and bench/scale.py draw through it)
     cli          ``python -m synth OUT [--n-train N] [--n-test N] [--groups culture:6,tag:14]
                  [--mode toy|realistic] [--seed S]``

@@ -1,4 +1,4 @@
-"""What both generator modes write the same way: the folders, image ids and sizes, labels.csv and
+"""What both generator modes do the same way: the folders, image ids and sizes, label weights, labels.csv and
 sample_submission.csv."""
 
 from __future__ import annotations
@@ -34,6 +34,12 @@ def write_labels(out: Path, names: Sequence[str]) -> None:
 def write_sample_submission(out: Path, test_ids: Sequence[str]) -> None:
     """sample_submission.csv as Kaggle's: every test id, with the same placeholder labels."""
     pd.DataFrame({"id": test_ids, "attribute_ids": "0 1 2"}).to_csv(out / "sample_submission.csv", index=False)
+
+
+def zipf_weights(n: int, exponent: float) -> np.ndarray:
+    """Normalised Zipf weights ``1 / rank**exponent`` for ranks 1..n: a long tail, as iMet's label counts."""
+    w = 1.0 / np.arange(1, n + 1) ** exponent
+    return w / w.sum()
 
 
 def random_id(rng: np.random.Generator, used: set) -> str:

@@ -30,6 +30,7 @@ from synth.competition import (
     random_id,
     write_labels,
     write_sample_submission,
+    zipf_weights,
 )
 from synth.draw import hsv_rgb, paint_shape, write_png
 
@@ -64,12 +65,6 @@ TEXTURES = ("noise", "gradient", "stripes")
 DISTRACTORS = (0, 2)  # distractor shapes per image, inclusive range
 OBJECT_RADIUS = (0.14, 0.30)  # an object's radius, as a fraction of the image's short side
 DISTRACTOR_SAT = 0.35  # distractors are at most this saturated; tags at least 0.75
-
-
-def zipf_weights(n: int, exponent: float) -> np.ndarray:
-    """Normalised Zipf weights ``1 / rank**exponent`` for ranks 1..n."""
-    w = 1.0 / np.arange(1, n + 1) ** exponent
-    return w / w.sum()
 
 
 class _LabelModel:

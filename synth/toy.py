@@ -19,17 +19,13 @@ from synth.competition import (
     random_id,
     write_labels,
     write_sample_submission,
+    zipf_weights,
 )
 from synth.draw import paint_shape, palette, write_png
 
 SHAPES = ("circle", "square", "triangle", "ring", "cross")
-LABEL_TAIL = 0.7  # label weights fall as 1 / rank**LABEL_TAIL within a group: a long tail, as in iMet
+LABEL_TAIL = 0.7  # the Zipf exponent of label weights within a group
 GRAIN = 12.0  # the background noise's standard deviation
-
-
-def _tail_weights(n: int) -> np.ndarray:
-    w = 1.0 / np.arange(1, n + 1) ** LABEL_TAIL
-    return w / w.sum()
 
 
 def _sample_labels(
@@ -62,7 +58,7 @@ def generate_toy(
     rng = np.random.default_rng(seed)
     out = make_folders(out)
     offsets = [sum(n for _, n in groups[:g]) for g in range(len(groups))]  # each group's first label id
-    weights = [_tail_weights(n) for _, n in groups]
+    weights = [zipf_weights(n, LABEL_TAIL) for _, n in groups]
     names = label_names(groups)
     write_labels(out, names)
 
