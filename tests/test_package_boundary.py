@@ -4,9 +4,10 @@
     elsewhere (kernel_build/, synth/, bench/).
 (b) Nothing inlined is dead: every top-level function, class and constant that the package brings into a
     built kernel is reachable from that kernel's own code (its ``main()`` call and the other top-level
-    statements that run), through the names the reachable code uses, in at least one built kernel. A module
-    is inlined whole, so a module both kernels share may carry names only one of them uses (the train
-    kernel's file names in the submit kernel); a name no kernel reaches belongs outside the package.
+    statements that run), through the names the reachable code uses, in at least one built kernel; the kernel's
+    own helpers in their kernel. A module is inlined whole, so a module both kernels share may carry names only
+    one of them uses (the train kernel's file names in the submit kernel); a name no kernel reaches belongs
+    outside the package (kernel_build/ for build time, tests or bench for the rest). No allow-list.
 (c) No import cycle among the modules of imet_utils, kernel_build or synth, counting imports made inside
     functions too (an import moved into a function hides a cycle; it doesn't remove it).
 """
@@ -26,6 +27,7 @@ BANNER = re.compile(r"^# =+ (.+?) =+$")
 INLINED = re.compile(r"^imet_utils/(\w+)\.py \(inlined\)$")
 # Top-level statements that define a name; every other top-level statement runs, so it is a root.
 DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign)
+KERNEL_CODE = "kernel"  # the "module" of a kernel's own code (CONFIG, main, its helpers)
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +66,10 @@ def _defined_names(node: ast.stmt) -> list[str]:
     return [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
 
 
-def unreachable_package_names(code: str) -> set[str]:
-    """``module.name`` for each top-level name the package defines in a built kernel that the kernel's code
-    never reaches: a walk over the names used, from the top-level statements that aren't definitions."""
+def unreachable_names(code: str) -> set[str]:
+    """``module.name`` (``kernel.name`` for the kernel's own code) for each top-level name a built kernel defines
+    that its code never reaches: a walk over the names used, from the top-level statements that aren't
+    definitions."""
     tree = ast.parse(code)
     sections = _sections(code)
     definitions: dict[str, ast.stmt] = {}
@@ -83,12 +86,11 @@ def unreachable_package_names(code: str) -> set[str]:
             if isinstance(n, ast.Name) and n.id in definitions and n.id not in reached:
                 reached.add(n.id)
                 todo.append(definitions[n.id])
-    found = set()
-    for name, node in definitions.items():
-        module = _module_at(sections, node.lineno)
-        if module and name not in reached:
-            found.add(f"{module}.{name}")
-    return found
+    return {
+        f"{_module_at(sections, node.lineno) or KERNEL_CODE}.{name}"
+        for name, node in definitions.items()
+        if name not in reached
+    }
 
 
 def test_every_package_module_is_inlined_into_some_kernel(kernels):
@@ -99,14 +101,17 @@ def test_every_package_module_is_inlined_into_some_kernel(kernels):
 
 
 def test_nothing_inlined_is_unreachable_from_kernel_code(kernels):
-    inlined = {name: set(_inlined_modules(code)) for name, code in kernels.items()}
-    unreachable = {name: unreachable_package_names(code) for name, code in kernels.items()}
-    dead = {
-        qualified
-        for qualified in set().union(*unreachable.values())
-        if all(qualified in unreachable[k] for k in kernels if qualified.split(".")[0] in inlined[k])
-    }
-    assert not dead, f"inlined but reached from no kernel's code (move them out of imet_utils): {sorted(dead)}"
+    inlined = {name: {KERNEL_CODE, *_inlined_modules(code)} for name, code in kernels.items()}
+    unreachable = {name: unreachable_names(code) for name, code in kernels.items()}
+    dead = set()
+    for kernel, names in unreachable.items():
+        for qualified in names:
+            module = qualified.split(".")[0]
+            if module == KERNEL_CODE:
+                dead.add(f"{kernel}: {qualified}")
+            elif all(qualified in unreachable[k] for k in kernels if module in inlined[k]):
+                dead.add(qualified)
+    assert not dead, f"reached from no kernel's code (move package names out of imet_utils): {sorted(dead)}"
 
 
 def test_the_reachability_walk_sees_dead_code():
@@ -114,6 +119,8 @@ def test_the_reachability_walk_sees_dead_code():
         [
             "def main():",
             "    used()",
+            "def unused_kernel_helper():",
+            "    return 0",
             "# ==== imet_utils/m.py (inlined) ====",
             "LIMIT = 3",
             "def used():",
@@ -126,7 +133,7 @@ def test_the_reachability_walk_sees_dead_code():
             "main()",
         ]
     )
-    assert unreachable_package_names(code) == {"m.dead", "m.helper_of_dead"}
+    assert unreachable_names(code) == {"m.dead", "m.helper_of_dead", "kernel.unused_kernel_helper"}
 
 
 def _internal_imports(path: Path, package: str) -> set[str]:
