@@ -60,6 +60,7 @@ STAGE_RE = re.compile(r"stage (\S+): ([0-9.]+) s")
 STAGE_LABELS = {
     "train": {
         "setup": "setup (config, paths)",
+        "rehearsal": "first minute: packages, the model, one training and one prediction step",
         "csv": "CSV checks",
         "folds": "folds",
         "cache": "train image cache",
