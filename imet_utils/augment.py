@@ -113,16 +113,17 @@ class DeviceAugment(layers.Layer):
         self._seeds = keras.random.SeedGenerator(seed)
 
     @classmethod
-    def for_preset(cls, name: str, **kwargs) -> DeviceAugment:
-        """The layer that runs preset ``name`` (its crop and flip are the input pipeline's).
+    def for_preset(cls, preset: str, **kwargs) -> DeviceAugment:
+        """The layer that runs ``preset`` (its crop and flip are the input pipeline's); ``kwargs`` go to the
+        layer (its ``name``, ``seed``).
 
         Raises:
             ValueError: an unknown preset, or one the device can't run (it needs crop first, black borders,
                 no scale).
         """
-        spec = get_augment_preset(name)
+        spec = get_augment_preset(preset)
         if not spec.runs_on_device:
-            raise ValueError(f"augment preset {name!r} can't run on the device: use augment='albumentations'")
+            raise ValueError(f"augment preset {preset!r} can't run on the device: use augment='albumentations'")
         return cls(
             rotate=spec.rotate,
             shift=spec.shift,

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +44,16 @@ class ConfigError(ValueError):
 
 
 def one_of(registry: dict) -> str:
-    """A config help's list of a registry's names, with each entry's ``help`` where it has one."""
-    return ", ".join(
-        f"'{name}' ({entry.help})" if hasattr(entry, "help") else f"'{name}'" for name, entry in registry.items()
-    )
+    """A registry's names for a config help, with each entry's ``help`` where it has one."""
+    if not any(hasattr(entry, "help") for entry in registry.values()):
+        return ", ".join(f"'{name}'" for name in registry)
+    return "; ".join(f"'{name}': {entry.help}" for name, entry in registry.items())
+
+
+def field_help(field: dataclasses.Field) -> str:
+    """A config field's help line (see ``setting``)."""
+    text = field.metadata.get("help", "")
+    return text() if callable(text) else text
 
 
 def check_name(key: str, value: str, registry: dict) -> None:
@@ -55,13 +62,14 @@ def check_name(key: str, value: str, registry: dict) -> None:
         raise ConfigError(f"unknown {key} {value!r}; known: {list(registry)}")
 
 
-def setting(default: Any, help: str, *, resume: bool = False, run_only: bool = False) -> Any:
+def setting(default: Any, help: str | Callable[[], str], *, resume: bool = False, run_only: bool = False) -> Any:
     """A config field that documents itself once: its help feeds the kernel's ``CONFIG`` block, ``--set`` and
     the README table.
 
     Args:
         default: the default value.
-        help: one line for a user.
+        help: one line for a user, or a function that makes it when shown (so that a help listing a registry's
+            names lists an entry registered after the config class was defined); read it with ``field_help``.
         resume: the field must match for a train output to be resumed (it changes what the folds are).
         run_only: the field describes one run, not the model it trains (which folds, time, threads...): train
             outputs that differ only in these are one model family to the submit kernel.
@@ -86,10 +94,10 @@ class TrainConfig:
     )
     epochs: int = setting(8, "epochs per fold")
     lr: float = setting(3e-4, "Adam learning rate")
-    loss: str = setting("bce", f"one of {one_of(LOSSES)}")
+    loss: str = setting("bce", lambda: f"one of {one_of(LOSSES)}")
     focal_gamma: float = setting(2.0, "focal loss gamma")
     focal_alpha: float | None = setting(None, "focal loss: weight positives by alpha, negatives by 1 - alpha")
-    lr_schedule: str = setting("constant", f"one of {one_of(LR_SCHEDULES)}")
+    lr_schedule: str = setting("constant", lambda: f"one of {one_of(LR_SCHEDULES)}")
     warmup_epochs: int = setting(0, "epochs that train the head only, the backbone frozen (Lopuhin: 1)")
     mixup_alpha: float = setting(0.0, "> 0: mixup within each batch with weight ~ Beta(alpha, alpha)")
     dense_units: int = setting(512, "the head's hidden layer: GAP -> Dense -> Dropout -> sigmoid")
@@ -104,7 +112,7 @@ class TrainConfig:
     augment: str = setting("device", "where augmentation runs: 'device' (GPU), 'albumentations' (CPU), 'none'")
     augment_preset: str = setting(
         "ours",
-        f"one of {one_of(AUGMENT_PRESETS)}; one that scales or reflects needs augment='albumentations'",
+        lambda: f"one of {one_of(AUGMENT_PRESETS)}; one that scales or reflects needs augment='albumentations'",
     )
     cache_scale: float = setting(1.1, "cached JPEG short side = image_size * cache_scale")
     max_aspect: float = setting(4.0, "longer sides are squashed to this aspect in the cache")
@@ -182,7 +190,7 @@ class SubmitConfig:
     tta_views: tuple[str, ...] | None = setting(None, "an explicit list of views instead of the first `tta`")
     ensemble_weights: tuple[float, ...] | None = setting(None, "one per model family; None: fitted on OOF")
     decision_rules: tuple[str, ...] = setting(
-        tuple(RULES), f"the rules that compete on OOF, of {one_of(RULES)} (imet_utils.decision)"
+        tuple(RULES), lambda: f"the rules that compete on OOF, of {one_of(RULES)} (imet_utils.decision)"
     )
     batch_size: int = setting(64, "images per prediction batch")
     threshold_grid: tuple[float, float, float] = setting(

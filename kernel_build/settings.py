@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from imet_utils.config import ConfigError, SubmitConfig, TrainConfig, coerce_value, from_dict, to_dict
-from imet_utils.models import MODELS, THROUGHPUT_CARD, THROUGHPUT_SIZE
+from imet_utils.config import ConfigError, SubmitConfig, TrainConfig, coerce_value, field_help, from_dict, to_dict
+from imet_utils.models import MODELS, THROUGHPUT_CARD, THROUGHPUT_SIZE, get_backbone
 from kernel_build.kernel import ROOT, SET_FLAGS, SOURCES, BuildError
 
 CONFIG_CLASSES = {"train": TrainConfig, "submit": SubmitConfig}
@@ -110,8 +110,10 @@ def kernel_values(role: str, overrides: dict[str, object]) -> dict[str, object]:
         overrides["folds"] = list(range(int(overrides["n_folds"])))
     values = {**source_config(role), **overrides}
     try:
-        from_dict(CONFIG_CLASSES[role], values)
-    except ConfigError as e:
+        config = from_dict(CONFIG_CLASSES[role], values)
+        if role == "train":
+            get_backbone(config.model)  # the registry lives outside the config: checked here, at build time
+    except ValueError as e:  # a ConfigError, or an unknown model
         raise BuildError(f"{role} kernel config: {e}") from None
     return values
 
@@ -147,7 +149,7 @@ def render_config_block(cls: type, values: dict, *, how_to_change: str) -> str:
     for f in dataclasses.fields(cls):
         value, default = chosen[f.name], defaults[f.name]
         note = "" if value == default else f" [default {default!r}]"
-        lines.append(f"    {f.name}={value!r},  # {f.metadata.get('help', '')}{note}")
+        lines.append(f"    {f.name}={value!r},  # {field_help(f)}{note}")
     lines += [")", CONFIG_END]
     return "\n".join(lines) + "\n"
 
@@ -176,7 +178,7 @@ def config_table(role: str) -> str:
     cls = CONFIG_CLASSES[role]
     defaults = to_dict(cls())
     rows = [
-        f"| `{f.name}` | `{_cell(_shown(defaults[f.name]))}` | {_cell(f.metadata.get('help', ''))} |"
+        f"| `{f.name}` | `{_cell(_shown(defaults[f.name]))}` | {_cell(field_help(f))} |"
         for f in dataclasses.fields(cls)
     ]
     return "\n".join(

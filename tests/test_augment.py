@@ -154,6 +154,10 @@ def test_device_augment_reads_ours_from_the_registry():
     assert (got["brightness"], got["p_brightness"]) == (ours.brightness, ours.brightness_p)
     assert (got["noise"], got["p_noise"]) == (ours.noise_std, ours.noise_p)
     assert DeviceAugment().get_config()["rotate"] == ours.rotate  # the defaults are ours too
+    from imet_utils.models import create_model
+
+    model = create_model("tiny-cnn", 3, image_size=32, device_augment=True)  # the factory puts it in the model
+    assert model.get_layer("augment").get_config()["noise"] == ours.noise_std
     with pytest.raises(ValueError, match="'seed' can't run on the device"):
         DeviceAugment.for_preset("seed")
 

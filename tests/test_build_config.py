@@ -13,7 +13,7 @@ import pytest
 from conftest import built_config
 
 import kernel_build
-from imet_utils.config import SubmitConfig, TrainConfig, to_dict
+from imet_utils.config import SubmitConfig, TrainConfig, field_help, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = {"train": TrainConfig, "submit": SubmitConfig}
@@ -83,7 +83,7 @@ def test_the_built_config_block_lists_every_field_with_its_help(built, role):
     config = built_config(code)
     assert list(config) == [f.name for f in dataclasses.fields(cls)]
     for f in dataclasses.fields(cls):
-        assert f"    {f.name}=" in code and f"  # {f.metadata['help']}" in code
+        assert f"    {f.name}=" in code and f"  # {field_help(f)}" in code
     flag = "--set" if role == "train" else "--set-submit"
     assert f"# ==== CONFIG: on Kaggle, edit here; locally: python build_kernel.py {flag} key=value ====" in code
 

@@ -25,7 +25,7 @@ def _focal_reference(y, p, gamma, alpha=None):
 
 @pytest.mark.parametrize("gamma,alpha", [(2.0, None), (1.0, 0.25), (0.0, None)])
 def test_focal_loss_matches_the_reference_and_stays_finite(gamma, alpha):
-    from imet_utils.training import make_loss
+    from imet_utils.losses import make_loss
 
     loss = make_loss(TrainConfig(loss="focal", focal_gamma=gamma, focal_alpha=alpha))
     rng = np.random.default_rng(0)
@@ -38,26 +38,33 @@ def test_focal_loss_matches_the_reference_and_stays_finite(gamma, alpha):
 
 
 def test_unknown_options_fail_with_the_known_ones():
+    from imet_utils.losses import get_loss
+    from imet_utils.schedules import get_schedule
+
     with pytest.raises(ConfigError, match=r"unknown loss 'huber'; known: \['bce', 'focal'\]"):
         from_dict(TrainConfig, {"loss": "huber"})
-    with pytest.raises(ConfigError, match="unknown lr_schedule 'step'"):
+    with pytest.raises(ValueError, match=r"unknown loss 'huber'; known: \['bce', 'focal'\]"):
+        get_loss("huber")
+    with pytest.raises(ConfigError, match=r"unknown lr_schedule 'step'; known: \['constant', 'cosine', 'plateau'\]"):
         from_dict(TrainConfig, {"lr_schedule": "step"})
+    with pytest.raises(ValueError, match=r"unknown lr_schedule 'step'; known: \['constant', 'cosine', 'plateau'\]"):
+        get_schedule("step")
     with pytest.raises(ConfigError, match=r"warmup_epochs must be in \[0, epochs\)"):
         from_dict(TrainConfig, {"warmup_epochs": 8})
 
 
-NEW_BACKBONES = [f"efficientnetv2-b{i}" for i in range(4)] + [
-    "efficientnetv2-s",
-    "efficientnetv2-m",
-    "convnext-tiny",
-    "convnext-small",
-    "convnext-base",
-]
+# Pretrained backbones that need no package: keras.applications, from the registry.
+KERAS_APPLICATIONS = [n for n, b in MODELS.items() if b.pip is None and b.weights_from.startswith("ImageNet")]
 
 
-@pytest.mark.parametrize("name", NEW_BACKBONES)
+def test_keras_applications_are_found_in_the_registry():
+    """The list below comes from MODELS: it must hold the families the README names, or the filter broke."""
+    assert {"efficientnetv2-b0", "efficientnetv2-s", "convnext-tiny"} <= set(KERAS_APPLICATIONS)
+    assert not {"efficientnet-b0", "tiny-cnn"} & set(KERAS_APPLICATIONS)
+
+
+@pytest.mark.parametrize("name", KERAS_APPLICATIONS)
 def test_keras_application_backbones_build_with_their_preprocessing_inside(name):
-    assert name in MODELS
     model = create_model(name, 9, image_size=32)
     assert model.get_layer("normalize") is not None and model.output.shape[-1] == 9
     out = model(np.zeros((1, 32, 32, 3), np.uint8)).numpy()
@@ -114,7 +121,8 @@ def test_warmup_cosine_mixup_and_focal_train_a_fold(tmp_path, tiny_competition):
 def test_val_loss_is_the_training_loss_on_the_validation_predictions(loss):
     import keras
 
-    from imet_utils.training import make_loss, validation_loss
+    from imet_utils.losses import make_loss
+    from imet_utils.training import validation_loss
 
     rng = np.random.default_rng(2)
     y = (rng.random((5000, 12)) < 0.2).astype(np.uint8)
@@ -152,3 +160,27 @@ def test_blend_weights_are_non_negative_sum_to_one_and_favour_the_better_model()
     assert (w >= 0).all() and w.sum() == pytest.approx(1.0) and w[0] > 0.8
     assert np.allclose(blend([good, bad], [1.0, 0.0]), good, atol=1e-6)
     assert fit_weights(y, [good]).tolist() == [1.0]
+
+
+def test_a_loss_and_a_schedule_registered_in_one_entry_are_picked_up_everywhere(monkeypatch):
+    import keras
+
+    from imet_utils import losses, schedules
+    from imet_utils.training import validation_loss
+
+    monkeypatch.setitem(
+        losses.LOSSES, "mse", losses.LossSpec("mean squared error", lambda c: keras.losses.MeanSquaredError())
+    )
+    step = schedules.Schedule(
+        "a tenth after epoch 1", lambda c: [keras.callbacks.LearningRateScheduler(lambda e: c.lr / 10)]
+    )
+    monkeypatch.setitem(schedules.LR_SCHEDULES, "tenth", step)
+    config = from_dict(TrainConfig, {"loss": "mse", "lr_schedule": "tenth"})  # the config knows both names
+    y, p = np.array([[1, 0]], np.uint8), np.array([[0.5, 0.5]], np.float32)
+    assert validation_loss(config, y, p) == pytest.approx(0.25)  # the training code builds the registered loss
+    (callback,) = schedules.lr_callbacks(config)
+    assert callback.schedule(3) == pytest.approx(config.lr / 10)
+    from kernel_build.settings import config_table
+
+    table = config_table("train")  # the generated tables and --set help list them with their help
+    assert "'mse': mean squared error" in table and "'tenth': a tenth after epoch 1" in table
