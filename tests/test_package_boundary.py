@@ -10,6 +10,7 @@
     outside the package (kernel_build/ for build time, tests or bench for the rest). No allow-list.
 (c) No import cycle among the modules of imet_utils, kernel_build or synth, counting imports made inside
     functions too (an import moved into a function hides a cycle; it doesn't remove it).
+(d) The layers point one way: imet_utils imports neither kernel_build nor synth (the kernels carry no build code).
 """
 
 from __future__ import annotations
@@ -185,6 +186,15 @@ def test_no_import_cycles(package):
     assert len(graph) > 1
     cycle = import_cycle(graph)
     assert cycle is None, f"import cycle in {package}: {' -> '.join(cycle)}"
+
+
+def test_the_package_imports_no_build_or_generator_code():
+    outside = {}
+    for path in sorted((ROOT / "imet_utils").glob("*.py")):
+        for package in ("kernel_build", "synth"):
+            if _internal_imports(path, package):
+                outside.setdefault(path.name, []).append(package)
+    assert not outside, f"imet_utils modules importing build or generator code: {outside}"
 
 
 @pytest.mark.parametrize(
