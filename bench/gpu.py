@@ -12,6 +12,10 @@ Both training setups use weights=None and the same generated iMet-like images. E
 (mixed precision is a global policy). Train figures are images/s over ``--steps`` steps after a warm-up
 of 5 steps. ``--smoke`` runs a tiny CPU version so that the script itself is tested without a GPU.
 The last line: ``gpu=<name> seed_train=<img/s> ours_train=<img/s> speedup=<x> tta_infer=<img/s>``.
+
+It also writes the record a kernel writes, ``<runs>/bench-gpu/v<N>/run_status.json`` (card, replicas, model,
+image size, per-replica batch, ``train_ips`` = ours, ``infer_ips`` = image views/s), which ``--plan`` reads as a
+measured figure for that card, model and size. ``--runs`` defaults to the repo's runs/ (``--smoke``: none).
 """
 
 from __future__ import annotations
@@ -72,7 +76,15 @@ def _train_worker(args) -> dict:
     model.fit(data, steps_per_epoch=5, epochs=1, verbose=0)
     start = time.perf_counter()
     model.fit(data, steps_per_epoch=args.steps, epochs=1, verbose=0)
-    return {"rate": args.steps * args.batch / (time.perf_counter() - start)}
+    return {"rate": args.steps * args.batch / (time.perf_counter() - start), **_device()}
+
+
+def _device() -> dict:
+    import keras
+
+    from imet_utils.devices import card_name
+
+    return {"card": card_name(1), "policy": keras.mixed_precision.global_policy().name}
 
 
 def _infer_worker(args) -> dict:
@@ -94,7 +106,31 @@ def _infer_worker(args) -> dict:
     start = time.perf_counter()
     probs = predict_views(loaded, paths, size=args.size, batch_size=64, views=("center", "center_flip"))
     assert probs.shape == (len(paths), 1103) and np.isfinite(probs).all()
-    return {"rate": len(paths) / (time.perf_counter() - start)}
+    return {"rate": len(paths) / (time.perf_counter() - start), **_device()}
+
+
+def write_record(runs: Path, args, results: dict) -> Path:
+    """``runs/bench-gpu/v<N>/run_status.json``, the next N: the fields a kernel's run_status.json has."""
+    from imet_utils.run_status import write_run_status
+
+    done = [int(p.name[1:]) for p in (runs / "bench-gpu").glob("v*") if p.name[1:].isdigit()]
+    out = runs / "bench-gpu" / f"v{max(done, default=0) + 1}"
+    out.mkdir(parents=True)
+    return write_run_status(
+        out,
+        ok=True,
+        kernel="bench",
+        stages={},
+        card=results["ours"]["card"],
+        replicas=1,
+        policy=results["ours"]["policy"],
+        model=args.model,
+        image_size=args.size,
+        batch_size=args.batch,
+        train_ips=round(results["ours"]["rate"], 1),
+        infer_ips=round(results["infer"]["rate"] * 2, 1),  # 2 views per image: image views/s, as the kernels
+        seed_train_ips=round(results["seed"]["rate"], 1),
+    )
 
 
 def main() -> int:
@@ -105,6 +141,7 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--n", type=int, default=1024)
     p.add_argument("--smoke", action="store_true", help="tiny CPU run: tiny-cnn, 64 px, few steps")
+    p.add_argument("--runs", type=Path, help="where the run_status.json record goes (default runs/; --smoke: none)")
     p.add_argument("--worker")
     p.add_argument("--paths")
     args = p.parse_args()
@@ -130,7 +167,7 @@ def main() -> int:
     (work / "jpg.json").write_text(json.dumps([p for p in cached.paths if p]))
     gpu = _gpu_name()
     print(f"GPU: {gpu}; {args.model} at {args.size}px, batch {args.batch}, {args.steps} timed steps", flush=True)
-    rates = {}
+    results = {}
     for what, files in (("seed", "png.json"), ("ours", "jpg.json"), ("infer", "jpg.json")):
         cmd = [
             sys.executable,
@@ -152,8 +189,12 @@ def main() -> int:
         if res.returncode:
             print(res.stderr[-3000:], file=sys.stderr)
             return 1
-        rates[what] = json.loads(res.stdout.strip().splitlines()[-1])["rate"]
-        print(f"{what}: {rates[what]:.1f} img/s", flush=True)
+        results[what] = json.loads(res.stdout.strip().splitlines()[-1])
+        print(f"{what}: {results[what]['rate']:.1f} img/s", flush=True)
+    rates = {what: r["rate"] for what, r in results.items()}
+    runs = args.runs or (None if args.smoke else ROOT / "runs")
+    if runs is not None:
+        print(f"record for --plan: {write_record(runs, args, results)}", flush=True)
     print(
         f"gpu={gpu} seed_train={rates['seed']:.1f} ours_train={rates['ours']:.1f} "
         f"speedup={rates['ours'] / rates['seed']:.2f} tta_infer={rates['infer']:.1f}"

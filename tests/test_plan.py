@@ -2,12 +2,17 @@
 size only, and is marked measured."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from kernel_build.kernel import plan_kernels
 from kernel_build.plan import CARD, QUEUE_MINUTES, Rates, kernel_hours, plan_gpu_hours, plan_lines, rates
 from kernel_build.settings import effective_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _record(runs, slug, version, **fields):
@@ -88,3 +93,23 @@ def test_the_queue_is_its_own_line_per_gpu_session(tmp_path):
     (queue,) = [line for line in lines if "GPU queue" in line]
     assert f"{3 * QUEUE_MINUTES / 60:.1f} h wall clock, not quota" in queue and "x 3" in queue
     assert CARD in lines[0]
+
+
+def test_a_gpu_bench_run_writes_the_record_the_plan_reads(tmp_path):
+    """bench/gpu.py writes a kernel's record: a run of it on any card calibrates the plan for that card
+    (here the CPU, --smoke: tiny-cnn at 64 px)."""
+    runs = tmp_path / "runs"
+    res = subprocess.run(
+        [sys.executable, "bench/gpu.py", "--smoke", "--runs", str(runs)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    record = json.loads((runs / "bench-gpu" / "v1" / "run_status.json").read_text())
+    assert record["kernel"] == "bench" and record["card"] == "CPU x1" and record["model"] == "tiny-cnn"
+    assert record["image_size"] == 64 and record["batch_size"] == 8 and record["replicas"] == 1
+    got = rates("tiny-cnn", 64, card="CPU x1", runs_dir=runs)
+    assert got == Rates(record["train_ips"], record["infer_ips"], f"measured on CPU x1, {record['finished_at'][:10]}")
+    assert rates("tiny-cnn", 64, runs_dir=runs).source == "estimate (unmeasured)"  # T4 x2: not measured
