@@ -7,7 +7,6 @@ are plain TF ops, so the submit kernel needs neither albumentations nor cv2 here
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 
 import cv2
@@ -15,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from imet_utils.config import TTA_VIEWS
-from imet_utils.images import BadImage, scale_up_to, to_rgb8
+from imet_utils.images import BadImage, to_rgb8
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -27,19 +26,13 @@ def read_image(path: tf.Tensor) -> tf.Tensor:
     return img
 
 
-def _png_crop_flip(data: bytes, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Decodes with OpenCV (about 1.5x faster than TF's PNG decoder; it releases the GIL), then crops
-    and flips before any colour conversion, so only the crop is converted."""
+def _decode_png(data: bytes) -> np.ndarray:
+    """Decodes with OpenCV (about 1.5x faster than TF's PNG decoder; it releases the GIL) to RGB uint8, whatever
+    the PNG's depth and channels."""
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
         raise BadImage("not a decodable image")
-    h, w = img.shape[:2]
-    if min(h, w) < size:
-        img = scale_up_to(img, size)
-        h, w = img.shape[:2]
-    top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-    crop = to_rgb8(img[top : top + size, left : left + size])
-    return cv2.flip(crop, 1) if rng.random() < 0.5 else crop
+    return to_rgb8(img)
 
 
 def _scale_up(img: tf.Tensor, size: int) -> tf.Tensor:
@@ -79,24 +72,40 @@ def _options(workers: int) -> tf.data.Options:
     return opts
 
 
-def _jpeg_crop_flip(path: tf.Tensor, size: int) -> tf.Tensor:
-    """Reads one JPEG and returns a random ``size`` crop, flipped half the time.
+def _crop_window(height: tf.Tensor, width: tf.Tensor, size: int) -> tf.Tensor:
+    """A uniformly random ``size`` x ``size`` window inside an image at least that large: [top, left, size, size]."""
+    top = tf.random.uniform([], 0, height - size + 1, tf.int32)
+    left = tf.random.uniform([], 0, width - size + 1, tf.int32)
+    return tf.stack([top, left, size, size])
 
-    A JPEG whose short side covers the crop (every cached one) is decoded only inside the crop window.
+
+def _random_crop(img: tf.Tensor, size: int) -> tf.Tensor:
+    """A random ``size`` crop of a decoded image, scaled up first if its short side is below ``size``."""
+    img = _scale_up(img, size)
+    shape = tf.shape(img)
+    window = _crop_window(shape[0], shape[1], size)
+    return tf.image.crop_to_bounding_box(img, window[0], window[1], size, size)
+
+
+def _crop_flip(path: tf.Tensor, size: int, *, jpeg: bool) -> tf.Tensor:
+    """Reads one image and returns a random ``size`` crop, flipped half the time: the train pipeline's crop and
+    flip (the rest of the augmentation then runs on the device, or not at all).
+
+    A JPEG whose short side covers the crop (every cached one) is decoded only inside the crop window; a PNG is
+    decoded by OpenCV (``_decode_png``), then cropped here.
     """
     data = tf.io.read_file(path)
-    shape = tf.image.extract_jpeg_shape(data)
-
-    def crop_while_decoding():
-        top = tf.random.uniform([], 0, shape[0] - size + 1, tf.int32)
-        left = tf.random.uniform([], 0, shape[1] - size + 1, tf.int32)
-        return tf.image.decode_and_crop_jpeg(data, tf.stack([top, left, size, size]), channels=3)
-
-    def decode_then_crop():
-        img = _scale_up(tf.io.decode_jpeg(data, channels=3), size)
-        return tf.image.random_crop(img, [size, size, 3])
-
-    img = tf.cond(tf.reduce_min(shape[:2]) >= size, crop_while_decoding, decode_then_crop)
+    if jpeg:
+        shape = tf.image.extract_jpeg_shape(data)
+        img = tf.cond(
+            tf.reduce_min(shape[:2]) >= size,
+            lambda: tf.image.decode_and_crop_jpeg(data, _crop_window(shape[0], shape[1], size), channels=3),
+            lambda: _random_crop(tf.io.decode_jpeg(data, channels=3), size),
+        )
+    else:
+        decoded = tf.numpy_function(_decode_png, [data], tf.uint8, stateful=False)
+        decoded.set_shape([None, None, 3])
+        img = _random_crop(decoded, size)
     img.set_shape([size, size, 3])
     return tf.image.random_flip_left_right(img)
 
@@ -135,18 +144,8 @@ def train_dataset(
     ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    if transform is None and jpeg:
-        ds = ds.map(lambda p, y: (_jpeg_crop_flip(p, size), y), num_parallel_calls=AUTOTUNE)
-    elif transform is None:
-        rng = np.random.default_rng(seed)
-        crop = functools.partial(_png_crop_flip, size=size, rng=rng)
-
-        def _png(p, y):
-            img = tf.numpy_function(crop, [tf.io.read_file(p)], tf.uint8, stateful=True)
-            img.set_shape([size, size, 3])
-            return img, y
-
-        ds = ds.map(_png, num_parallel_calls=AUTOTUNE)
+    if transform is None:
+        ds = ds.map(lambda p, y: (_crop_flip(p, size, jpeg=jpeg), y), num_parallel_calls=AUTOTUNE)
     else:
 
         def _np_augment(p, y):

@@ -21,6 +21,27 @@ def test_train_batches_are_uint8_crops_even_from_images_smaller_than_the_crop(tm
     assert y.dtype.name == "uint8" and sorted(y.numpy().argmax(1).tolist()) == [0, 1, 2, 3]
 
 
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_train_crops_are_random_windows_mirrored_half_the_time(tmp_path, suffix):
+    """One crop-and-flip for both decoders: every crop is a window of the image, or its mirror, and both the
+    windows and the orientation vary."""
+    img = np.zeros((40, 60, 3), np.uint8)
+    img[:, :, 1] = np.arange(60)[None, :] * 4  # the column, in green (smooth: JPEG keeps it within a few levels)
+    img[:, :, 2] = np.arange(40)[:, None] * 6  # the row, in red (cv2 writes BGR)
+    path = tmp_path / f"0{suffix}"
+    cv2.imwrite(str(path), img)
+    ds = train_dataset([str(path)] * 64, np.zeros((64, 1), np.uint8), size=32, batch_size=64, seed=0)
+    crops, _ = next(iter(ds))
+    cols = np.round(crops.numpy()[:, 16, :, 1].astype(float) / 4)  # (crops, 32): the source column of each pixel
+    rows = np.round(crops.numpy()[:, :, 16, 0].astype(float) / 6)
+    step = (cols[:, -1] - cols[:, 0]) / 31  # +1: as in the image, -1: mirrored (JPEG blurs single pixels)
+    assert (np.abs(np.abs(step) - 1) < 0.1).all() and (step > 0).any() and (step < 0).any()
+    assert (np.abs((rows[:, -1] - rows[:, 0]) / 31 - 1) < 0.1).all()  # never flipped upside down
+    if suffix == ".png":  # lossless: each pixel is its source's
+        assert (np.abs(np.diff(cols, axis=1)) == 1).all() and (np.diff(rows, axis=1) == 1).all()
+    assert len(set(cols.min(axis=1))) > 3 and len(set(rows[:, 0])) > 2  # the window moves
+
+
 def test_views_keep_the_order_of_ids_and_flip_is_a_mirror(tmp_path):
     paths = []
     for i in range(5):
