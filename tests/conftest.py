@@ -1,5 +1,7 @@
+import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -8,6 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import fake_kaggle  # noqa: E402
 
 from kernel_build.local import blocker_dir  # noqa: E402
 from synth import generate_competition  # noqa: E402
@@ -96,3 +100,42 @@ def assert_loads_offline(model, tmp_path: Path, x) -> None:
     check = subprocess.run([sys.executable, "-c", "import efficientnet"], env=env, capture_output=True)
     assert check.returncode != 0  # the blocker really blocks
     assert np.allclose(np.load(tmp_path / "y.npy"), expected, atol=1e-5)
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A user's repo for the Kaggle steps: the metadata with a real owner ("me"), a fake Kaggle
+    (tests/fake_kaggle.py), and a runner of build_kernel.py's subcommands."""
+    meta = json.loads((ROOT / "kernel-metadata.json").read_text())
+    meta["id"] = meta["id"].replace("your-kaggle-username", "me")
+    (tmp_path / "kernel-metadata.json").write_text(json.dumps(meta, indent=2))
+    env = fake_kaggle.install(tmp_path)
+
+    def run(command="build", *args, ok=True):
+        res = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "build_kernel.py"),
+                command,
+                "--metadata",
+                str(tmp_path / "kernel-metadata.json"),
+                "--out",
+                str(tmp_path / "build"),
+                "--runs",
+                str(tmp_path / "runs"),
+                "--poll",
+                "0.01",
+                *map(str, args),
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
+        print(f"$ python build_kernel.py {command} {' '.join(map(str, args))}\n{res.stdout}{res.stderr}")
+        if ok is not None:
+            assert (res.returncode == 0) == ok, res.stdout + res.stderr
+        return res
+
+    return tmp_path, env, run

@@ -4,7 +4,6 @@ push in waves, wait, submit, pull and report; and each way a step can fail. No T
 import json
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,44 +13,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 import fake_kaggle  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def repo(tmp_path):
-    """A user's repo: the metadata with a real owner ("me"), a fake Kaggle, and a runner of build_kernel.py."""
-    meta = json.loads((ROOT / "kernel-metadata.json").read_text())
-    meta["id"] = meta["id"].replace("your-kaggle-username", "me")
-    (tmp_path / "kernel-metadata.json").write_text(json.dumps(meta, indent=2))
-    env = fake_kaggle.install(tmp_path)
-
-    def run(command="build", *args, ok=True):
-        res = subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / "build_kernel.py"),
-                command,
-                "--metadata",
-                str(tmp_path / "kernel-metadata.json"),
-                "--out",
-                str(tmp_path / "build"),
-                "--runs",
-                str(tmp_path / "runs"),
-                "--poll",
-                "0.01",
-                *map(str, args),
-            ],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env=env,
-        )
-        print(f"$ python build_kernel.py {command} {' '.join(map(str, args))}\n{res.stdout}{res.stderr}")
-        if ok is not None:
-            assert (res.returncode == 0) == ok, res.stdout + res.stderr
-        return res
-
-    return tmp_path, env, run
 
 
 def _max_running(env):
