@@ -8,11 +8,14 @@
     toplevel    the user's top-level metadata file, pointed at the build and checked
     build       writes every kernel and its metadata
     notebook    nbformat validation and running a notebook as Kaggle's papermill does
-    kaggle_cli  credentials (kept out of kernels) and status
-    orchestrate push in an order that can't go stale, wait, submit, probe, through the real kaggle CLI
-    plan        estimated GPU hours of each kernel (--plan)
-    runs        pulled outputs in runs/<slug>/v<N>/ and the report (--pull, --report)
-    steps       the Kaggle steps build_kernel.py runs
+    kaggle_cli  the one door to the kaggle CLI: credentials, timeouts, answers classified, transient ones retried
+    ledger      runs/ledger.json: pushes, verdicts and submissions on disk, so any stop resumes
+    orchestrate push in waves, wait, trust a run only on its run_status.json, through the real kaggle CLI
+    leaderboard submit once per version and wait for the score; the probe
+    quota       kaggle quota: the weekly GPU hours left, checked before a push
+    plan        GPU hours of each kernel (plan), measured figures from pulled runs where there are some
+    runs        pulled outputs in runs/<slug>/v<N>/ and the report (pull, report)
+    steps       the Kaggle steps build_kernel.py's subcommands run
     local       the local run in a simulated /kaggle: run_kernel, the offline-package blocker
     folds       python -m kernel_build.folds: folds.csv from a train.csv
 
