@@ -240,7 +240,8 @@ def cmd_run_local(args) -> int:
 def cmd_plan(args) -> int:
     built = _build(args)
     train_config, submit_config = _configs(args)
-    steps.print_plan(built, train_config=train_config, submit_config=submit_config, runs_dir=args.runs)
+    need = steps.print_plan(built, train_config=train_config, submit_config=submit_config, runs_dir=args.runs)
+    steps.print_quota(need)
     return 0
 
 

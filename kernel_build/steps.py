@@ -3,9 +3,11 @@ Each is one function over a build; the command line only picks them. Every one r
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
+from kernel_build.kaggle_cli import KaggleCli, has_credentials
 from kernel_build.kernel import METADATA_FILE, Build, BuildError, Kernel
 from kernel_build.leaderboard import probe, submission_message, submit
 from kernel_build.orchestrate import (
@@ -28,6 +30,18 @@ def print_plan(build: Build, *, train_config: dict, submit_config: dict, runs_di
     for line in plan_lines(build, **kwargs):
         print(line)
     return plan_gpu_hours(build, **kwargs)
+
+
+def print_quota(need_h: float) -> None:
+    """The plan against ``kaggle quota``, where the CLI and credentials are here (a warning, never a refusal)."""
+    if not (has_credentials() and shutil.which("kaggle")):
+        print("  (no kaggle CLI or credentials here: the plan is not compared with your GPU quota)")
+        return
+    try:
+        for line in check_quota(read_quota(KaggleCli()), need_h, force=True):
+            print(line)
+    except BuildError as e:
+        print(f"  (kaggle quota: {e})")
 
 
 def orchestrator(build: Build, args, competition: str, budgets_h: dict | None = None) -> Orchestrator:
