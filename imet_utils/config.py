@@ -50,12 +50,6 @@ def one_of(registry: dict) -> str:
     return "; ".join(f"'{name}': {entry.help}" for name, entry in registry.items())
 
 
-def field_help(field: dataclasses.Field) -> str:
-    """A config field's help line (see ``setting``)."""
-    text = field.metadata.get("help", "")
-    return text() if callable(text) else text
-
-
 def check_name(key: str, value: str, registry: dict) -> None:
     """Raises ``ConfigError`` naming the known entries if ``value`` is not a key of ``registry``."""
     if value not in registry:
@@ -69,7 +63,8 @@ def setting(default: Any, help: str | Callable[[], str], *, resume: bool = False
     Args:
         default: the default value.
         help: one line for a user, or a function that makes it when shown (so that a help listing a registry's
-            names lists an entry registered after the config class was defined); read it with ``field_help``.
+            names lists an entry registered after the config class was defined); the build reads it
+            (``kernel_build.settings.field_help``).
         resume: the field must match for a train output to be resumed (it changes what the folds are).
         run_only: the field describes one run, not the model it trains (which folds, time, threads...): train
             outputs that differ only in these are one model family to the submit kernel.

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import importlib.util
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -26,17 +25,16 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MINUS_ONE_TO_ONE = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # (x / 255 - 0.5) / 0.5
 FROM_SCRATCH = ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
-THROUGHPUT_SIZE = 288  # the image size of every throughput figure
-THROUGHPUT_CARD = "T4 x2"  # and the card: the machine_shape the kernel metadata names (NvidiaTeslaT4)
 
 
 class ThroughputEstimate(NamedTuple):
-    """(train img/s, inference img/s) at ``THROUGHPUT_SIZE`` px in float16 on ``THROUGHPUT_CARD``: a rough,
-    unmeasured estimate (relative model costs and an assumed T4 rate, not a cited benchmark). A figure measured
-    by bench/gpu.py goes in bench/gpu_measured.json, which the plan prefers."""
+    """(train img/s, inference img/s) at ``SIZE`` px in float16 on ``CARD``: a rough, unmeasured estimate
+    (relative model costs and an assumed T4 rate, not a cited benchmark). The plan prefers a measured figure."""
 
     train_img_s: float
     infer_img_s: float
+    SIZE = 288  # the image size of every estimate
+    CARD = "T4 x2"  # and the card: the machine_shape the kernel metadata names (NvidiaTeslaT4)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,45 +169,6 @@ MODELS: dict[str, Backbone] = {
 }
 # importable package -> its pip requirement, derived from the entries (the train kernel installs what's missing)
 PACKAGE_PINS = {b.needs_package: b.pip for b in MODELS.values() if b.pip}
-
-
-def ensure_backbone_package(name: str) -> None:
-    """Installs the package a backbone needs if it is missing (the train kernel has internet; Kaggle's
-    image lacks ``efficientnet``). The submit kernel never needs it: exported models are plain TF."""
-    backbone = get_backbone(name)
-    if backbone.pip is None or importlib.util.find_spec(backbone.needs_package) is not None:
-        return
-    import subprocess
-    import sys
-
-    pin = backbone.pip
-    print(f"installing {pin} for model {name!r}", flush=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", pin], check=True)
-    importlib.invalidate_caches()
-
-
-def fetch_backbone(name: str, *, image_size: int, weights: str | None) -> None:
-    """Builds the backbone once, with its weights, then drops it.
-
-    A missing package, a failed download (internet off) or an unknown weights name then stops the kernel in
-    its first minute, before the image cache is built; Keras keeps the downloaded file for the folds.
-
-    Raises:
-        RuntimeError: naming the model and the weights, with the cause.
-    """
-    import keras
-
-    try:
-        get_backbone(name).build((image_size, image_size, 3), weights)
-    except ImportError as e:
-        raise RuntimeError(f"model {name!r} needs a package that can't be imported: {e}") from e
-    except Exception as e:  # a download error comes as URLError, HTTPError, OSError or ValueError
-        raise RuntimeError(
-            f"model {name!r}: could not load weights={weights!r} ({type(e).__name__}: {e}); "
-            f"the train kernel needs internet on for pretrained weights, or weights=None"
-        ) from e
-    finally:
-        keras.backend.clear_session()
 
 
 def get_backbone(name: str) -> Backbone:

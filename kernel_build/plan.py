@@ -15,12 +15,12 @@ import json
 import re
 from pathlib import Path
 
-from imet_utils.models import MODELS, THROUGHPUT_CARD, THROUGHPUT_SIZE
+from imet_utils.models import MODELS, ThroughputEstimate
 from imet_utils.run_status import RUN_STATUS_FILE
 from kernel_build.kernel import ROOT, Build
 
 RUNS_DIR = ROOT / "runs"
-CARD = THROUGHPUT_CARD  # the machine_shape the metadata names (NvidiaTeslaT4)
+CARD, THROUGHPUT_SIZE = ThroughputEstimate.CARD, ThroughputEstimate.SIZE  # the registry's estimates are at these
 DEFAULT_RATE = (60, 200)  # a model with no figure: assume a slow one, and say so
 # (train images, test images) per competition; 2021's test count is not public here: 2020's is assumed.
 SIZES = {

@@ -17,14 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from imet_utils.config import ConfigError, SubmitConfig, TrainConfig, coerce_value, field_help, from_dict, to_dict
-from imet_utils.models import MODELS, THROUGHPUT_CARD, THROUGHPUT_SIZE, get_backbone
+from imet_utils.config import ConfigError, SubmitConfig, TrainConfig, coerce_value, from_dict, to_dict
+from imet_utils.models import MODELS, ThroughputEstimate, get_backbone
 from kernel_build.kernel import ROOT, SET_FLAGS, SOURCES, BuildError
 
 CONFIG_CLASSES = {"train": TrainConfig, "submit": SubmitConfig}
 CONFIG_START = "# ==== CONFIG"
 CONFIG_END = "# ==== END CONFIG ===="
-_TABLE_START = "<!-- config table: {} (python build_kernel.py --config-table README.md writes it) -->"
+_TABLE_START = "<!-- config table: {} (python build_kernel.py config-table docs/configuration.md writes it) -->"
 _TABLE_END = "<!-- end of config table -->"
 MODELS_DOC = ROOT / "docs" / "models.md"
 _MODELS_START = (
@@ -65,6 +65,12 @@ def source_config(role: str) -> dict[str, object]:
                 f"False or None), got {ast.unparse(kw.value)!r}"
             ) from None
     return values
+
+
+def field_help(field: dataclasses.Field) -> str:
+    """A config field's help line: its ``setting`` help, made now where it lists a registry's names."""
+    text = field.metadata.get("help", "")
+    return text() if callable(text) else text
 
 
 def parse_override(cls: type, text: str) -> tuple[str, Any]:
@@ -218,7 +224,8 @@ def models_table() -> str:
         [
             _MODELS_START,
             "",
-            f"Throughput: images per second at {THROUGHPUT_SIZE} px in float16 on {THROUGHPUT_CARD}, training and "
+            f"Throughput: images per second at {ThroughputEstimate.SIZE} px in float16 on {ThroughputEstimate.CARD}, "
+            "training and "
             "inference: unmeasured estimates, as `python build_kernel.py --plan` prints them (a figure measured by "
             "`bench/gpu.py` in `bench/gpu_measured.json` wins there). Normalisation: mean / std on 0..1 pixels, "
             "inside the model.",

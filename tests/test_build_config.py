@@ -13,7 +13,8 @@ import pytest
 from conftest import built_config
 
 import kernel_build
-from imet_utils.config import SubmitConfig, TrainConfig, field_help, to_dict
+from imet_utils.config import SubmitConfig, TrainConfig, to_dict
+from kernel_build.settings import field_help
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = {"train": TrainConfig, "submit": SubmitConfig}
@@ -132,12 +133,14 @@ def test_set_help_lists_every_valid_key():
 
 
 def test_the_readme_holds_the_generated_config_tables(tmp_path):
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "configuration.md").read_text()
     for role in ("train", "submit"):
-        assert kernel_build.config_table(role) in readme, "run: python build_kernel.py --config-table README.md"
+        assert kernel_build.config_table(role) in readme, (
+            "run: python build_kernel.py config-table docs/configuration.md"
+        )
     assert kernel_build.replace_config_tables(readme) == readme
     # --config-table FILE rewrites a drifted table
-    copy = tmp_path / "README.md"
+    copy = tmp_path / "configuration.md"
     copy.write_text(readme.replace("| `epochs` |", "| `epochs (old)` |"))
     res = subprocess.run(
         [sys.executable, "build_kernel.py", "--config-table", str(copy)], cwd=ROOT, capture_output=True, text=True

@@ -96,19 +96,3 @@ def test_efficientnet_export_loads_where_the_package_is_missing(tmp_path):
     model = create_model("efficientnet-b0", 5, image_size=64)
     x = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
     assert_loads_offline(model, tmp_path, x)
-
-
-def test_missing_backbone_package_is_installed_with_its_pin(monkeypatch):
-    import importlib.util
-    import subprocess
-
-    from imet_utils import models
-
-    calls = []
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    monkeypatch.setattr(subprocess, "run", lambda cmd, check: calls.append(cmd))
-    models.ensure_backbone_package("efficientnet-b3")
-    assert calls and calls[0][-1] == "efficientnet==1.1.1" and calls[0][1:4] == ["-m", "pip", "install"]
-    calls.clear()
-    models.ensure_backbone_package("convnext-tiny")  # keras.applications: nothing to install
-    assert calls == []
