@@ -122,7 +122,9 @@ def test_a_source_override_and_a_set_reach_the_built_block(tmp_path, monkeypatch
 
 
 def test_set_help_lists_every_valid_key():
-    res = subprocess.run([sys.executable, "build_kernel.py", "--help"], cwd=ROOT, capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "build_kernel.py", "build", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
     text = " ".join(res.stdout.split())
     text = text[text.index("options:") :]
     train_help = text[text.index("--set KEY=VALUE") : text.index("--set-submit KEY=VALUE")]
