@@ -136,10 +136,11 @@ def build_model(config: TrainConfig, n_classes: int, strategy: tf.distribute.Str
             model.compile(
                 optimizer=keras.optimizers.Adam(config.lr), loss=make_loss(config), jit_compile=config.jit_compile
             )
-    except Exception as e:  # whatever a backbone or its weights raise: the kernel stops here, named
+    except Exception as e:  # whatever a backbone, its weights' download or the head raise: named, here
+        hint = "; pretrained weights need the kernel's internet on, or set weights=None" if config.weights else ""
         raise RuntimeError(
             f"rehearsal: model {config.model!r} (weights={config.weights!r}, {config.image_size}px, policy "
-            f"{keras.mixed_precision.global_policy().name}) could not be built: {type(e).__name__}: {e}"
+            f"{keras.mixed_precision.global_policy().name}) could not be built: {type(e).__name__}: {e}{hint}"
         ) from e
     return model
 

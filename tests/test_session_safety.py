@@ -19,7 +19,7 @@ from synth import generate_competition
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"n_folds": 2, "folds": [0, 1], "epochs": 2}
-TRAIN_STAGES = ("setup", "csv", "folds", "cache", "training", "oof")
+TRAIN_STAGES = ("setup", "rehearsal", "csv", "folds", "cache", "training", "oof")
 SUBMIT_STAGES = (
     "setup",
     "csv",
@@ -90,8 +90,9 @@ def test_weights_that_cannot_be_loaded_stop_the_kernel_before_the_csv_checks_and
     command, root, env = _train_kernel(tmp_path, tiny_competition, weights="imagenet")  # tiny-cnn has none
     res = _run(command, root, env)
     assert res.returncode != 0
-    assert "model 'tiny-cnn': could not load weights='imagenet'" in res.stderr
-    assert "stage " not in res.stdout
+    assert "rehearsal: model 'tiny-cnn' (weights='imagenet', 64px, policy float32) could not be built" in res.stderr
+    assert "pretrained weights need the kernel's internet on, or set weights=None" in res.stderr
+    assert _stage_names(res.stdout) == ["setup"]  # the rehearsal stopped it: no CSV check, no fold, no cache
     assert not list((root / "tmp").glob("**/*.jpg"))  # no image was cached
 
 
