@@ -218,14 +218,20 @@ def rehearse(config: TrainConfig, *, strategy: tf.distribute.Strategy, n_classes
         The rehearsal; its ``config`` is what the run must use.
 
     Raises:
-        RuntimeError: the model can't be built, or the configured batch doesn't fit and ``auto_batch`` is off
-            (the message names the largest batch that fits).
+        RuntimeError: the model can't be built, its training or prediction step fails, or the configured batch
+            doesn't fit and ``auto_batch`` is off (the message names the largest batch that fits).
     """
     start = time.perf_counter()
     model = build_model(config, n_classes, strategy)
     log(f"rehearsal: {config.model} at {config.image_size}px built ({model.count_params():,} parameters)")
     steps = functools.partial(_steps, model, config, n_classes, strategy)
-    fits, (train_ips, infer_ips) = largest_batch(steps, config.batch_size)
+    try:
+        fits, (train_ips, infer_ips) = largest_batch(steps, config.batch_size)
+    except (tf.errors.OpError, ValueError, TypeError) as e:  # out of memory at batch 1 comes as RuntimeError
+        raise RuntimeError(
+            f"rehearsal: model {config.model!r} was built, but its training or prediction step at "
+            f"{config.image_size}px, per-replica batch {config.batch_size} failed: {type(e).__name__}: {e}"
+        ) from e
     if fits < config.batch_size:
         if not config.auto_batch:
             raise RuntimeError(

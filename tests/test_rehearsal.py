@@ -182,3 +182,12 @@ def test_measured_throughput_takes_validation_out_of_the_epoch():
         measured_throughput(epoch_seconds=[], n_images=0, n_folds=5, infer_ips=1.0, cache_images=0, cache_seconds=0.0)
         == {}
     )
+
+
+def test_a_step_that_fails_after_the_build_is_named(monkeypatch):
+    def broken(model, config, n, strategy, b):
+        raise ValueError("Input 0 of layer 'gap' is incompatible with the layer")
+
+    monkeypatch.setattr(rehearsal, "_steps", broken)
+    with pytest.raises(RuntimeError, match="'tiny-cnn' was built, but its training or prediction step .* failed"):
+        rehearse(TINY, strategy=tf.distribute.get_strategy(), n_classes=5)
