@@ -353,6 +353,29 @@ def _dense_f2(params: dict, y: np.ndarray, probs: np.ndarray, groups, rows: np.n
     return out
 
 
+def _crossfit_f2(oof: _Oof, rules: Sequence[str], row_f2: Callable) -> dict[str, np.ndarray]:
+    """Each rule's F2 on every OOF row, fitted on the other folds' rows."""
+    f2 = {r: np.empty(len(oof.fold_of)) for r in rules}
+    for k in range(len(oof.fold_ids)):  # one fold's training tables at a time
+        fitter, rows = oof.fitter(k), np.flatnonzero(oof.fold_of == k)
+        for r in rules:
+            f2[r][rows] = row_f2(fitter.fit(r), rows)
+    return f2
+
+
+def _choose(rules: Sequence[str], crossfit: dict, f2: dict | None, log: Callable[[str], None]) -> tuple[str, str]:
+    """(chosen rule, why): the best cross-fitted F2 (the first listed on a tie), unless its per-image gain over
+    ``FALLBACK`` is within noise (``f2``: per-row cross-fitted F2, None with one fold)."""
+    best = max(rules, key=lambda r: (crossfit[r], -list(rules).index(r)))
+    if best == FALLBACK or FALLBACK not in rules or f2 is None:
+        return best, "the best cross-fitted F2"
+    lo, hi = bootstrap_interval(f2[best] - f2[FALLBACK], resamples=GAIN_RESAMPLES)
+    gain = f"{best}'s gain over {FALLBACK} {crossfit[best] - crossfit[FALLBACK]:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+    chosen, why = (best, f"{gain}: clear") if lo > 0 else (FALLBACK, f"{gain}: within noise, {FALLBACK} kept")
+    log(f"rule choice: {why}")
+    return chosen, why
+
+
 def choose_rule(
     y: np.ndarray,
     probs: np.ndarray,
@@ -397,22 +420,11 @@ def choose_rule(
 
     fitted = {r: oof.fitter().fit(r) for r in rules}
     in_sample = {r: float(row_f2(fitted[r], np.arange(len(y))).mean()) for r in rules}
-    crossfit, f2 = dict(in_sample), {r: np.empty(len(y)) for r in rules}
-    if len(oof.fold_ids) > 1:
-        for k in range(len(oof.fold_ids)):  # one fold's training tables at a time
-            fitter, rows = oof.fitter(k), np.flatnonzero(oof.fold_of == k)
-            for r in rules:
-                f2[r][rows] = row_f2(fitter.fit(r), rows)
-        crossfit = {r: float(f2[r].mean()) for r in rules}
+    f2 = _crossfit_f2(oof, rules, row_f2) if len(oof.fold_ids) > 1 else None
+    crossfit = dict(in_sample) if f2 is None else {r: float(f2[r].mean()) for r in rules}
     for r in rules:
         log(f"rule {r}: cross-fitted OOF F2 {crossfit[r]:.4f} (in-sample {in_sample[r]:.4f})")
-    chosen = best = max(rules, key=lambda r: (crossfit[r], -list(rules).index(r)))
-    why = "the best cross-fitted F2"
-    if best != FALLBACK and FALLBACK in rules and len(oof.fold_ids) > 1:
-        lo, hi = bootstrap_interval(f2[best] - f2[FALLBACK], resamples=GAIN_RESAMPLES)
-        gain = f"{best}'s gain over {FALLBACK} {crossfit[best] - crossfit[FALLBACK]:+.4f} [{lo:+.4f}, {hi:+.4f}]"
-        chosen, why = (best, f"{gain}: clear") if lo > 0 else (FALLBACK, f"{gain}: within noise, {FALLBACK} kept")
-        log(f"rule choice: {why}")
+    chosen, why = _choose(rules, crossfit, f2, log)
     return {
         "chosen": chosen,
         "params": fitted[chosen],

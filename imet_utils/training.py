@@ -188,16 +188,6 @@ def train_fold(
     config = without_multi_replica_jit(config, replicas)
     batch = config.batch_size * replicas
     model, state = _model_for(config, fold, d, state, n_classes=targets.shape[1], strategy=strategy)
-    ds = train_dataset(
-        paths[tr],
-        targets[tr],
-        size=config.image_size,
-        batch_size=batch,
-        seed=config.seed + fold,
-        transform=transform,
-        workers=config.workers,
-        mixup_alpha=config.mixup_alpha,
-    )
     callback = _EpochEnd(
         config=config,
         fold=fold,
@@ -211,22 +201,40 @@ def train_fold(
     )
     if state.epochs_done < config.epochs and not state.stopped_reason:
         log(f"fold {fold}: {tr.sum()} train / {va.sum()} valid images, batch {batch} on {replicas} replica(s)")
+        ds = _train_data(config, fold, paths[tr], targets[tr], batch=batch, transform=transform)
         _fit(model, ds, [callback, *lr_callbacks(config)], config=config, fold=fold, state=state, strategy=strategy)
     if not _keep_best(fold, d, state):
         return state
     model.load_weights(d / BEST_WEIGHTS)
-    if config.oof_tta > 1:  # the OOF the submit kernel decides on, with the views it predicts the test images with
-        views = TTA_VIEWS[: config.oof_tta]
-        save_oof(
-            d,
-            ids[va],
-            predict_views(
-                model, paths[va], size=config.image_size, batch_size=batch * 2, views=views, workers=config.workers
-            ),
-            views,
-        )
+    if config.oof_tta > 1:
+        _save_tta_oof(model, config, d, ids[va], paths[va], batch=batch)
     _export(model, fold, d, state)
     return state
+
+
+def _train_data(config: TrainConfig, fold: int, paths: np.ndarray, targets: np.ndarray, *, batch: int, transform):
+    """The fold's shuffled, augmented train batches (shuffled by the random seed plus the fold)."""
+    return train_dataset(
+        paths,
+        targets,
+        size=config.image_size,
+        batch_size=batch,
+        seed=config.seed + fold,
+        transform=transform,
+        workers=config.workers,
+        mixup_alpha=config.mixup_alpha,
+    )
+
+
+def _save_tta_oof(model, config: TrainConfig, d: Path, ids: np.ndarray, paths: np.ndarray, *, batch: int) -> None:
+    """The OOF the submit kernel decides on, with the views it predicts the test images with."""
+    views = TTA_VIEWS[: config.oof_tta]
+    save_oof(
+        d,
+        ids,
+        predict_views(model, paths, size=config.image_size, batch_size=batch * 2, views=views, workers=config.workers),
+        views,
+    )
 
 
 def _model_for(config: TrainConfig, fold: int, d: Path, state: FoldState, *, n_classes: int, strategy) -> tuple:

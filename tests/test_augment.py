@@ -22,7 +22,7 @@ def _transforms(size, preset):
     return list(train_transforms(size, preset).transforms)
 
 
-def test_seed_preset_is_flip_then_shift_scale_rotate_then_crop_with_the_seeds_values():
+def test_seed_preset_is_the_baseline_flip_then_shift_scale_rotate_then_crop_with_its_values():
     flip, affine, crop = _transforms(288, "seed")  # exactly three, in this order: the affine before the crop
     assert type(flip) is A.HorizontalFlip and flip.p == 0.5
     assert type(affine) is A.Affine and affine.p == 0.3
@@ -35,7 +35,7 @@ def test_seed_preset_is_flip_then_shift_scale_rotate_then_crop_with_the_seeds_va
 
 
 @pytest.mark.parametrize("preset", ["seed", "ours"])
-def test_no_seed_transform_changes_brightness_or_adds_noise_and_ours_does(preset):
+def test_no_baseline_transform_changes_brightness_or_adds_noise_and_ours_does(preset):
     names = [type(t).__name__ for t in _transforms(64, preset)]
     colour = [n for n in names if "Brightness" in n or "Noise" in n]
     if preset == "seed":
@@ -71,11 +71,11 @@ def _shift_scale_rotate_0x(img, angle, scale, dx, dy, *, centre, whole_pixel_shi
 
 
 @pytest.mark.parametrize("angle,scale,dx,dy", [(10, 1.05, 0.05, -0.1), (-15, 0.9, 0.1, 0.1), (7, 1.1, 0.033, 0.071)])
-def test_seed_affine_is_albumentations_0x_shift_scale_rotate_to_under_a_pixel(angle, scale, dx, dy):
+def test_baseline_affine_is_albumentations_0x_shift_scale_rotate_to_under_a_pixel(angle, scale, dx, dy):
     rng = np.random.default_rng(0)
     img = cv2.resize(rng.integers(0, 255, (12, 16, 3)).astype(np.uint8), (160, 120), interpolation=cv2.INTER_CUBIC)
     affine = _affine(A, AUGMENT_PRESETS["seed"])
-    # pin the random draws; border, interpolation, keep_ratio and shear stay the seed preset's
+    # pin the random draws; border, interpolation, keep_ratio and shear stay the "seed" preset's
     affine.rotate, affine.p = (angle, angle), 1.0
     affine.scale = {"x": (scale, scale), "y": (scale, scale)}
     affine.translate_percent = {"x": (dx, dx), "y": (dy, dy)}
@@ -86,16 +86,16 @@ def test_seed_affine_is_albumentations_0x_shift_scale_rotate_to_under_a_pixel(an
     )
     assert np.abs(out - same).max() <= 1
     # ...so close to 0.x's own output, and far from the opposite rotation.
-    seed = _shift_scale_rotate_0x(
+    baseline = _shift_scale_rotate_0x(
         img, angle, scale, dx, dy, centre=lambda w, h: (w / 2, h / 2), whole_pixel_shift=False
     )
     mirrored = _shift_scale_rotate_0x(
         img, -angle, scale, dx, dy, centre=lambda w, h: (w / 2, h / 2), whole_pixel_shift=False
     )
-    assert np.abs(out - seed).mean() < 6 < np.abs(out - mirrored).mean()
+    assert np.abs(out - baseline).mean() < 6 < np.abs(out - mirrored).mean()
 
 
-def test_albumentations_2_shift_scale_rotate_stretches_so_the_seed_preset_uses_affine():
+def test_albumentations_2_shift_scale_rotate_stretches_so_the_baseline_preset_uses_affine():
     with pytest.warns(UserWarning, match="ShiftScaleRotate"):
         ssr = A.ShiftScaleRotate(shift_limit=0.1, rotate_limit=15, border_mode=cv2.BORDER_REFLECT_101, p=0.3)
     assert not ssr.keep_ratio  # x and y scales drawn apart: not 0.x's one isotropic scale

@@ -169,7 +169,12 @@ def test_choose_rule_respects_the_bounds_in_every_rule():
 @pytest.mark.parametrize(
     "params",
     [
-        {"rule": "global", "threshold": 0.3, "min_labels": 0, "max_labels": 10},  # what the seed's search could pick
+        {
+            "rule": "global",
+            "threshold": 0.3,
+            "min_labels": 0,
+            "max_labels": 10,
+        },  # what the 2019 baseline notebook's search could pick
         {"rule": "relative", "factor": 0.5, "min_labels": 0, "max_labels": 10},
         {
             "rule": "per_group",

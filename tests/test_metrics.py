@@ -175,7 +175,7 @@ def test_top_k_equals_a_stable_descending_sort(k, kind):
 
 
 @pytest.mark.parametrize("min_labels,max_labels", [(0, 3), (2, 5), (1, 1)])
-def test_threshold_search_with_label_counts_equals_the_seed_rule(min_labels, max_labels):
+def test_threshold_search_with_label_counts_equals_the_baseline_rule(min_labels, max_labels):
     rng = np.random.default_rng(5)
     y = (rng.random((150, 20)) < 0.15).astype(int)
     probs = np.round(np.clip(y * 0.35 + rng.random(y.shape) * 0.5, 0, 1), 2)

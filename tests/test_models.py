@@ -76,7 +76,7 @@ def test_a_backbone_registered_in_one_entry_is_picked_up_everywhere(monkeypatch,
 
 
 @pytest.mark.parametrize("name", ["tiny-cnn", "small-cnn", "cnn6", "efficientnet-b0"])
-def test_model_has_the_seed_head_and_uint8_input(name):
+def test_model_has_the_baseline_head_and_uint8_input(name):
     model = create_model(name, 7, image_size=64, dropout=0.5, dense_units=512, bn_momentum=0.9)
     assert model.input.dtype == "uint8"
     assert model.get_layer("head_dense").units == 512

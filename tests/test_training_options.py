@@ -77,6 +77,7 @@ def test_new_backbones_save_and_load_offline(name, tmp_path):
     assert_loads_offline(model, tmp_path, np.random.default_rng(1).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8))
 
 
+@pytest.mark.slow
 def test_warmup_cosine_mixup_and_focal_train_a_fold(tmp_path, tiny_competition):
     from imet_utils import training
     from imet_utils.data import read_competition
