@@ -6,12 +6,14 @@ A preset is a frozen list of numbers. ``imet_utils.augment`` realises it: on the
 same entry, so a value changed here changes both. Adding a preset is one entry here; it needs code in
 ``augment`` only if it uses an operation no preset has yet.
 
-Why two realisations and not one: the 2019 baseline notebook's preset must be reproduced exactly, and that is
-OpenCV's warp with reflected borders and a scale, per image, as albumentations does it on the CPU;
-``DeviceAugment`` is Keras random layers on a batch, with their own sampling (Keras' rotation and translation,
-black fill, no scale). Running the albumentations graph on the device, or the Keras layers inside ``tf.data``
-per image, would give neither the baseline's pixels nor batched speed. So each operation has one number here
-and one implementation per place, and the tests check that both places read these numbers.
+Why two realisations and not one: the ``"seed"`` preset must reproduce the 2019 baseline notebook's pixels, which
+are OpenCV warps with reflected borders and a scale, drawn per image, as albumentations computes them on the CPU;
+no batched device op reproduces them. The device, in turn, needs batched Keras ops with one random draw per image
+of a batch, which albumentations can't run. ``"ours"`` has both so that ``augment="device"`` (GPU) and
+``augment="albumentations"`` (CPU) train the same preset: the numbers are these, the operations each library's
+(Keras' rotation and translation resample with bilinear interpolation; albumentations' noise draws its standard
+deviation per image). On the device path the random crop and flip are the input pipeline's, written once in
+``imet_utils.pipeline`` for JPEG and PNG alike. The tests check that both realisations read these entries.
 
 No imports beyond the standard library: the config validates names against this registry at build time.
 """

@@ -294,13 +294,13 @@ class Rule:
 
     Attributes:
         fit: ``_Fitter`` -> the rule's parameters (its name and the total bounds are added around them).
-        select: (params, a block of probabilities, groups) -> its boolean labels, before the total bounds.
+        apply: (params, a block of probabilities, groups) -> its boolean labels, before the total bounds.
         fast_f2: (``_Oof``, params, rows) -> each row's F2 from the count tables, or None where they can't
             tell; None: the rows are scored from the matrix.
     """
 
     fit: Callable[[_Fitter], dict]
-    select: Callable[[dict, np.ndarray, dict], np.ndarray]
+    apply: Callable[[dict, np.ndarray, dict], np.ndarray]
     fast_f2: Callable[[_Oof, dict, np.ndarray], np.ndarray | None] | None = None
 
 
@@ -326,7 +326,7 @@ def get_rule(name: str) -> Rule:
 
 def _select(params: dict, probs: np.ndarray, groups: dict[str, np.ndarray]) -> np.ndarray:
     """The boolean labels of a block of rows: the rule's, then the total bounds."""
-    sel = get_rule(params["rule"]).select(params, probs, groups)
+    sel = get_rule(params["rule"]).apply(params, probs, groups)
     return bound_label_counts(sel, probs, *_total_bounds(params))
 
 
