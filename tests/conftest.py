@@ -76,6 +76,22 @@ def tiny_competition(tmp_path_factory) -> Path:
     return generate_competition(tmp_path_factory.mktemp("comp"), n_train=120, n_test=30, seed=1)
 
 
+@pytest.fixture(scope="session")
+def local_run(tmp_path_factory):
+    """One ``build_kernel.py run-local`` of the built kernels (3 folds, 6 epochs) on generated data, shared by
+    the slow tests that only read its outputs: (data, work, log). Tests must not change anything under work."""
+    data = generate_competition(tmp_path_factory.mktemp("local_run_data"), n_train=360, n_test=60, seed=3)
+    work = tmp_path_factory.mktemp("local_run_work")
+    args = ["run-local", "--data-dir", data, "--work-dir", work]
+    for setting in ("n_folds=3", "folds=[0,1,2]", "epochs=6"):
+        args += ["--set", setting]
+    res = subprocess.run(
+        [sys.executable, "build_kernel.py", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return data, work, res.stdout + res.stderr
+
+
 def assert_loads_offline(model, tmp_path: Path, x) -> None:
     """Exports ``model`` and checks, in a process where efficientnet and albumentations can't be imported
     (as in Kaggle's offline image), that the export predicts what the model does."""

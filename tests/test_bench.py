@@ -5,7 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow  # each runs a benchmark script (TensorFlow, minutes on 2 cores)
 
 
 def test_gpu_bench_smoke_runs_on_cpu():

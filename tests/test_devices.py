@@ -9,6 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_keeps_the_output_float32(policy, tmp_path):
     code = f"""
@@ -33,6 +34,7 @@ print("ok")
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus_scales_the_batch(tmp_path, tiny_competition):
     code = f"""
 import sys; sys.path.insert(0, {str(ROOT)!r})
@@ -122,6 +124,7 @@ print("ok", rows_per_replica[-1])
 """
 
 
+@pytest.mark.slow
 def test_validation_oof_and_test_predictions_use_both_replicas_and_equal_one_device(tmp_path, tiny_competition):
     code = TWO_DEVICE_PREDICTION.format(root=str(ROOT), tmp=str(tmp_path), comp=str(tiny_competition))
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

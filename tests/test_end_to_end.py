@@ -1,4 +1,4 @@
-"""The built kernels, run as separate processes by build_kernel.py --run-local, on generated data."""
+"""The built kernels, run as separate processes by build_kernel.py run-local, on generated data."""
 
 import json
 import re
@@ -14,38 +14,11 @@ from imet_utils.config import TTA_VIEWS
 from imet_utils.data import multi_hot, read_labels, read_train
 from imet_utils.layout import oof_views
 from kernel_build.scoring import best_constant_f2, f2_score
-from synth import generate_competition
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def local_run(tmp_path_factory):
-    data = generate_competition(tmp_path_factory.mktemp("data"), n_train=360, n_test=60, seed=3)
-    work = tmp_path_factory.mktemp("work")
-    res = subprocess.run(
-        [
-            sys.executable,
-            "build_kernel.py",
-            "--run-local",
-            "--data-dir",
-            str(data),
-            "--work-dir",
-            str(work),
-            "--set",
-            "n_folds=3",
-            "--set",
-            "folds=[0,1,2]",
-            "--set",
-            "epochs=6",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return data, work, res.stdout + res.stderr
+pytestmark = pytest.mark.slow  # every test reads the session's local run (the local_run fixture, conftest.py)
 
 
 def test_submission_is_valid_and_complete(local_run):

@@ -92,6 +92,7 @@ def test_from_scratch_models_refuse_pretrained_weights(name):
         create_model(name, 3, image_size=32, weights="imagenet")
 
 
+@pytest.mark.slow
 def test_efficientnet_export_loads_where_the_package_is_missing(tmp_path):
     model = create_model("efficientnet-b0", 5, image_size=64)
     x = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)

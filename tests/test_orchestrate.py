@@ -20,6 +20,9 @@ def _max_running(env):
     return json.loads((Path(env[fake_kaggle.STATE_ENV]) / "state.json").read_text()).get("max_gpu_active", 0)
 
 
+pytestmark = pytest.mark.slow  # drives the fake Kaggle CLI through whole runs
+
+
 def test_from_zero_to_a_leaderboard_score(repo):
     root, env, run = repo
     probe = run("probe")

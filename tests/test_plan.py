@@ -95,6 +95,7 @@ def test_the_queue_is_its_own_line_per_gpu_session(tmp_path):
     assert CARD in lines[0]
 
 
+@pytest.mark.slow
 def test_a_gpu_bench_run_writes_the_record_the_plan_reads(tmp_path):
     """bench/gpu.py writes a kernel's record: a run of it on any card calibrates the plan for that card
     (here the CPU, --smoke: tiny-cnn at 64 px)."""

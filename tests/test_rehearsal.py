@@ -39,6 +39,7 @@ def _run_built_train(tmp_path, data, **overrides) -> subprocess.CompletedProcess
     )
 
 
+@pytest.mark.slow
 def test_the_log_shows_the_rehearsal_before_the_csv_stage_and_run_status_records_it(tmp_path, tiny_competition):
     res = _run_built_train(tmp_path, tiny_competition)
     log = res.stdout
@@ -66,6 +67,7 @@ def test_the_log_shows_the_rehearsal_before_the_csv_stage_and_run_status_records
         assert status[field] > 0, field
 
 
+@pytest.mark.slow
 def test_a_model_that_cannot_be_built_stops_the_built_kernel_before_the_csv_stage(tmp_path, tiny_competition):
     # The backbone builds (the old first-minute check passed); the head's Dense(0) does not.
     res = _run_built_train(tmp_path, tiny_competition, dense_units=0)
@@ -125,6 +127,7 @@ def test_auto_batch_adapts_the_batch_and_scales_the_learning_rate(monkeypatch):
     assert result.measured()["batch_size"] == 8 and result.train_ips == 800.0
 
 
+@pytest.mark.slow
 def test_the_rehearsal_runs_the_real_steps_under_a_two_replica_strategy():
     code = f"""
 import sys; sys.path.insert(0, {str(ROOT)!r})

@@ -18,7 +18,7 @@ from PIL import Image
 import kernel_build
 from imet_utils.budget import Budget
 from imet_utils.config import TrainConfig
-from imet_utils.data import read_competition
+from imet_utils.data import CsvError, read_competition
 from imet_utils.devices import setup_strategy
 from imet_utils.images import build_cache
 from synth import generate_competition
@@ -56,6 +56,7 @@ def _run_local(data, work, *sets, check=True):
     return res
 
 
+@pytest.mark.slow
 def test_broken_images_in_train_and_test_still_give_every_test_id(tmp_path):
     data = generate_competition(tmp_path / "data", n_train=400, n_test=40, seed=4)
     comp = read_competition(data)
@@ -76,6 +77,7 @@ def test_broken_images_in_train_and_test_still_give_every_test_id(tmp_path):
     assert oof_ids == set(comp.train["id"]) - set(bad_train)
 
 
+@pytest.mark.slow
 def test_too_many_bad_train_images_stop_the_run_with_a_clear_message(tmp_path):
     data = generate_competition(tmp_path / "data", n_train=60, n_test=5, seed=5)
     ids = list(read_competition(data).train["id"])
@@ -96,13 +98,24 @@ def test_too_many_bad_train_images_stop_the_run_with_a_clear_message(tmp_path):
         ("labels.csv", "attribute_id,attribute_name\n0,tag::a\n2,tag::b\n", "labels.csv:3: attribute_id '2'"),
     ],
 )
-def test_bad_csvs_stop_the_run_before_training(tmp_path, tiny_competition, csv, text, message):
+def test_bad_csvs_are_refused_when_the_competition_is_read(tmp_path, tiny_competition, csv, text, message):
     data = tmp_path / "data"
     shutil.copytree(tiny_competition, data)
     (data / csv).write_text(text)
+    with pytest.raises(CsvError) as e:
+        read_competition(data)
+    assert message in str(e.value)
+
+
+@pytest.mark.slow
+def test_a_bad_csv_stops_the_built_kernel_before_training(tmp_path, tiny_competition):
+    """One case end to end (the others: in-process above): the run stops with the reader's message, untrained."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_competition, data)
+    (data / "train.csv").write_text("id,attribute_ids\na,0\na,1\n")
     res = _run_local(data, tmp_path / "work", check=False)
     assert res.returncode != 0
-    assert message in res.stderr
+    assert "train.csv:3: duplicate id 'a'" in res.stderr
     assert "epoch" not in res.stdout  # nothing trained
 
 
@@ -115,6 +128,7 @@ def _layout(tmp_path, data, **overrides):
     return script, root, env
 
 
+@pytest.mark.slow
 def test_killed_train_kernel_resumes_and_ends_with_every_fold(tmp_path):
     data = generate_competition(tmp_path / "data", n_train=600, n_test=5, seed=6)
     script, root, env = _layout(tmp_path, data, epochs=4)
@@ -165,6 +179,7 @@ def _fold_inputs(tmp_path, tiny_competition):
     )
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_the_fold_keeps_its_last_good_state_and_goes_on(tmp_path, tiny_competition, monkeypatch):
     import keras
 
@@ -199,6 +214,7 @@ def test_nan_loss_stops_the_fold_keeps_its_last_good_state_and_goes_on(tmp_path,
     assert s1.finished and s1.epochs_done == 2
 
 
+@pytest.mark.slow
 def test_time_budget_pauses_after_an_epoch_and_a_rerun_finishes(tmp_path, tiny_competition):
     from imet_utils import training
 

@@ -137,6 +137,7 @@ def test_csvs_keep_string_ids_and_subsample_in_order(tmp_path):
     assert len(kept) == 5 and kept == [i for i in ids if i in kept]
 
 
+@pytest.mark.slow
 def test_tiny_run_of_the_built_kernels_reports_stages_and_the_summary_line(tmp_path):
     """300 train / 60 test, 2 folds: both built kernels run in their own processes (about 30 s)."""
     from synth import generate_competition

@@ -60,6 +60,7 @@ def test_budget_counts_from_the_process_start_not_from_its_creation():
     assert left == pytest.approx(3600 - elapsed, abs=1.0)
 
 
+@pytest.mark.slow
 def test_resume_from_an_output_that_is_not_attached_stops_before_any_work(tmp_path, tiny_competition):
     command, root, env = _train_kernel(tmp_path, tiny_competition, resume_from="someone/imet-2019-train")
     res = _run(command, root, env)
@@ -70,6 +71,7 @@ def test_resume_from_an_output_that_is_not_attached_stops_before_any_work(tmp_pa
     assert not (root / "working" / "folds.csv").exists()
 
 
+@pytest.mark.slow
 def test_resume_from_an_output_trained_with_other_settings_stops_before_any_work(tmp_path, tiny_competition):
     previous = tmp_path / "previous"
     (previous / "fold0").mkdir(parents=True)
@@ -86,6 +88,7 @@ def test_resume_from_an_output_trained_with_other_settings_stops_before_any_work
     assert not (root / "working" / "fold0").exists()  # nothing copied, nothing trained
 
 
+@pytest.mark.slow
 def test_weights_that_cannot_be_loaded_stop_the_kernel_before_the_csv_checks_and_the_cache(tmp_path, tiny_competition):
     command, root, env = _train_kernel(tmp_path, tiny_competition, weights="imagenet")  # tiny-cnn has none
     res = _run(command, root, env)
@@ -111,6 +114,7 @@ def _stage_names(log: str):
     return re.findall(r"stage (\S+): [0-9.]+ s", log)
 
 
+@pytest.mark.slow
 def test_submit_saves_test_probabilities_before_deciding_and_a_rerun_reuses_them(tmp_path):
     data = generate_competition(tmp_path / "data", n_train=240, n_test=40, seed=11)
     work = tmp_path / "work"

@@ -104,6 +104,7 @@ def test_a_single_fold_skips_the_second_level():
         crossfit_probs(y, probs, folds, groups)
 
 
+@pytest.mark.slow
 def test_the_built_submit_kernel_records_and_applies_the_second_level_offline(tmp_path):
     """One local run of the built kernels (decision.json records the second level, chosen or not), then the
     built submit kernel again with the second level forced to win: its rule is applied to the test images."""

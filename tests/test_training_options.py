@@ -71,6 +71,7 @@ def test_keras_application_backbones_build_with_their_preprocessing_inside(name)
     assert out.shape == (1, 9) and np.isfinite(out).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["efficientnetv2-b0", "convnext-tiny"])
 def test_new_backbones_save_and_load_offline(name, tmp_path):
     model = create_model(name, 4, image_size=32)

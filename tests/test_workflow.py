@@ -96,6 +96,7 @@ def test_check_catches_a_hand_edited_built_file(tmp_path):
     assert "competition_sources is empty" in res.stdout
 
 
+@pytest.mark.slow
 def test_split_folds_and_notebooks_run_locally(tmp_path):
     data = generate_competition(tmp_path / "data", n_train=150, n_test=20, seed=8)
     res = _build(
@@ -147,6 +148,7 @@ def _notebook_with(tmp_path, cells):
     return submit, root
 
 
+@pytest.mark.slow
 def test_a_notebook_runs_in_a_jupyter_kernel_with_the_scripts_environment(tmp_path, capfd):
     probe = (
         "import os, sys\n"
@@ -170,6 +172,7 @@ def test_a_notebook_runs_in_a_jupyter_kernel_with_the_scripts_environment(tmp_pa
     assert "no package True" in out
 
 
+@pytest.mark.slow
 def test_a_failing_notebook_cell_fails_the_run_with_its_traceback(tmp_path, capfd):
     failing = "def explode():\n    raise RuntimeError('injected failure 1234')\n\nexplode()"
     submit, root = _notebook_with(tmp_path, {"fine": "print('before the failure')", "boom": failing})
@@ -191,6 +194,7 @@ def test_a_failing_notebook_cell_fails_the_run_with_its_traceback(tmp_path, capf
     assert all(c.get("execution_count") is None for c in done["cells"][4:] if c["cell_type"] == "code")
 
 
+@pytest.mark.slow
 def test_imet_2020_style_competition(tmp_path):
     data = generate_competition(tmp_path / "data", n_train=200, n_test=20, groups=IMET_2020_GROUPS, seed=9)
     res = _build(
