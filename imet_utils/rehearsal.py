@@ -28,9 +28,9 @@ import tensorflow as tf
 from imet_utils.config import TrainConfig
 from imet_utils.console import log, warn
 from imet_utils.devices import card_name, without_multi_replica_jit
-from imet_utils.losses import make_loss
-from imet_utils.models import PACKAGE_PINS, create_model, get_backbone
+from imet_utils.models import PACKAGE_PINS, get_backbone
 from imet_utils.prediction import predict_batches
+from imet_utils.training import compiled_model
 
 # module -> pip requirement, for every package a config can need that Kaggle's image lacks
 PINS = {**PACKAGE_PINS, "iterstrat": "iterative-stratification==0.1.9"}
@@ -122,20 +122,7 @@ def build_model(config: TrainConfig, n_classes: int, strategy: tf.distribute.Str
     config = without_multi_replica_jit(config, strategy.num_replicas_in_sync)
     try:
         with strategy.scope():
-            model = create_model(
-                config.model,
-                n_classes,
-                image_size=config.image_size,
-                weights=config.weights,
-                dense_units=config.dense_units,
-                dropout=config.dropout,
-                bn_momentum=config.bn_momentum,
-                device_augment=config.augment == "device",
-                augment_preset=config.augment_preset,
-            )
-            model.compile(
-                optimizer=keras.optimizers.Adam(config.lr), loss=make_loss(config), jit_compile=config.jit_compile
-            )
+            model = compiled_model(config, n_classes)
     except Exception as e:  # whatever a backbone, its weights' download or the head raise: named, here
         hint = "; pretrained weights need the kernel's internet on, or set weights=None" if config.weights else ""
         raise RuntimeError(

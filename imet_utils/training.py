@@ -148,6 +148,24 @@ def _compile(model, config: TrainConfig) -> None:
     model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=make_loss(config), jit_compile=config.jit_compile)
 
 
+def compiled_model(config: TrainConfig, n_classes: int):
+    """The compiled model a fold trains, exactly as configured: the one builder that training and the first-minute
+    rehearsal share, so the rehearsal tries what will train. Call it under the strategy's scope."""
+    model = create_model(
+        config.model,
+        n_classes,
+        image_size=config.image_size,
+        weights=config.weights,
+        dense_units=config.dense_units,
+        dropout=config.dropout,
+        bn_momentum=config.bn_momentum,
+        device_augment=config.augment == "device",
+        augment_preset=config.augment_preset,
+    )
+    _compile(model, config)
+    return model
+
+
 def train_fold(
     config: TrainConfig,
     fold: int,
@@ -243,18 +261,7 @@ def _model_for(config: TrainConfig, fold: int, d: Path, state: FoldState, *, n_c
         if state.epochs_done and (d / LAST_CHECKPOINT).is_file():
             log(f"fold {fold}: resuming after epoch {state.epochs_done}")
             return load_checkpoint(config.model, d / LAST_CHECKPOINT), state
-        model = create_model(
-            config.model,
-            n_classes,
-            image_size=config.image_size,
-            weights=config.weights,
-            dense_units=config.dense_units,
-            dropout=config.dropout,
-            bn_momentum=config.bn_momentum,
-            device_augment=config.augment == "device",
-            augment_preset=config.augment_preset,
-        )
-        _compile(model, config)
+        model = compiled_model(config, n_classes)
     return model, FoldState()
 
 
