@@ -187,7 +187,7 @@ class SubmitConfig:
     decision_rules: tuple[str, ...] = setting(
         tuple(RULES), lambda: f"the rules that compete on OOF, of {one_of(RULES)} (imet_utils.decision)"
     )
-    batch_size: int = setting(64, "images per prediction batch")
+    batch_size: int = setting(64, "images per prediction batch on each replica")
     threshold_grid: tuple[float, float, float] = setting(
         DEFAULT_THRESHOLD_GRID, "thresholds the rules try: start, stop (inclusive), step"
     )

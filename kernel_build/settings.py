@@ -225,10 +225,10 @@ def models_table() -> str:
             _MODELS_START,
             "",
             f"Throughput: images per second at {ThroughputEstimate.SIZE} px in float16 on {ThroughputEstimate.CARD}, "
-            "training and "
-            "inference: unmeasured estimates, as `python build_kernel.py --plan` prints them (a figure measured by "
-            "`bench/gpu.py` in `bench/gpu_measured.json` wins there). Normalisation: mean / std on 0..1 pixels, "
-            "inside the model.",
+            "training and inference: unmeasured estimates, as `python build_kernel.py plan` prints them. A figure "
+            "measured on a card wins there: each kernel's `run_status.json` records its throughput, `pull` brings it "
+            "to `runs/<slug>/v<N>/`, and `bench/gpu.py` writes the same record. Normalisation: mean / std on 0..1 "
+            "pixels, inside the model.",
             "",
             "| `model` | pip package (train kernel only) | pretrained weights | normalisation | train img/s (est.) "
             "| inference img/s (est.) | pick it for |",
