@@ -259,7 +259,8 @@ def _pushed_build(args) -> tuple[kernel_build.Build, str]:
     built = built_kernels(args.out)
     if not built:
         raise BuildError(f"nothing built in {args.out}: python build_kernel.py first")
-    competition = (built.kernels[0].metadata().get("competition_sources") or ["imet-2019-fgvc6"])[0]
+    default = effective_config("train", {})["competition"]  # the config's, where the metadata names none
+    competition = (built.kernels[0].metadata().get("competition_sources") or [default])[0]
     return built, competition
 
 
