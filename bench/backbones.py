@@ -1,4 +1,4 @@
-"""Inference speed of every registered backbone with the seed's head, weights=None, on this machine.
+"""Inference speed of every registered backbone with the baseline's head, weights=None, on this machine.
 
     python bench/backbones.py [--size 224] [--batch 16] [--batches 3] [--only NAME ...]
 

@@ -1,9 +1,9 @@
-"""GPU throughput (under 5 minutes): training fed by the seed's input pipeline against ours; TTA inference.
+"""GPU throughput (under 5 minutes): training fed by the baseline's input pipeline against ours; TTA inference.
 
     python bench/gpu.py [--model efficientnet-b3] [--size 288] [--batch 32] [--steps 40] [--smoke]
 
-- seed: fp32, the seed's input pipeline (``bench/pipeline.py``'s ``seed_sequence``: a Python keras Sequence,
-  cv2 + the seed's albumentations transforms per image, efficientnet's preprocess_input per batch), from PNG,
+- seed: fp32, the baseline's input pipeline (``bench/pipeline.py``'s ``seed_sequence``: a Python keras Sequence,
+  cv2 + the baseline's albumentations transforms per image, efficientnet's preprocess_input per batch), from PNG,
   into the same backbone and head taking the preprocessed float input.
 - ours: the tf.data pipeline from the JPEG cache, mixed precision (float16), our augmentation on the device.
 - inference: our exported SavedModel, 2 TTA views (original + flip), batch 64.
@@ -65,7 +65,7 @@ def _train_worker(args) -> dict:
         from pipeline import seed_sequence  # bench/pipeline.py
 
         data = seed_sequence(paths, y, size=args.size, batch=args.batch, steps=10**6)
-        # The seed's model took preprocess_input's output: the same backbone and head, on float32 input.
+        # The baseline's model took preprocess_input's output: the same backbone and head, on float32 input.
         base = create_model(args.model, n_classes, image_size=args.size)
         names = [layer.name for layer in base.layers]
         x = inputs = keras.Input((args.size, args.size, 3))

@@ -1,7 +1,7 @@
 """Input pipeline throughput, the same images, in this order:
 
   (a) raw PNG decode (cv2) on one core
-  (b) the seed's input pipeline on one core: its keras Sequence (cv2 per image, the seed's albumentations
+  (b) the baseline's input pipeline on one core: its keras Sequence (cv2 per image, the baseline's albumentations
       transforms, efficientnet's preprocess_input on the batch); see ``seed_sequence``
   (c) our tf.data pipeline from PNG on one core (default augment="device": crop + flip here; our affine,
       brightness and noise run batched on the accelerator, inside the model)
@@ -81,7 +81,7 @@ def seed_sequence(paths, targets, *, size: int, batch: int, steps=None):
     """The seed notebook's input pipeline, for the benches' baseline.
 
     A Python ``keras.utils.Sequence``: per batch, each image is read with ``cv2.imread`` (then BGR to RGB),
-    augmented with the seed's albumentations transforms (``train_transforms(size, "seed")``: flip,
+    augmented with the baseline's albumentations transforms (``train_transforms(size, "seed")``: flip,
     shift-scale-rotate, crop; no brightness, no noise), and the stacked uint8 batch goes through efficientnet's
     ``preprocess_input`` (``efficientnet.tfkeras``; the same for B0-B7: float32, /255, then ImageNet mean and
     std, its 'torch' mode). One process: called directly it runs in the caller's thread; in ``model.fit``
@@ -107,7 +107,7 @@ def seed_sequence(paths, targets, *, size: int, batch: int, steps=None):
 
     class SeedSequence(keras.utils.Sequence):
         def __init__(self):
-            super().__init__()  # workers=1, no multiprocessing: one process, as the seed's
+            super().__init__()  # workers=1, no multiprocessing: one process, as the baseline's
 
         def __len__(self):
             return steps or (len(paths) + batch - 1) // batch
@@ -269,7 +269,7 @@ def main() -> int:
     rates = {}
     for key, what, files, cores, label in [
         ("a", "decode", png_file, "one", "raw PNG decode, 1 core"),
-        ("b", "seed", png_file, "one", "the seed's input pipeline, 1 core"),
+        ("b", "seed", png_file, "one", "the baseline's input pipeline, 1 core"),
         ("c", "ours", png_file, "one", "our pipeline from PNG, 1 core"),
         ("d", "ours", jpg_file, "one", "our pipeline from cache, 1 core"),
         ("e", "ours", png_file, "all", f"our pipeline from PNG, {os.cpu_count()} cores"),

@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 from imet_utils.config import TTA_VIEWS, SubmitConfig  # noqa: E402
 from imet_utils.data import multi_hot, read_competition, read_train  # noqa: E402
 from imet_utils.decision import apply_rule, choose_rule  # noqa: E402
-from imet_utils.layout import oof_views  # noqa: E402
 from imet_utils.metrics import bootstrap_interval, f2_per_sample, threshold_grid  # noqa: E402
+from imet_utils.outputs import oof_views  # noqa: E402
 from kernel_build.scoring import best_constant_f2, fit_rule  # noqa: E402
 
 FAMILIES = (("A", {}), ("B", {"model": "small-cnn"}))  # the local profile, and a deeper CNN
@@ -103,7 +103,7 @@ def _predict_fold(output, fold: int, path_of: dict, test_paths: list, views: Seq
     """One fold model's probabilities of its OOF file's readable ids and of ``test_paths``, one entry per split and
     view ("fold/split/view"), with "fold/ids" and "fold/stamp" (the model file's mtime); ``saved`` entries of the
     same model file are reused."""
-    from imet_utils.layout import MODEL_DIR, OOF_FILE, SAVED_MODEL_FILE, fold_dir
+    from imet_utils.outputs import MODEL_DIR, OOF_FILE, SAVED_MODEL_FILE, fold_dir
     from imet_utils.prediction import load_for_inference, predict_views
 
     folder = fold_dir(output.root, fold)
@@ -175,7 +175,7 @@ def _mean_of_views(predictions: dict, folds: list[int], fold_of: np.ndarray, row
 
 
 def load_family(name: str, work: Path, comp, views: Sequence[str], reuse: bool) -> Family:
-    from imet_utils.inference import load_train_output, oof_predictions
+    from imet_utils.ensemble import load_train_output, oof_predictions
 
     outputs = [load_train_output(d) for d in train_dirs(work)]
     if not outputs:
@@ -275,7 +275,7 @@ class Scorer:
     """Fits and scores rules: test labels as the submit kernel writes them (unreadable images get the fallback)."""
 
     def __init__(self, comp, y_test: np.ndarray, good: np.ndarray):
-        from imet_utils.inference import fallback_labels, label_prior
+        from imet_utils.ensemble import fallback_labels, label_prior
 
         self.groups = comp.labels.group_index()
         self.y_test = y_test
@@ -441,7 +441,7 @@ def alone_row(scorer: Scorer, comp, family: Family) -> Row:
 
 def blend_rows(scorer: Scorer, comp, families: list[Family], best: Row) -> tuple:
     """Each other family alone, then all blended as the submit kernel blends (fit_weights, blend), + second level."""
-    from imet_utils.inference import blend, fit_weights
+    from imet_utils.ensemble import blend, fit_weights
 
     first = families[0]
     names = "+".join(f.name for f in families)

@@ -3,7 +3,7 @@
 Methods:
 - ``balanced`` (default): a label-by-label stratified start, then a local search that moves (or swaps)
   images between folds to cut each label's deviation from n/K, scoring each move over all the image's labels.
-- ``greedy``: the seed's split (Lopuhin's ``make_folds``), reproduced exactly, so published folds can be remade.
+- ``greedy``: the baseline's split (Lopuhin's ``make_folds``), reproduced exactly, so published folds can be remade.
 - ``iterstrat``: iterative-stratification's ``MultilabelStratifiedKFold``, if installed.
 
 CLI: ``python -m kernel_build.folds TRAIN_CSV --out folds.csv [--n-folds K] [--method M] [--seed S] [--report]``
@@ -88,9 +88,9 @@ def read_attribute_tokens(train_csv: Path) -> list[list[str]]:
 def greedy_folds(
     label_lists: Sequence[Sequence[Hashable]], n_classes: int, n_folds: int = 5, seed: int = DEFAULT_SEED
 ) -> np.ndarray:
-    """The seed's split (Lopuhin's ``make_folds``, kaggle-imet-2019), assignment for assignment.
+    """The baseline's split (Lopuhin's ``make_folds``, kaggle-imet-2019), assignment for assignment.
 
-    Rows go in ``DataFrame.sample(frac=1, random_state=seed)`` order (the seed fixed 42). Each joins the fold
+    Rows go in ``DataFrame.sample(frac=1, random_state=seed)`` order (the baseline fixed 42). Each joins the fold
     with the fewest so far of its rarest label (the first of equally rare ones in the row's order), ties
     going to ``random.seed(row); random.choice(tied folds)``; then all its labels count in that fold.
 
@@ -109,10 +109,10 @@ def greedy_folds(
     per_label = {t: [0] * n_folds for t in totals}
     order = pd.DataFrame(index=pd.RangeIndex(len(label_lists))).sample(frac=1, random_state=seed).index
     folds = np.empty(len(label_lists), dtype=np.int64)
-    tie = random.Random()  # its own generator: the seed's random.seed/choice, without touching global state
+    tie = random.Random()  # its own generator: the baseline's random.seed/choice, without touching global state
     for i in order.tolist():
         row = label_lists[i]
-        counts = per_label[min(row, key=totals.__getitem__)]  # an empty row fails here, as in the seed
+        counts = per_label[min(row, key=totals.__getitem__)]  # an empty row fails here, as in the baseline
         low = min(counts)
         choices = [k for k in range(n_folds) if counts[k] == low]
         if len(choices) > 1:
@@ -330,7 +330,8 @@ def make_folds(
 ) -> np.ndarray:
     """Splits images into ``n_folds`` folds with the named method; returns each image's fold.
 
-    ``tokens`` (``read_attribute_tokens``), if given, replace ``label_lists`` for ``greedy``: the seed's exact input.
+    ``tokens`` (``read_attribute_tokens``), if given, replace ``label_lists`` for ``greedy``: the baseline's
+    exact input.
     """
     if method not in METHODS:
         raise ValueError(f"unknown fold method {method!r}; known: {sorted(METHODS)}")

@@ -1,6 +1,6 @@
 """Training one fold at a time, with per-epoch validation loss and F2, checkpoints and a time budget.
 
-What each fold writes is described in ``imet_utils.layout``.
+What each fold writes is described in ``imet_utils.outputs``.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from imet_utils.budget import Budget
 from imet_utils.config import TTA_VIEWS, TrainConfig
 from imet_utils.console import log, warn
 from imet_utils.devices import without_multi_replica_jit
-from imet_utils.layout import BEST_WEIGHTS, HISTORY_FILE, LAST_CHECKPOINT, MODEL_DIR, STATE_FILE, fold_dir, save_oof
 from imet_utils.losses import make_loss
 from imet_utils.metrics import search_threshold, threshold_grid
 from imet_utils.models import backbone_layer, create_model, export_for_inference, load_checkpoint
+from imet_utils.outputs import BEST_WEIGHTS, HISTORY_FILE, LAST_CHECKPOINT, MODEL_DIR, STATE_FILE, fold_dir, save_oof
 from imet_utils.pipeline import train_dataset
 from imet_utils.prediction import predict_views
 from imet_utils.schedules import lr_callbacks

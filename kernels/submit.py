@@ -31,8 +31,7 @@ from imet_utils.console import log, warn
 from imet_utils.data import Competition, read_competition
 from imet_utils.decision import apply_rule, choose_rule
 from imet_utils.devices import card_name, inference_strategy
-from imet_utils.images import cache_for_model
-from imet_utils.inference import (
+from imet_utils.ensemble import (
     TestPredictions,
     blend,
     fallback_labels,
@@ -45,7 +44,9 @@ from imet_utils.inference import (
     oof_view_mismatches,
     predict_ensemble,
 )
-from imet_utils.layout import (
+from imet_utils.images import cache_for_model
+from imet_utils.metrics import f2_by_group, search_threshold, threshold_grid
+from imet_utils.outputs import (
     CONFIG_FILE,
     DECISION_FILE,
     SAMPLE_PREDICTIONS_PLOT,
@@ -53,13 +54,12 @@ from imet_utils.layout import (
     TEST_PROBS_FILE,
     THRESHOLD_PLOT,
 )
-from imet_utils.metrics import f2_by_group, search_threshold, threshold_grid
 from imet_utils.paths import KagglePaths, find_competition_dir, find_kernel_output, find_kernel_outputs
 from imet_utils.plots import plot_sample_predictions, plot_threshold_curve, show
 from imet_utils.prediction import Throughput
 from imet_utils.run_status import write_run_status
-from imet_utils.session import start_kernel
 from imet_utils.stacking import SecondLevel, choose_second_level
+from imet_utils.startup import start_kernel
 from imet_utils.submission import format_labels, write_submission
 
 

@@ -28,7 +28,8 @@ from imet_utils.data import Competition, read_competition
 from imet_utils.devices import setup_strategy
 from imet_utils.folds import fold_counts, fold_report, make_folds, read_attribute_tokens
 from imet_utils.images import cache_for_model
-from imet_utils.layout import (
+from imet_utils.metrics import search_threshold, threshold_grid
+from imet_utils.outputs import (
     CONFIG_FILE,
     CURVES_PLOT,
     FOLD_COUNTS_PLOT,
@@ -39,12 +40,11 @@ from imet_utils.layout import (
     fold_dir,
     read_oof,
 )
-from imet_utils.metrics import search_threshold, threshold_grid
 from imet_utils.paths import find_competition_dir, previous_output
 from imet_utils.plots import plot_fold_label_counts, plot_history, plot_sample_images, show
 from imet_utils.rehearsal import count_classes, install_packages, measured_throughput, rehearse
 from imet_utils.run_status import write_run_status
-from imet_utils.session import start_kernel
+from imet_utils.startup import start_kernel
 from imet_utils.training import FoldState, train_fold
 
 
@@ -65,7 +65,7 @@ def load_folds(config: TrainConfig, comp: Competition, out: Path) -> np.ndarray:
         method=config.fold_method,
         seed=config.seed,
         tokens=tokens,
-    )  # the seed's greedy reads the ids as written
+    )  # the baseline's greedy reads the ids as written
     pd.DataFrame({"id": comp.train["id"], "fold": folds}).to_csv(path, index=False)
     report = fold_report(label_lists, folds, comp.labels.n_classes, config.n_folds, seconds=0.0)
     log(f"folds ({config.fold_method}): " + "; ".join(report.lines()[:3]))

@@ -79,7 +79,7 @@ from imet_utils.config import TTA_VIEWS, TrainConfig
 from imet_utils.data import read_competition
 from imet_utils.devices import setup_strategy
 from imet_utils.images import build_cache
-from imet_utils.layout import MODEL_DIR, fold_dir
+from imet_utils.outputs import MODEL_DIR, fold_dir
 from imet_utils.prediction import load_for_inference, predict_views
 from imet_utils.training import train_fold
 tmp = Path({tmp!r})

@@ -12,7 +12,7 @@ import pytest
 
 from imet_utils.config import TTA_VIEWS
 from imet_utils.data import multi_hot, read_labels, read_train
-from imet_utils.layout import oof_views
+from imet_utils.outputs import oof_views
 from kernel_build.scoring import best_constant_f2, f2_score
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,11 +28,11 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
 def _seed_split(df: pd.DataFrame, n_folds: int, random_state: int = 42) -> np.ndarray:
-    """Reference: the seed's ``make_folds`` (lopuhin/kaggle-imet-2019, imet/make_folds.py) step by step.
+    """Reference: the baseline's ``make_folds`` (lopuhin/kaggle-imet-2019, imet/make_folds.py) step by step.
 
     Same pandas shuffle, labels as string tokens in each row's own order, the first of equally rare labels,
     ``random.seed(row index); random.choice(tied folds)`` (a fresh ``Random(index)`` draws the same), and every
-    token of the row counted in its fold. Takes the DataFrame the seed read from train.csv.
+    token of the row counted in its fold. Takes the DataFrame the baseline read from train.csv.
     """
     tokens = df["attribute_ids"].str.split()
     total = Counter(t for row in tokens for t in row)
@@ -93,7 +93,7 @@ def _imet_like(n=5000, n_classes=300, seed=5):
 
 
 def test_balanced_beats_greedy_where_greedy_does_poorly():
-    # The seed's greedy balances only each image's rarest label; the labels that are never the
+    # The baseline's greedy balances only each image's rarest label; the labels that are never the
     # rarest of an image (the frequent ones) are left to chance.
     lists, n_classes = _imet_like()
     df = pd.DataFrame({"attribute_ids": [" ".join(map(str, x)) for x in lists]})
@@ -113,7 +113,7 @@ def test_balanced_reaches_the_rounding_floor():
 
 
 def test_local_search_repairs_a_bad_start():
-    """The local search alone (from the seed's greedy split, sizes off by up to 3.5%) must get close to the floor."""
+    """The local search alone (from the baseline's greedy split, sizes off by up to 3.5%) gets close to the floor."""
     lists, n_classes = _imet_like(seed=7)
     start = greedy_folds(lists, n_classes, 5, seed=1)
     before = np.nanmean(label_deviation(fold_counts(lists, start, n_classes, 5)))
@@ -275,9 +275,9 @@ def test_cli_returns_at_once_without_labels_csv(tmp_path, n):
     _assert_valid_split(pd.read_csv(tmp_path / "folds.csv")["fold"].to_numpy(), n, 5)
 
 
-# ---------------------------------------------------------------- the seed's greedy split
+# ---------------------------------------------------------------- the baseline's greedy split
 def _token_table(n, seed, n_labels=8, pad=False):
-    """Rows in no particular label order (the seed takes the first of equally rare labels), few labels
+    """Rows in no particular label order (the baseline takes the first of equally rare labels), few labels
     (so folds tie often), and with ``pad`` some ids written with a leading zero, as another token."""
     r = random.Random(seed)
     rows = [
@@ -297,7 +297,7 @@ def test_greedy_is_the_seeds_split(n, k, seed):
     assert np.array_equal(greedy_folds(tokens, 8, k, seed=seed), expected)
     ints = [[int(t) for t in row] for row in tokens]  # the same ids as ints, in the row's order
     assert np.array_equal(make_folds(ints, 8, n_folds=k, method="greedy", seed=seed), expected)
-    padded = _token_table(n, seed=n * k + seed, pad=True)  # "03" and "3" are two labels to the seed
+    padded = _token_table(n, seed=n * k + seed, pad=True)  # "03" and "3" are two labels to the baseline
     assert np.array_equal(
         make_folds(ints, 8, n_folds=k, method="greedy", seed=seed, tokens=list(padded["attribute_ids"].str.split())),
         _seed_split(padded, k, random_state=seed),

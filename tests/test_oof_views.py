@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from imet_utils.config import TTA_VIEWS, ConfigError, TrainConfig, from_dict
-from imet_utils.inference import TrainOutput, oof_view_mismatches
-from imet_utils.layout import MODEL_DIR, OOF_FILE, fold_dir, oof_views, read_oof, save_oof
+from imet_utils.ensemble import TrainOutput, oof_view_mismatches
+from imet_utils.outputs import MODEL_DIR, OOF_FILE, fold_dir, oof_views, read_oof, save_oof
 
 CONFIG = TrainConfig(model="tiny-cnn", weights=None, n_folds=2, folds=(0, 1))
 

@@ -266,7 +266,7 @@ def test_build_refuses_to_inline_a_kaggle_key(tmp_path, monkeypatch):
 
 
 def test_resume_refuses_an_output_trained_with_other_settings(tmp_path):
-    from imet_utils.layout import check_resumable
+    from imet_utils.outputs import check_resumable
     from imet_utils.training import FoldState
 
     out = tmp_path / "out"

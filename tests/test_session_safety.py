@@ -154,7 +154,7 @@ def test_submit_saves_test_probabilities_before_deciding_and_a_rerun_reuses_them
 
 
 def test_reused_predictions_must_match_the_competition(tmp_path):
-    from imet_utils.inference import TestPredictions, load_test_predictions
+    from imet_utils.ensemble import TestPredictions, load_test_predictions
 
     probs = np.random.default_rng(0).random((3, 5)).astype(np.float32)
     saved = TestPredictions(

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imet_utils.inference import fallback_labels, plan_prediction
+from imet_utils.ensemble import fallback_labels, plan_prediction
 from imet_utils.submission import SubmissionError, format_labels, validate_submission, write_submission
 
 IDS = ["0001", "abc", "123"]

@@ -9,7 +9,7 @@ from conftest import assert_loads_offline
 from imet_utils.budget import Budget
 from imet_utils.config import ConfigError, TrainConfig, from_dict
 from imet_utils.devices import setup_strategy
-from imet_utils.inference import blend, fit_weights
+from imet_utils.ensemble import blend, fit_weights
 from imet_utils.models import MODELS, create_model
 
 ROOT = Path(__file__).resolve().parents[1]

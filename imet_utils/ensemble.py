@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from imet_utils.config import TrainConfig, keys_where, load_train_config, to_dict
 from imet_utils.console import log, warn
-from imet_utils.layout import CONFIG_FILE, MODEL_DIR, SAVED_MODEL_FILE, TEST_PROBS_FILE, fold_dir, oof_views, read_oof
+from imet_utils.outputs import CONFIG_FILE, MODEL_DIR, SAVED_MODEL_FILE, TEST_PROBS_FILE, fold_dir, oof_views, read_oof
 from imet_utils.prediction import Throughput, load_for_inference, predict_views
 
 
