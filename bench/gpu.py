@@ -134,58 +134,19 @@ def write_record(runs: Path, args, results: dict) -> Path:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--model", default="efficientnet-b3")
-    p.add_argument("--size", type=int, default=288)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--n", type=int, default=1024)
-    p.add_argument("--smoke", action="store_true", help="tiny CPU run: tiny-cnn, 64 px, few steps")
-    p.add_argument("--runs", type=Path, help="where the run_status.json record goes (default runs/; --smoke: none)")
-    p.add_argument("--worker")
-    p.add_argument("--paths")
-    args = p.parse_args()
-    if args.smoke:
-        args.model, args.size, args.batch, args.steps, args.n = "tiny-cnn", 64, 8, 3, 48
+    args = _parse_args()
     if args.worker:
         args.what = args.worker
         result = _infer_worker(args) if args.what == "infer" else _train_worker(args)
         print(json.dumps(result))
         return 0
 
-    from pipeline import make_images  # bench/pipeline.py
-
-    from imet_utils.images import build_cache, cache_short_side
-
-    work = Path(tempfile.mkdtemp())
-    pngs = make_images(work / "png", args.n)
-    ids = sorted(p.stem for p in pngs.glob("*.png"))
-    cached = build_cache(
-        ids, pngs, work / "cache", split="bench", short_side=cache_short_side(args.size, 1.1), max_aspect=4.0
-    )
-    (work / "png.json").write_text(json.dumps([str(pngs / f"{i}.png") for i in ids]))
-    (work / "jpg.json").write_text(json.dumps([p for p in cached.paths if p]))
+    work = _write_path_lists(args)
     gpu = _gpu_name()
     print(f"GPU: {gpu}; {args.model} at {args.size}px, batch {args.batch}, {args.steps} timed steps", flush=True)
     results = {}
     for what, files in (("seed", "png.json"), ("ours", "jpg.json"), ("infer", "jpg.json")):
-        cmd = [
-            sys.executable,
-            __file__,
-            "--worker",
-            what,
-            "--paths",
-            str(work / files),
-            "--model",
-            args.model,
-            "--size",
-            str(args.size),
-            "--batch",
-            str(args.batch),
-            "--steps",
-            str(args.steps),
-        ]
-        res = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        res = _run_worker(args, what, work / files)
         if res.returncode:
             print(res.stderr[-3000:], file=sys.stderr)
             return 1
@@ -200,6 +161,62 @@ def main() -> int:
         f"speedup={rates['ours'] / rates['seed']:.2f} tta_infer={rates['infer']:.1f}"
     )
     return 0
+
+
+def _parse_args() -> argparse.Namespace:
+    """The options; ``--smoke`` replaces the model, size, batch, steps and image count with tiny ones."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default="efficientnet-b3")
+    p.add_argument("--size", type=int, default=288)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--n", type=int, default=1024)
+    p.add_argument("--smoke", action="store_true", help="tiny CPU run: tiny-cnn, 64 px, few steps")
+    p.add_argument("--runs", type=Path, help="where the run_status.json record goes (default runs/; --smoke: none)")
+    p.add_argument("--worker")
+    p.add_argument("--paths")
+    args = p.parse_args()
+    if args.smoke:
+        args.model, args.size, args.batch, args.steps, args.n = "tiny-cnn", 64, 8, 3, 48
+    return args
+
+
+def _write_path_lists(args) -> Path:
+    """A work folder with generated PNGs, their JPEG cache, and png.json and jpg.json listing them."""
+    from pipeline import make_images  # bench/pipeline.py
+
+    from imet_utils.images import build_cache, cache_short_side
+
+    work = Path(tempfile.mkdtemp())
+    pngs = make_images(work / "png", args.n)
+    ids = sorted(p.stem for p in pngs.glob("*.png"))
+    cached = build_cache(
+        ids, pngs, work / "cache", split="bench", short_side=cache_short_side(args.size, 1.1), max_aspect=4.0
+    )
+    (work / "png.json").write_text(json.dumps([str(pngs / f"{i}.png") for i in ids]))
+    (work / "jpg.json").write_text(json.dumps([p for p in cached.paths if p]))
+    return work
+
+
+def _run_worker(args, what: str, paths_file: Path) -> subprocess.CompletedProcess:
+    """One measurement (``what``: seed, ours or infer) in its own process, on the images ``paths_file`` lists."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        what,
+        "--paths",
+        str(paths_file),
+        "--model",
+        args.model,
+        "--size",
+        str(args.size),
+        "--batch",
+        str(args.batch),
+        "--steps",
+        str(args.steps),
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
 
 
 if __name__ == "__main__":

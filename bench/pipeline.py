@@ -219,6 +219,22 @@ def _run(what, paths_file, cores, size, batch, pin=False) -> float:
 
 
 def main() -> int:
+    args = _parse_args()
+    if args.worker:
+        args.what = args.worker
+        _worker(args)
+        return 0
+    png_file, jpg_file = _write_path_lists(args)
+    rates = _measure(args, png_file, jpg_file)
+    _measure_albumentations(args, jpg_file)
+    print(
+        f"png_vs_decode={rates['c'] / rates['a']:.2f} cached_vs_seed={rates['d'] / rates['b']:.2f} "
+        f"cores_speedup={rates['e'] / rates['c']:.2f}"
+    )
+    return 0
+
+
+def _parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser()
     p.add_argument("img_dir", nargs="?", type=Path)
     p.add_argument("--size", type=int, default=288)
@@ -228,12 +244,11 @@ def main() -> int:
     p.add_argument("--paths")
     p.add_argument("--cores", default="one")
     p.add_argument("--pin", action="store_true", help="pin each process to its cores (see the module doc)")
-    args = p.parse_args()
-    if args.worker:
-        args.what = args.worker
-        _worker(args)
-        return 0
+    return p.parse_args()
 
+
+def _write_path_lists(args) -> tuple[Path, Path]:
+    """The PNGs (generated without IMG_DIR) and their JPEG cache, each listed in a JSON file; both described."""
     sys.path.insert(0, str(ROOT))
     from imet_utils.images import build_cache, cache_short_side
 
@@ -265,7 +280,11 @@ def main() -> int:
     png_file, jpg_file = work / "png.json", work / "jpg.json"
     png_file.write_text(json.dumps(pngs))
     jpg_file.write_text(json.dumps(jpgs))
+    return png_file, jpg_file
 
+
+def _measure(args, png_file: Path, jpg_file: Path) -> dict[str, float]:
+    """(a) to (e), each in its own process, printed as they come."""
     rates = {}
     for key, what, files, cores, label in [
         ("a", "decode", png_file, "one", "raw PNG decode, 1 core"),
@@ -276,17 +295,17 @@ def main() -> int:
     ]:
         rates[key] = _run(what, files, cores, args.size, args.batch, args.pin)
         print(f"({key}) {label}: {rates[key]:.0f} img/s", flush=True)
+    return rates
+
+
+def _measure_albumentations(args, jpg_file: Path) -> None:
+    """The reference lines: our pipeline with augment="albumentations", from the cache, with each preset."""
     for what, preset in (("ours-alb", "ours"), ("ours-alb-seed", "seed")):
         alb = _run(what, jpg_file, "one", args.size, args.batch, args.pin)
         print(
             f"(for reference) augment='albumentations', augment_preset={preset!r}, from cache, 1 core: {alb:.0f} img/s",
             flush=True,
         )
-    print(
-        f"png_vs_decode={rates['c'] / rates['a']:.2f} cached_vs_seed={rates['d'] / rates['b']:.2f} "
-        f"cores_speedup={rates['e'] / rates['c']:.2f}"
-    )
-    return 0
 
 
 if __name__ == "__main__":

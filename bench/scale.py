@@ -324,8 +324,31 @@ def run_bench(args: argparse.Namespace) -> int:
     start = time.monotonic()
     work = args.work.resolve()
     data = work / "data"
-    bench_rows = []
+    train_items, test_items, data_row = _prepare_data(args, data)
 
+    t = time.monotonic()
+    train_overrides, submit_overrides = _overrides(args)
+    built = kernel_build.build(work / "build", train_overrides=train_overrides, submit_overrides=submit_overrides)
+    competition = kernel_build.effective_config("train", train_overrides)["competition"]
+    bench_rows = [data_row, ("build", "kernel_build.build", time.monotonic() - t)]
+
+    runs = _run_kernels(built, work=work, data=data, competition=competition)
+    total = time.monotonic() - start
+
+    header = _header(train_overrides, submit_overrides, n_train=len(train_items), n_test=len(test_items))
+    lines, ok = report(runs, bench_rows=bench_rows, total_s=total, header=header)
+    text = "\n".join(lines)
+    (work / "report.md").write_text(text + "\n")
+
+    kernels_ok = all(r.returncode == 0 for r in runs)
+    if kernels_ok and not args.keep:
+        _remove_kernel_folders(built, work)
+    print("\n" + text, flush=True)  # last, so that the summary line ends the output
+    return 0 if ok else (2 if not kernels_ok else 1)
+
+
+def _prepare_data(args: argparse.Namespace, data: Path) -> tuple[list, list, tuple[str, str, float]]:
+    """The CSVs and the missing images in ``data``: (train items, test items, the bench's "data" row)."""
     t = time.monotonic()
     train_items, test_items = prepare_csvs(
         args.real_dir.resolve(), data, n_train=args.n_train, n_test=args.n_test, seed=args.seed
@@ -334,15 +357,16 @@ def run_bench(args: argparse.Namespace) -> int:
         generate_images(data / split, items, workers=args.workers)
         for split, items in (("train", train_items), ("test", test_items))
     )
-    bench_rows.append(
-        (
-            "data",
-            f"CSVs + {n_drawn} PNGs drawn, {len(train_items) + len(test_items) - n_drawn} reused",
-            time.monotonic() - t,
-        )
+    row = (
+        "data",
+        f"CSVs + {n_drawn} PNGs drawn, {len(train_items) + len(test_items) - n_drawn} reused",
+        time.monotonic() - t,
     )
+    return train_items, test_items, row
 
-    t = time.monotonic()
+
+def _overrides(args: argparse.Namespace) -> tuple[dict, dict]:
+    """(train, submit) config overrides: the local ones, the cheap model, then the command line's."""
     train_overrides = {
         **kernel_build.LOCAL_TRAIN,
         **SCALE_TRAIN,
@@ -356,10 +380,11 @@ def run_bench(args: argparse.Namespace) -> int:
         "tta": args.tta,
         **kernel_build.parse_overrides(args.submit_sets, "submit"),
     }
-    built = kernel_build.build(work / "build", train_overrides=train_overrides, submit_overrides=submit_overrides)
-    competition = kernel_build.effective_config("train", train_overrides)["competition"]
-    bench_rows.append(("build", "kernel_build.build", time.monotonic() - t))
+    return train_overrides, submit_overrides
 
+
+def _run_kernels(built, *, work: Path, data: Path, competition: str) -> list[KernelRun]:
+    """Each train kernel, then the submit kernel on their outputs if they all succeeded."""
     runs: list[KernelRun] = []
     submit_inputs = {competition: data}
     for kernel in built.train:
@@ -377,30 +402,29 @@ def run_bench(args: argparse.Namespace) -> int:
                 extra_pythonpath=kernel_build.blocker_dir(work),
             )
         )
-    total = time.monotonic() - start
+    return runs
 
+
+def _header(train_overrides: dict, submit_overrides: dict, *, n_train: int, n_test: int) -> str:
+    """The report's first line: the images, the cores and the settings that matter."""
     shown = {
         k: v for k, v in train_overrides.items() if k in ("model", "image_size", "batch_size", "epochs", "n_folds")
     }
-    header = (
-        f"scale rehearsal: {len(train_items)} train / {len(test_items)} test images "
+    return (
+        f"scale rehearsal: {n_train} train / {n_test} test images "
         f"({IMAGE_SIDES[0]}-{IMAGE_SIDES[1]} px), {os.cpu_count()} cores; train "
         + ", ".join(f"{k}={v}" for k, v in shown.items())
         + f"; submit tta={submit_overrides['tta']}"
     )
-    lines, ok = report(runs, bench_rows=bench_rows, total_s=total, header=header)
-    text = "\n".join(lines)
-    (work / "report.md").write_text(text + "\n")
 
-    kernels_ok = all(r.returncode == 0 for r in runs)
-    if kernels_ok and not args.keep:
-        t = time.monotonic()
-        for kernel in built:
-            shutil.rmtree(work / ("submit" if kernel.role == "submit" else kernel.slug), ignore_errors=True)
-        shutil.rmtree(work / "build", ignore_errors=True)
-        print(f"\nremoved the kernels' folders in {time.monotonic() - t:.0f}s (--keep keeps them)", flush=True)
-    print("\n" + text, flush=True)  # last, so that the summary line ends the output
-    return 0 if ok else (2 if not kernels_ok else 1)
+
+def _remove_kernel_folders(built, work: Path) -> None:
+    """Deletes the kernels' folders (outputs, image caches) and the build; the data stays."""
+    t = time.monotonic()
+    for kernel in built:
+        shutil.rmtree(work / ("submit" if kernel.role == "submit" else kernel.slug), ignore_errors=True)
+    shutil.rmtree(work / "build", ignore_errors=True)
+    print(f"\nremoved the kernels' folders in {time.monotonic() - t:.0f}s (--keep keeps them)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -175,52 +175,109 @@ def predict_ensemble(
     models = [(out, d) for out in outputs for d in out.model_dirs]
     views = tuple(views)
     if seconds_left is not None and len(paths):
-        out, d = models[0]
-        probe = list(paths[: min(len(paths), 4 * batch_size)])
-        model = load_for_inference(d, strategy)
-        predict_views(model, probe[:batch_size], size=out.config.image_size, batch_size=batch_size, views=views)
-        start = time.time()
-        predict_views(model, probe, size=out.config.image_size, batch_size=batch_size, views=views, workers=workers)
-        per_view = (time.time() - start) / (len(probe) * len(views))
-        n_models, n_views = plan_prediction(
-            n_images=len(paths),
-            n_models=len(models),
-            tta=len(views),
-            seconds_per_view=per_view,
+        models, views = _fit_to_budget(
+            models,
+            paths,
+            views=views,
+            batch_size=batch_size,
+            workers=workers,
             seconds_left=seconds_left,
+            strategy=strategy,
         )
-        estimate = per_view * len(paths) * n_models * n_views / 60
-        log(
-            f"inference plan: {n_models} model(s) x {n_views} view(s) x {len(paths)} images, "
-            f"about {estimate:.0f} min ({seconds_left / 60:.0f} min left)"
-        )
-        if n_views < len(views):
-            warn(f"time budget: TTA lowered from {len(views)} to {n_views} views (dropped {list(views[n_views:])})")
-        if n_models < len(models):
-            dropped = [f"{o.root.name}/{d.parent.name}" for o, d in models[n_models:]]
-            warn(f"time budget: {len(models) - n_models} model(s) dropped: {dropped}")
-        models, views = models[:n_models], views[:n_views]
     total = None
     for out, d in models:
-        model = load_for_inference(d, strategy)
-        start = time.time()
-        probs = predict_views(
-            model,
-            paths,
-            size=out.config.image_size,
-            batch_size=batch_size,
-            views=views,
-            workers=workers,
-            desc=f"{out.root.name}/{d.parent.name} x{len(views)} TTA",
-        )
-        total = probs if total is None else total + probs
-        if meter is not None:
-            meter.add(len(paths) * len(views), time.time() - start)
-        log(
-            f"predicted {len(paths)} images with {d.parent.name} of {out.root.name} "
-            f"({len(views)} views, {time.time() - start:.0f}s)"
+        total = _add_fold_model(
+            total, out, d, paths, views=views, batch_size=batch_size, workers=workers, strategy=strategy, meter=meter
         )
     return total / len(models)
+
+
+def _fit_to_budget(
+    models: list[tuple[TrainOutput, Path]],
+    paths: Sequence[str],
+    *,
+    views: tuple[str, ...],
+    batch_size: int,
+    workers: int,
+    seconds_left: float,
+    strategy: tf.distribute.Strategy,
+) -> tuple[list[tuple[TrainOutput, Path]], tuple[str, ...]]:
+    """The models and views that fit ``seconds_left``, timed on the first model; the plan and drops are logged."""
+    per_view = _seconds_per_view(
+        models[0], paths, views=views, batch_size=batch_size, workers=workers, strategy=strategy
+    )
+    n_models, n_views = plan_prediction(
+        n_images=len(paths),
+        n_models=len(models),
+        tta=len(views),
+        seconds_per_view=per_view,
+        seconds_left=seconds_left,
+    )
+    estimate = per_view * len(paths) * n_models * n_views / 60
+    log(
+        f"inference plan: {n_models} model(s) x {n_views} view(s) x {len(paths)} images, "
+        f"about {estimate:.0f} min ({seconds_left / 60:.0f} min left)"
+    )
+    if n_views < len(views):
+        warn(f"time budget: TTA lowered from {len(views)} to {n_views} views (dropped {list(views[n_views:])})")
+    if n_models < len(models):
+        dropped = [f"{o.root.name}/{d.parent.name}" for o, d in models[n_models:]]
+        warn(f"time budget: {len(models) - n_models} model(s) dropped: {dropped}")
+    return models[:n_models], views[:n_views]
+
+
+def _seconds_per_view(
+    model: tuple[TrainOutput, Path],
+    paths: Sequence[str],
+    *,
+    views: tuple[str, ...],
+    batch_size: int,
+    workers: int,
+    strategy: tf.distribute.Strategy,
+) -> float:
+    """Seconds per image view of one model, on up to 4 batches, after a warm-up batch."""
+    out, d = model
+    probe = list(paths[: min(len(paths), 4 * batch_size)])
+    loaded = load_for_inference(d, strategy)
+    predict_views(loaded, probe[:batch_size], size=out.config.image_size, batch_size=batch_size, views=views)
+    start = time.time()
+    predict_views(loaded, probe, size=out.config.image_size, batch_size=batch_size, views=views, workers=workers)
+    return (time.time() - start) / (len(probe) * len(views))
+
+
+def _add_fold_model(
+    total: np.ndarray | None,
+    out: TrainOutput,
+    d: Path,
+    paths: Sequence[str],
+    *,
+    views: tuple[str, ...],
+    batch_size: int,
+    workers: int,
+    strategy: tf.distribute.Strategy,
+    meter: Throughput | None,
+) -> np.ndarray:
+    """``total`` plus one fold model's probabilities (their mean over ``views``); the model's time is metered
+    and logged."""
+    model = load_for_inference(d, strategy)
+    start = time.time()
+    probs = predict_views(
+        model,
+        paths,
+        size=out.config.image_size,
+        batch_size=batch_size,
+        views=views,
+        workers=workers,
+        desc=f"{out.root.name}/{d.parent.name} x{len(views)} TTA",
+    )
+    total = probs if total is None else total + probs
+    if meter is not None:
+        meter.add(len(paths) * len(views), time.time() - start)
+    log(
+        f"predicted {len(paths)} images with {d.parent.name} of {out.root.name} "
+        f"({len(views)} views, {time.time() - start:.0f}s)"
+    )
+    return total
 
 
 def label_prior(targets: np.ndarray) -> np.ndarray:

@@ -310,21 +310,7 @@ def choose_second_level(
         cross-fitted: it is skipped (not chosen).
     """
     start = time.perf_counter()
-    best_first = max(first["oof_f2"].values())
-    params = {
-        **MODEL_PARAMS,
-        "top_candidates": int(min(k, probs.shape[1])),
-        "max_train_pairs": max_pairs,
-        "cooc_smoothing": COOC_SMOOTHING,
-        "model": "HistGradientBoostingClassifier",
-    }
-    entry = {
-        "oof_f2": None,
-        "first_level_oof_f2": best_first,
-        "chosen": False,
-        "params": params,
-        "features": list(FEATURES),
-    }
+    entry = _second_level_entry(first, n_classes=probs.shape[1], k=k, max_pairs=max_pairs)
     if len(np.unique(folds)) < 2:
         log("second level skipped: cross-fitting needs at least 2 folds of OOF")
         return Stacking({**entry, "skipped": "fewer than 2 folds"}, None, None, None)
@@ -332,6 +318,35 @@ def choose_second_level(
     second = choose_rule(
         y, stacked, folds, groups, grid=grid, rules=rules, min_labels=min_labels, max_labels=max_labels
     )
+    if not _record_comparison(entry, second, log=log):
+        entry["seconds"] = round(time.perf_counter() - start, 1)
+        return Stacking(entry, None, None, None)
+    level = refit_second_level(y, probs, folds, groups, k=k, max_pairs=max_pairs, seed=seed)
+    entry["seconds"] = round(time.perf_counter() - start, 1)
+    return Stacking(entry, level, second, stacked)
+
+
+def _second_level_entry(first: dict, *, n_classes: int, k: int, max_pairs: int) -> dict:
+    """The decision record's second-level entry before any fitting: the first level's best F2, not chosen."""
+    params = {
+        **MODEL_PARAMS,
+        "top_candidates": int(min(k, n_classes)),
+        "max_train_pairs": max_pairs,
+        "cooc_smoothing": COOC_SMOOTHING,
+        "model": "HistGradientBoostingClassifier",
+    }
+    return {
+        "oof_f2": None,
+        "first_level_oof_f2": max(first["oof_f2"].values()),
+        "chosen": False,
+        "params": params,
+        "features": list(FEATURES),
+    }
+
+
+def _record_comparison(entry: dict, second: dict, *, log: Callable[[str], None]) -> bool:
+    """Records the second level's rule and F2 in ``entry``, logs it against the first level's; True if it wins."""
+    best_first = entry["first_level_oof_f2"]
     f2 = second["oof_f2"][second["chosen"]]
     chosen = bool(f2 > best_first)
     entry.update(
@@ -341,9 +356,4 @@ def choose_second_level(
         f"second level: cross-fitted OOF F2 {f2:.4f} ({second['chosen']}) vs first level {best_first:.4f}: "
         f"{'chosen' if chosen else 'not chosen'}"
     )
-    if not chosen:
-        entry["seconds"] = round(time.perf_counter() - start, 1)
-        return Stacking(entry, None, None, None)
-    level = refit_second_level(y, probs, folds, groups, k=k, max_pairs=max_pairs, seed=seed)
-    entry["seconds"] = round(time.perf_counter() - start, 1)
-    return Stacking(entry, level, second, stacked)
+    return chosen

@@ -81,6 +81,19 @@ def check_metadata(meta_path: Path, *, role: str, competition: str, train_ids: S
         meta = json.loads(Path(meta_path).read_text())
     except (OSError, ValueError) as e:
         return [f"{where}: not readable JSON ({e})"]
+    return [
+        *_id_problems(meta, where),
+        *_code_problems(meta, Path(meta_path), where),
+        *_type_problems(meta, where),
+        *_source_problems(meta, where),
+        *_competition_problems(meta, competition, where),
+        *_machine_problems(meta, where),
+        *(_submit_problems(meta, train_ids, where) if role == "submit" else []),
+    ]
+
+
+def _id_problems(meta: dict, where: str) -> list[str]:
+    """The id is owner/slug, and the title resolves to that slug."""
     problems: list[str] = []
     kid = meta.get("id")
     if not isinstance(kid, str) or kid.count("/") != 1:
@@ -96,8 +109,14 @@ def check_metadata(meta_path: Path, *, role: str, competition: str, train_ids: S
             problems.append(f"{where}: title {title!r} must have at least 5 characters")
         elif _slugify(title) != slug:
             problems.append(f"{where}: title {title!r} resolves to slug {_slugify(title)!r}, not {slug!r}")
+    return problems
+
+
+def _code_problems(meta: dict, meta_path: Path, where: str) -> list[str]:
+    """The code file exists next to the metadata, in Python, of a kind that matches it."""
+    problems: list[str] = []
     code = meta.get("code_file")
-    if not code or not (Path(meta_path).parent / str(code)).is_file():
+    if not code or not (meta_path.parent / str(code)).is_file():
         problems.append(f"{where}: code_file {code!r} does not exist next to it")
     if meta.get("language") != "python":
         problems.append(f"{where}: language must be 'python', got {meta.get('language')!r}")
@@ -105,12 +124,24 @@ def check_metadata(meta_path: Path, *, role: str, competition: str, train_ids: S
         problems.append(f"{where}: kernel_type must be 'script' or 'notebook', got {meta.get('kernel_type')!r}")
     elif meta.get("kernel_type") == "notebook" and not str(code).endswith(".ipynb"):
         problems.append(f"{where}: a notebook kernel's code_file must be an .ipynb, got {code!r}")
+    return problems
+
+
+def _type_problems(meta: dict, where: str) -> list[str]:
+    """The switches are JSON booleans and the sources are lists."""
+    problems: list[str] = []
     for key in BOOL_KEYS:
         if key in meta and not isinstance(meta[key], bool):
             problems.append(f"{where}: {key} must be true or false (a JSON boolean), got {meta[key]!r}")
     for key in ("dataset_sources", "kernel_sources", "competition_sources", "model_sources"):
         if not isinstance(meta.get(key, []), list):
             problems.append(f"{where}: {key} must be a list")
+    return problems
+
+
+def _source_problems(meta: dict, where: str) -> list[str]:
+    """Each dataset and kernel source is owner/slug; each model source, owner/model/framework/variation/version."""
+    problems: list[str] = []
     for src in meta.get("dataset_sources", []) or []:
         _check_owner_slug(src, "dataset source", problems, where)
     for src in meta.get("kernel_sources", []) or []:
@@ -119,22 +150,37 @@ def check_metadata(meta_path: Path, *, role: str, competition: str, train_ids: S
         parts = str(src).split("/")
         if len(parts) != 5 or not all(parts) or not parts[4].isdigit():
             problems.append(f"{where}: model source {src!r} must be owner/model/framework/variation/version")
+    return problems
+
+
+def _competition_problems(meta: dict, competition: str, where: str) -> list[str]:
+    """The competition the config reads is among the sources."""
     comps = meta.get("competition_sources") or []
     if not comps:
-        problems.append(f"{where}: competition_sources is empty; the kernels need the competition data")
-    elif competition not in comps:
-        problems.append(f"{where}: competition_sources {comps} lacks {competition!r}, which the config reads")
+        return [f"{where}: competition_sources is empty; the kernels need the competition data"]
+    if competition not in comps:
+        return [f"{where}: competition_sources {comps} lacks {competition!r}, which the config reads"]
+    return []
+
+
+def _machine_problems(meta: dict, where: str) -> list[str]:
+    """A GPU kernel names its machine."""
     if meta.get("enable_gpu") is True and not meta.get("machine_shape"):
-        problems.append(
+        return [
             f"{where}: enable_gpu without machine_shape (enable_gpu alone has landed on a P100); "
             f'set e.g. "machine_shape": "NvidiaTeslaT4"'
-        )
-    if role == "submit":
-        if meta.get("enable_internet") is not False:
-            problems.append(f"{where}: the submit kernel must have enable_internet: false")
-        missing = sorted(set(train_ids) - set(meta.get("kernel_sources") or []))
-        if missing:
-            problems.append(f"{where}: kernel_sources lacks the train kernel(s) {missing}")
+        ]
+    return []
+
+
+def _submit_problems(meta: dict, train_ids: Sequence[str], where: str) -> list[str]:
+    """The submit kernel is offline and sources every train kernel it needs."""
+    problems: list[str] = []
+    if meta.get("enable_internet") is not False:
+        problems.append(f"{where}: the submit kernel must have enable_internet: false")
+    missing = sorted(set(train_ids) - set(meta.get("kernel_sources") or []))
+    if missing:
+        problems.append(f"{where}: kernel_sources lacks the train kernel(s) {missing}")
     return problems
 
 

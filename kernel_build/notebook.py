@@ -99,15 +99,56 @@ def execute_notebook(
         BuildError: naming the cell that failed and its exception; the cell's traceback is printed first.
     """
     import nbformat
-    from jupyter_client.kernelspec import KernelSpecManager
-    from jupyter_client.manager import AsyncKernelManager
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, DeadKernelError
 
     path = Path(path)
     output = Path(output) if output else executed_notebook_path(path)
     nb = nbformat.read(path, as_version=4)
     failed: dict[str, object] = {}
+
+    def save(**_):
+        nbformat.write(nb, output)
+
+    def on_error(cell_index, execute_reply, **_):
+        failed.update(index=cell_index, error=execute_reply["content"])
+
+    with tempfile.TemporaryDirectory(prefix="imet-kernelspec-") as specs:
+        _write_kernelspec(Path(specs))
+        client = _notebook_client(
+            nb, specs=specs, cwd=cwd, startup_timeout=startup_timeout, on_cell_executed=save, on_cell_error=on_error
+        )
+        try:
+            client.execute(cleanup_kc=True)  # shut the kernel down at the end, though we made its manager
+        except CellExecutionError:
+            raise _cell_failure(nb, failed, path=path, output=output) from None
+        except DeadKernelError as e:
+            raise BuildError(f"{path.name}: the Jupyter kernel died ({e}); executed notebook: {output}") from None
+        finally:
+            save()
+    return output
+
+
+def _write_kernelspec(specs: Path) -> None:
+    """A kernelspec of our own: an installed "python3" spec may start another interpreter than this one."""
+    (specs / "python3").mkdir()
+    (specs / "python3" / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3",
+                "language": "python",
+                "metadata": {"supported_encryption": ["curve"]},
+                "env": {"PYDEVD_DISABLE_FILE_VALIDATION": "1"},
+            }
+        )
+    )
+
+
+def _notebook_client(nb, *, specs: str, cwd: Path | None, startup_timeout: int, on_cell_executed, on_cell_error):
+    """nbclient's client for ``nb`` on the kernelspec in ``specs``, echoing what the cells print as it comes."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
+    from nbclient import NotebookClient
 
     class EchoingClient(NotebookClient):
         def output(self, outs, msg, display_id, cell_index):  # noqa: D102 (nbclient's hook)
@@ -117,51 +158,26 @@ def execute_notebook(
                 stream.flush()
             return super().output(outs, msg, display_id, cell_index)
 
-    def save(**_):
-        nbformat.write(nb, output)
+    specs_manager = KernelSpecManager(kernel_dirs=[specs], ensure_native_kernel=False)
+    km = AsyncKernelManager(
+        kernel_name="python3", kernel_spec_manager=specs_manager, transport_encryption="auto"
+    )  # ipykernel warns of a plain TCP kernel
+    return EchoingClient(
+        nb,
+        km=km,
+        kernel_name="python3",
+        timeout=None,
+        startup_timeout=startup_timeout,
+        resources={"metadata": {"path": str(Path(cwd or Path.cwd()).resolve())}},
+        on_cell_executed=on_cell_executed,
+        on_cell_error=on_cell_error,
+    )
 
-    def on_error(cell_index, execute_reply, **_):
-        failed.update(index=cell_index, error=execute_reply["content"])
 
-    with tempfile.TemporaryDirectory(prefix="imet-kernelspec-") as specs:
-        # A kernelspec of our own: an installed "python3" spec may start another interpreter than this one.
-        (Path(specs) / "python3").mkdir()
-        (Path(specs) / "python3" / "kernel.json").write_text(
-            json.dumps(
-                {
-                    "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                    "display_name": "Python 3",
-                    "language": "python",
-                    "metadata": {"supported_encryption": ["curve"]},
-                    "env": {"PYDEVD_DISABLE_FILE_VALIDATION": "1"},
-                }
-            )
-        )
-        specs_manager = KernelSpecManager(kernel_dirs=[specs], ensure_native_kernel=False)
-        km = AsyncKernelManager(
-            kernel_name="python3", kernel_spec_manager=specs_manager, transport_encryption="auto"
-        )  # ipykernel warns of a plain TCP kernel
-        client = EchoingClient(
-            nb,
-            km=km,
-            kernel_name="python3",
-            timeout=None,
-            startup_timeout=startup_timeout,
-            resources={"metadata": {"path": str(Path(cwd or Path.cwd()).resolve())}},
-            on_cell_executed=save,
-            on_cell_error=on_error,
-        )
-        try:
-            client.execute(cleanup_kc=True)  # shut the kernel down at the end, though we made its manager
-        except CellExecutionError:
-            line, traceback = _error_text(failed.get("error") or {})
-            print(traceback, file=sys.stderr, flush=True)
-            raise BuildError(
-                f"{path.name} failed in {_describe_cell(nb, int(failed.get('index', 0)))}: {line} "
-                f"(executed notebook: {output})"
-            ) from None
-        except DeadKernelError as e:
-            raise BuildError(f"{path.name}: the Jupyter kernel died ({e}); executed notebook: {output}") from None
-        finally:
-            save()
-    return output
+def _cell_failure(nb, failed: dict, *, path: Path, output: Path) -> BuildError:
+    """Prints the failed cell's traceback; returns the error naming the cell and its exception."""
+    line, traceback = _error_text(failed.get("error") or {})
+    print(traceback, file=sys.stderr, flush=True)
+    return BuildError(
+        f"{path.name} failed in {_describe_cell(nb, int(failed.get('index', 0)))}: {line} (executed notebook: {output})"
+    )
