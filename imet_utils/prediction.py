@@ -7,6 +7,7 @@ The submit kernel runs this without Keras applications, efficientnet or albument
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Sequence
 
 import keras
@@ -78,26 +79,40 @@ def predict_batches(model, batches: tf.data.Dataset, *, strategy: tf.distribute.
     strategy = strategy or model_strategy(model)
     if isinstance(model, keras.Model):
         sync_replica_states(model, strategy)
-    call = _call(model)
-
-    def replica_step(batch):
-        b, v = tf.shape(batch)[0], tf.shape(batch)[1]
-        flat = tf.reshape(batch, tf.concat([[b * v], tf.shape(batch)[2:]], axis=0))
-        probs = tf.cast(call(flat), tf.float32)
-        return tf.reduce_mean(tf.reshape(probs, tf.stack([b, v, tf.shape(probs)[-1]])), axis=1)
-
     if strategy.num_replicas_in_sync > 1:
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         batches = strategy.experimental_distribute_dataset(batches.with_options(options))
-
-    @tf.function(input_signature=[batches.element_spec])  # one trace for every batch size, the last one's too
-    def step(batch):
-        return strategy.run(replica_step, args=(batch,))
-
+    step = _traced_step(model, strategy, batches.element_spec)
     for batch in batches:
         parts = strategy.experimental_local_results(step(batch))
         yield np.concatenate([p.numpy() for p in parts])
+
+
+# model -> {(strategy, input spec): its traced step}: traced once per model, not once per call (validation calls it
+# every epoch, and a trace costs more than a small model's whole validation pass on a CPU)
+_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _traced_step(model, strategy: tf.distribute.Strategy, spec):
+    """The model's prediction step over a batch of views, run on every replica and traced once."""
+    steps = _STEPS.setdefault(model, {})
+    key = (id(strategy), repr(spec))
+    if key not in steps:
+        call = _call(model)
+
+        def replica_step(batch):
+            b, v = tf.shape(batch)[0], tf.shape(batch)[1]
+            flat = tf.reshape(batch, tf.concat([[b * v], tf.shape(batch)[2:]], axis=0))
+            probs = tf.cast(call(flat), tf.float32)
+            return tf.reduce_mean(tf.reshape(probs, tf.stack([b, v, tf.shape(probs)[-1]])), axis=1)
+
+        @tf.function(input_signature=[spec])  # one trace for every batch size, the last one's too
+        def step(batch):
+            return strategy.run(replica_step, args=(batch,))
+
+        steps[key] = step
+    return steps[key]
 
 
 def predict_views(
