@@ -82,7 +82,16 @@ class Ledger:
             tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
             os.replace(tmp, self.path)
 
-    def record_push(self, kid: str, *, version: int, content_hash: str, gpu: bool, status_before: str | None) -> None:
+    def record_push(
+        self,
+        kid: str,
+        *,
+        version: int,
+        content_hash: str,
+        gpu: bool,
+        status_before: str | None,
+        inputs: dict[str, int] | None = None,
+    ) -> None:
         with self.change() as data:
             entry = data["kernels"].setdefault(kid, {"pushes": []})
             entry["pushes"].append(
@@ -92,6 +101,7 @@ class Ledger:
                     "pushed_at": time.time(),
                     "gpu": gpu,
                     "status_before": status_before,
+                    "inputs": inputs or {},
                     "seen_active": False,
                     "visible": False,
                     "final": None,

@@ -264,10 +264,20 @@ class Orchestrator:
         hours = self.budgets_h.get(kernel.id)
         return int(hours * 3600 + SESSION_MARGIN_S) if hours and self.uses_gpu(kernel) else None
 
+    def inputs(self, kernel: Kernel) -> dict[str, int]:
+        """The latest pushed version of each kernel whose output ``kernel`` reads (its ``kernel_sources``): the
+        submit kernel's result depends on them as much as on its own code."""
+        sources = kernel.metadata().get("kernel_sources") or []
+        return {kid: (self.ledger.latest(kid) or {}).get("version") for kid in sources}
+
     def next_step(self, kernel: Kernel) -> str:
-        """``skip`` (complete on this content), ``wait`` (pushed, not concluded yet) or ``push``."""
+        """``skip`` (complete on this content and these inputs), ``wait`` (pushed, not concluded yet) or ``push``."""
         latest = self.ledger.latest(kernel.id)
-        same = latest is not None and latest.get("hash") == content_hash(kernel)
+        same = (
+            latest is not None
+            and latest.get("hash") == content_hash(kernel)
+            and latest.get("inputs", {}) == self.inputs(kernel)
+        )
         if latest is not None and latest.get("verdict") is None:
             return "wait"  # running, or ended unseen: never a second version over it
         if same and latest.get("verdict") == "ok":
@@ -302,6 +312,7 @@ class Orchestrator:
                     content_hash=content_hash(kernel),
                     gpu=self.uses_gpu(kernel),
                     status_before=self._before.get(kernel.id),
+                    inputs=self.inputs(kernel),
                 )
         if answer.kind == "auth":
             raise CredentialsGone(credentials_gone_message(f"kaggle kernels push {kernel.id}"))

@@ -59,17 +59,18 @@ def read_quota(cli: KaggleCli) -> Quota | None:
     return quota
 
 
-def check_quota(quota: Quota | None, need_h: float, *, force: bool) -> list[str]:
-    """Lines to print; raises when ``need_h`` GPU hours exceed what is left (unless ``force``)."""
+def check_quota(quota: Quota | None, need_h: float, *, force: bool, refuse: bool = True) -> list[str]:
+    """Lines to print; with ``refuse``, raises when ``need_h`` GPU hours exceed what is left (unless ``force``).
+    ``plan`` passes ``refuse=False``: it warns, and the push refuses."""
     if quota is None:
         return []
     lines = [f"  {quota.line()}; this plan needs {need_h:.1f} h"]
     if need_h > quota.remaining_h:
         short = (
             f"the plan needs {need_h:.1f} GPU hours but {quota.remaining_h:.1f} h are left before the refresh "
-            f"({quota.refresh_at}): train fewer folds or epochs, wait for the refresh, or --force"
+            f"({quota.refresh_at}): train fewer folds or epochs, or wait for the refresh"
         )
-        if not force:
-            raise BuildError(short)
-        lines.append(f"  warning: {short} (forced)")
+        if refuse and not force:
+            raise BuildError(short + "; --force pushes anyway")
+        lines.append(f"  warning: {short}" + (" (pushed anyway: --force)" if refuse else ""))
     return lines

@@ -38,7 +38,7 @@ def print_quota(need_h: float) -> None:
         print("  (no kaggle CLI or credentials here: the plan is not compared with your GPU quota)")
         return
     try:
-        for line in check_quota(read_quota(KaggleCli()), need_h, force=True):
+        for line in check_quota(read_quota(KaggleCli()), need_h, force=False, refuse=False):
             print(line)
     except BuildError as e:
         print(f"  (kaggle quota: {e})")

@@ -167,7 +167,7 @@ def test_the_quota_refuses_a_plan_it_cant_hold_unless_forced(repo):
     res = run("push", ok=False)
     assert "GPU hours but 0.5 h are left before the refresh" in res.stderr and _versions(env) == {}
     forced = run("push", "--force")
-    assert "(forced)" in forced.stdout and _versions(env) == {"me/imet-2019-train": 1}
+    assert "(pushed anyway: --force)" in forced.stdout and _versions(env) == {"me/imet-2019-train": 1}
 
 
 def test_a_second_terminal_is_refused_while_one_drives(repo):

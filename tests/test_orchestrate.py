@@ -228,4 +228,7 @@ def test_the_plan_warns_over_a_session_and_over_the_weekly_quota(repo):
     res = run("plan", "--set", "epochs=20", "--set", "model=efficientnet-b5")
     assert "warning: me/imet-2019-train would run" in res.stdout and "over its 12 h session" in res.stdout
     assert "more than the weekly quota of about 30" in res.stdout
-    assert "measured on" not in res.stdout and fake_kaggle.calls(env) == []
+    assert "measured on" not in res.stdout
+    assert fake_kaggle.calls(env) == ["quota -v"]  # the plan against the GPU hours left, and nothing else
+    assert "GPU quota: 27.5 h left of 30 h" in res.stdout and "warning: the plan needs" in res.stdout
+    assert "(forced)" not in res.stdout and "--force" not in res.stdout

@@ -179,3 +179,15 @@ def test_the_ledger_is_written_atomically_and_imports_the_old_pushes_file(tmp_pa
         data["plan"] = {"command": "push all"}
     assert json.loads((runs / "ledger.json").read_text())["plan"] == {"command": "push all"}
     assert not list(runs.glob("*.tmp"))
+
+
+def test_the_submit_kernel_runs_again_when_a_train_kernel_it_reads_has_a_new_version(tmp_path, kernel):
+    meta = json.loads(kernel.metadata_path.read_text())
+    kernel.metadata_path.write_text(json.dumps({**meta, "kernel_sources": ["me/imet-train"]}))
+    orch = _orch(tmp_path, kernel, ScriptedCli([_status("COMPLETE")]))
+    orch.ledger.record_push("me/imet-train", version=1, content_hash="a", gpu=True, status_before=None)
+    _pushed(orch, kernel, verdict="ok")
+    orch.ledger.update_latest(kernel.id, inputs={"me/imet-train": 1})
+    assert orch.next_step(kernel) == "skip"  # the same code, reading the same train version
+    orch.ledger.record_push("me/imet-train", version=2, content_hash="b", gpu=True, status_before="COMPLETE")
+    assert orch.next_step(kernel) == "push"  # the same code, but its input changed

@@ -132,10 +132,8 @@ def test_submit_saves_test_probabilities_before_deciding_and_a_rerun_reuses_them
     assert saved["classes"].tolist() == list(range(20))
 
     # Break the step after inference in the built submit kernel: it dies, the probabilities stay.
-    head = (
-        "def make_submission(config: SubmitConfig, comp: Competition, decision: dict, test: TestPredictions,\n"
-        "                    out: Path) -> Path:\n"
-    )
+    built = next((work / "build").glob("*-submit/*-submit.py")).read_text()
+    head = re.search(r"def make_submission\(.*?\) -> Path:\n", built, re.S).group(0)  # however it is laid out
     broken = head + "    raise RuntimeError('decision step broken on purpose')\n"
     res = run_patched_submit(work, tmp_path, (head, broken))
     assert res.returncode != 0 and "decision step broken on purpose" in res.stderr
