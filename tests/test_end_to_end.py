@@ -18,7 +18,9 @@ from kernel_build.scoring import best_constant_f2, f2_score
 ROOT = Path(__file__).resolve().parents[1]
 
 
-pytestmark = pytest.mark.slow  # every test reads the session's local run (the local_run fixture, conftest.py)
+# Every test reads the session's local run (the local_run fixture, conftest.py): one xdist worker runs them all,
+# so the run is made once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local_run")]
 
 
 def test_submission_is_valid_and_complete(local_run):
