@@ -30,6 +30,18 @@ The simulated server, driven by calls rather than by the clock, so tests run in 
   records the most versions of one kernel queued or running at once.
 - ``competitions submit -k``: refused (HTTP 400, stderr, exit 1) for competitions in ``late_refused``;
   a submission's scores appear after ``score_polls`` listings of ``competitions submissions``.
+- answers lost after the work was done: ``lost_answers`` maps an endpoint (``SaveKernel``,
+  ``CreateCodeSubmission``) to how many of its calls do the work and then answer a 504 (a gateway timeout);
+  ``no_ref_submissions`` submissions are accepted with ref 0 (2.2.5 then prints no ref line).
+- ``fail_downloads_once``: output file names whose first download of each version answers the storage link's
+  ``403 Client Error: Forbidden``; ``rate_limit_every``: every k-th read answers a JSON 429 whose message
+  doesn't say 429 (the CLI adds "You have been rate limited").
+- ``kernels status OWNER/SLUG/N`` answers version N's own status when ``version_status`` (else it ignores the
+  version, as a server might); a version that doesn't exist answers 404; ``kernels pull OWNER/SLUG[/N]``
+  returns that version's source. Slugs in ``never_run`` answer ``NEW_SCRIPT`` until pushed (saved in the
+  editor, never run); slugs in ``cancels`` end ``CANCEL_REQUESTED`` for that many polls, still holding the GPU
+  session, then ``CANCEL_ACKNOWLEDGED``; ``failure_messages`` add the ``Failure message`` line to an ERROR.
+- output listings come in pages of the request's page size (20 from the CLI), with a next-page token.
 """
 
 from __future__ import annotations
@@ -68,6 +80,14 @@ DEFAULTS = dict(
     score_polls=2,
     scores={"public": "0.61234", "private": "0.60871"},
     probe_scores={"public": "0.00412", "private": "0.00398"},
+    lost_answers={},
+    no_ref_submissions=0,
+    fail_downloads_once=[],
+    rate_limit_every=0,
+    version_status=True,
+    never_run=[],
+    cancels={},
+    failure_messages={},
 )
 TITLES = {
     "imet-2019-fgvc6": "iMet Collection 2019 - FGVC6",
@@ -138,7 +158,7 @@ def _send(state_dir: Path, request):
         state = json.loads(path.read_text())
         server = _Server(state, state_dir)
         if request.url.startswith(BLOB):
-            status, body, ctype = 200, (state_dir / "blobs" / request.url[len(BLOB) :]).read_bytes(), "text/plain"
+            status, body, ctype = server.download(request.url[len(BLOB) :])
         else:
             method = request.url.rsplit("/", 1)[-1]
             try:
@@ -148,6 +168,7 @@ def _send(state_dir: Path, request):
                     getattr(server, method)(json.loads(request.body or b"{}")),
                     "application/json",
                 )
+                server.lose(method)
             except _HttpError as e:
                 status, ctype = e.code, "application/json"
                 body = json.dumps({"code": e.code, "message": e.message}).encode()
@@ -159,7 +180,7 @@ def _send(state_dir: Path, request):
     response.headers["Content-Type"] = ctype
     response.headers["Content-Length"] = str(len(body))
     response.headers["Last-Modified"] = email.utils.formatdate(usegmt=True)
-    response.reason = "OK" if status == 200 else "Bad Request"
+    response.reason = {200: "OK", 403: "Forbidden", 404: "Not Found", 504: "Gateway Timeout"}.get(status, "Bad Request")
     return response
 
 
@@ -182,33 +203,54 @@ class _Server:
     def __init__(self, state: dict, state_dir: Path):
         self.state, self.config, self.dir = state, state["config"], state_dir
 
-    READS = ("GetKernelSessionStatus", "ListKernelSessionOutput", "ListSubmissions", "GetSubmission")
+    READS = ("GetKernelSessionStatus", "ListKernelSessionOutput", "ListSubmissions", "GetSubmission", "GetKernel")
 
     def gate(self, method: str) -> None:
-        """What answers before the endpoint: expired credentials, and a 503 every ``fail_every``-th read."""
+        """What answers before the endpoint: expired credentials, a 503 every ``fail_every``-th read, a JSON 429
+        every ``rate_limit_every``-th."""
         if self.config["expired"]:
             raise _HttpError(401, "Unauthenticated")
-        if method in self.READS and self.config["fail_every"]:
+        if method in self.READS and (self.config["fail_every"] or self.config["rate_limit_every"]):
             self.state["reads"] = self.state.get("reads", 0) + 1
-            if self.state["reads"] % self.config["fail_every"] == 0:
+            if self.config["fail_every"] and self.state["reads"] % self.config["fail_every"] == 0:
                 self.state["failed_reads"] = self.state.get("failed_reads", 0) + 1
                 raise _HttpError(503, "The service is currently unavailable.")
+            if self.config["rate_limit_every"] and self.state["reads"] % self.config["rate_limit_every"] == 0:
+                self.state["rate_limited"] = self.state.get("rate_limited", 0) + 1
+                raise _HttpError(429, "Too many requests from this account: slow down")
+
+    def lose(self, method: str) -> None:
+        """The work is done, and the answer is lost on the way back (a gateway timeout)."""
+        left = self.config["lost_answers"].get(method, 0)
+        if left:
+            self.config["lost_answers"][method] = left - 1
+            self.state["lost"] = self.state.get("lost", 0) + 1
+            raise _HttpError(504, "Gateway Timeout")
+
+    def download(self, name: str) -> tuple[int, bytes, str]:
+        """A storage link: its file, or a 403 the first time for names in ``fail_downloads_once``."""
+        failed = self.state.setdefault("failed_downloads", [])
+        if Path(name).name in self.config["fail_downloads_once"] and name not in failed:
+            failed.append(name)
+            return 403, b"<Error><Code>AccessDenied</Code></Error>", "application/xml"
+        return 200, (self.dir / "blobs" / name).read_bytes(), "text/plain"
 
     # -- kernels ---------------------------------------------------------------------------------------------
+    HOLDING = ("QUEUED", "RUNNING", "CANCEL_REQUESTED")  # phases that hold a GPU session
+
     def _phase(self, run: dict) -> str:
         q, r = self.config["queued_polls"], self.config["running_polls"]
         if run["polls"] < q:
             return "QUEUED"
         if run["polls"] < q + r:
             return "RUNNING"
+        if run["outcome"] == "CANCEL_ACKNOWLEDGED" and run["polls"] < q + r + run.get("cancel_polls", 0):
+            return "CANCEL_REQUESTED"
         return run["outcome"]
 
     def _active_gpu_runs(self) -> int:
         return sum(
-            1
-            for k in self.state["kernels"].values()
-            for run in k
-            if run["gpu"] and self._phase(run) in ("QUEUED", "RUNNING")
+            1 for k in self.state["kernels"].values() for run in k if run["gpu"] and self._phase(run) in self.HOLDING
         )
 
     def SaveKernel(self, body: dict) -> bytes:
@@ -238,7 +280,12 @@ class _Server:
             "gpu": bool(req.enable_gpu),
             "outcome": "ERROR" if slug in self.config["errors"] else "COMPLETE",
         }
+        if slug in self.config["cancels"]:
+            run.update(outcome="CANCEL_ACKNOWLEDGED", cancel_polls=self.config["cancels"][slug])
         runs.append(run)
+        source = self.dir / "sources" / kid / f"v{run['n']}"
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.write_text(req.text or "")
         self._note_active(kid)
         self.state["max_gpu_active"] = max(self.state.get("max_gpu_active", 0), self._active_gpu_runs())
         self._write_outputs(kid, run, req.text or "")
@@ -255,14 +302,51 @@ class _Server:
         from kagglesdk.kernels.types.kernels_api_service import ApiGetKernelSessionStatusResponse
         from kagglesdk.kernels.types.kernels_enums import KernelWorkerStatus
 
+        kid = f"{body.get('userName')}/{body.get('kernelSlug')}"
+        if kid not in self.state["kernels"] and kid.split("/")[1] in self.config["never_run"]:
+            return _obj(ApiGetKernelSessionStatusResponse, status=KernelWorkerStatus.NEW_SCRIPT)
         runs = self._runs(body, visible=False)
         for run in runs:
             run["polls"] += self.config["advance"]
-        self._note_active(f"{body.get('userName')}/{body.get('kernelSlug')}")
+        self._note_active(kid)
         self._check_visible(runs)
-        latest = runs[-1]
-        shown = runs[-2]["outcome"] if latest["polls"] < 0 else self._phase(latest)
-        return _obj(ApiGetKernelSessionStatusResponse, status=KernelWorkerStatus[shown])
+        label = body.get("versionLabel") if self.config["version_status"] else None
+        run = self._version(runs, label, kid)
+        if label:
+            shown = self._phase(run) if run["polls"] >= 0 else "QUEUED"
+        else:
+            shown = runs[-2]["outcome"] if run["polls"] < 0 else self._phase(run)
+        message = self.config["failure_messages"].get(kid.split("/")[1]) if shown == "ERROR" else None
+        return _obj(ApiGetKernelSessionStatusResponse, status=KernelWorkerStatus[shown], failure_message=message)
+
+    def _version(self, runs: list, label: str | None, kid: str) -> dict:
+        """The run of ``versionLabel`` "vN" (the latest without one); a version that doesn't exist is a 404."""
+        if not label:
+            return runs[-1]
+        n = int(label.lstrip("v"))
+        if not 0 < n <= len(runs):
+            raise _HttpError(404, f"Notebook version not found: {kid} version {n}")
+        return runs[n - 1]
+
+    def GetKernel(self, body: dict) -> bytes:
+        """``kernels pull``: a version's source, as pushed."""
+        from kagglesdk.kernels.types.kernels_api_service import (
+            ApiGetKernelResponse,
+            ApiKernelBlob,
+            ApiKernelMetadata,
+        )
+
+        kid = f"{body.get('userName')}/{body.get('kernelSlug')}"
+        run = self._version(self._runs(body), body.get("versionLabel"), kid)
+        source = (self.dir / "sources" / kid / f"v{run['n']}").read_text()
+        blob = ApiKernelBlob()
+        blob.source, blob.language, blob.slug = source, "python", kid.split("/")[1]
+        blob.kernel_type = "notebook" if source.lstrip().startswith("{") else "script"
+        meta = ApiKernelMetadata()
+        meta.ref, meta.title, meta.current_version_number = kid, kid.split("/")[1], len(self._runs(body))
+        response = ApiGetKernelResponse()
+        response.metadata, response.blob = meta, blob
+        return ApiGetKernelResponse.to_json(response).encode()
 
     def _runs(self, body: dict, visible: bool = True) -> list:
         kid = f"{body.get('userName')}/{body.get('kernelSlug')}"
@@ -282,7 +366,7 @@ class _Server:
             raise _HttpError(403, "Permission 'kernels.get' was denied")
 
     def _note_active(self, kid: str) -> None:
-        active = sum(1 for run in self.state["kernels"][kid] if self._phase(run) in ("QUEUED", "RUNNING"))
+        active = sum(1 for run in self.state["kernels"][kid] if self._phase(run) in self.HOLDING)
         most = self.state.setdefault("max_active_versions", {})
         most[kid] = max(most.get(kid, 0), active)
 
@@ -293,9 +377,8 @@ class _Server:
         )
 
         runs = self._runs(body)
-        label = body.get("versionLabel")
-        run = runs[int(label.lstrip("v")) - 1] if label else runs[-1]
         kid = f"{body.get('userName')}/{body.get('kernelSlug')}"
+        run = self._version(runs, body.get("versionLabel"), kid)
         root = self.dir / "blobs" / kid / f"v{run['n']}"
         files = []
         if self._phase(run) == "COMPLETE":
@@ -304,8 +387,13 @@ class _Server:
                     f = ApiKernelSessionOutputFile()
                     f.file_name, f.url = str(p.relative_to(root)), BLOB + str(p.relative_to(self.dir / "blobs"))
                     files.append(f)
+        start, size = int(body.get("pageToken") or 0), int(body.get("pageSize") or 20)
+        token = str(start + size) if start + size < len(files) else None
+        self.state["output_pages"] = self.state.get("output_pages", 0) + 1
         log = (root / "log.json").read_text() if self._phase(run) in ("COMPLETE", "ERROR") else ""
-        return _obj(ApiListKernelSessionOutputResponse, files=files, log=log)
+        return _obj(
+            ApiListKernelSessionOutputResponse, files=files[start : start + size], log=log, next_page_token=token
+        )
 
     def _write_outputs(self, kid: str, run: dict, code: str) -> None:
         root = self.dir / "blobs" / kid / f"v{run['n']}"
@@ -372,6 +460,8 @@ class _Server:
         if not 0 < n <= len(runs) or self._phase(runs[n - 1]) != "COMPLETE":
             raise _HttpError(400, f"Notebook {kid} version {n} has not completed successfully")
         ref = 40000000 + len(self.state["submissions"]) + 1
+        no_ref = self.state.get("no_ref_given", 0) < self.config["no_ref_submissions"]
+        self.state["no_ref_given"] = self.state.get("no_ref_given", 0) + no_ref
         self.state["submissions"].insert(
             0,
             {
@@ -383,7 +473,8 @@ class _Server:
                 "scoring_error": self.config["scoring_errors"].get(kid.split("/")[1]),
             },
         )
-        return _obj(ApiCreateCodeSubmissionResponse, ref=ref, message=f"Successfully submitted to {TITLES[comp]}")
+        message = f"Successfully submitted to {TITLES[comp]}"
+        return _obj(ApiCreateCodeSubmissionResponse, ref=0 if no_ref else ref, message=message)
 
     def GetSubmission(self, body: dict) -> bytes:
         from kagglesdk.competitions.types.competition_api_service import ApiSubmission
