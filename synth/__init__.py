@@ -9,15 +9,27 @@ aspect, and their content is learnable from their labels.
     realistic    the realistic mode: cluttered textured scenes, a long tail fitted to iMet 2019, co-occurring
                  labels and noisy train labels (what ``build_kernel.py --run-local`` generates by default,
                  ``kernel_build.local.LOCAL_DATA``)
-    competition  what both modes do the same way: folders, ids, image sizes, Zipf label weights, labels.csv and
+    objects      the objects mode: photographed objects (``sources``) pasted on textures, a global filter as the
+                 culture, a long tail, small objects missed in train (for transfer learning)
+    sources      real photographs that installed packages ship (scikit-image, scikit-learn, matplotlib), cut
+                 into object patches, textures and distractors; nothing is downloaded
+    competition  what all modes do the same way: folders, ids, image sizes, Zipf label weights, labels.csv and
                  sample_submission.csv
     draw         pixels: colours, shapes, PNG files (both modes and bench/scale.py draw through it)
     cli          ``python -m synth OUT [--n-train N] [--n-test N] [--groups culture:6,tag:14]
-                 [--mode toy|realistic] [--seed S]``
+                 [--mode toy|realistic|objects] [--seed S]``
 """
 
 from synth.competition import IMET_2019_GROUPS, IMET_2020_GROUPS
 from synth.generate import MODES, generate_competition
+from synth.objects import OBJECTS_GROUPS
 from synth.realistic import REALISTIC_GROUPS
 
-__all__ = ["IMET_2019_GROUPS", "IMET_2020_GROUPS", "MODES", "REALISTIC_GROUPS", "generate_competition"]
+__all__ = [
+    "IMET_2019_GROUPS",
+    "IMET_2020_GROUPS",
+    "MODES",
+    "OBJECTS_GROUPS",
+    "REALISTIC_GROUPS",
+    "generate_competition",
+]

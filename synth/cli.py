@@ -1,5 +1,5 @@
 """The command line: ``python -m synth OUT [--n-train 1000] [--n-test 200] [--groups culture:6,tag:14]
-[--mode toy|realistic] [--seed 0]``."""
+[--mode toy|realistic|objects] [--seed 0]``."""
 
 from __future__ import annotations
 
@@ -23,13 +23,16 @@ def main(argv: list[str] | None = None) -> int:
         type=_parse_groups,
         default=None,
         help="name:count,... e.g. culture:6,tag:14 (2020 style: country:3,culture:6,dimension:2,"
-        "medium:8,tags:8); default: culture:6,tag:14 (toy), culture:10,tag:28 (realistic)",
+        "medium:8,tags:8); default: culture:6,tag:14 (toy), culture:10,tag:28 (realistic), culture:10,tag:45 "
+        "(objects, at most that)",
     )
     p.add_argument(
         "--mode",
         choices=MODES,
         default="toy",
-        help="toy (easy) or realistic (cluttered, long-tailed, noisy train labels)",
+        help="toy (easy shapes); realistic (cluttered drawn shapes, long-tailed, noisy train labels); objects "
+        "(photographed objects from installed packages' sample images pasted on textures, a global filter as the "
+        "culture, long-tailed, missed small objects)",
     )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)

@@ -1,4 +1,4 @@
-"""One entry point for both modes: ``generate_competition(out, mode=...)``."""
+"""One entry point for every mode: ``generate_competition(out, mode=...)``."""
 
 from __future__ import annotations
 
@@ -6,11 +6,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from synth.competition import IMET_2019_GROUPS
+from synth.objects import OBJECTS_GROUPS, generate_objects
 from synth.realistic import REALISTIC_GROUPS, generate_realistic
 from synth.toy import generate_toy
 
-MODES = ("toy", "realistic")
-DEFAULT_GROUPS = {"toy": IMET_2019_GROUPS, "realistic": REALISTIC_GROUPS}
+MODES = ("toy", "realistic", "objects")
+DEFAULT_GROUPS = {"toy": IMET_2019_GROUPS, "realistic": REALISTIC_GROUPS, "objects": OBJECTS_GROUPS}
+# (min_side, max_side) of each mode's images when not given: the photographic modes are larger, so their
+# objects keep some detail.
+DEFAULT_SIDES = {"toy": (72, 160), "realistic": (72, 160), "objects": (96, 176)}
+GENERATORS = {"toy": generate_toy, "realistic": generate_realistic, "objects": generate_objects}
 
 
 def generate_competition(
@@ -19,8 +24,8 @@ def generate_competition(
     n_train: int = 1000,
     n_test: int = 200,
     groups: Sequence[tuple[str, int]] | None = None,
-    min_side: int = 72,
-    max_side: int = 160,
+    min_side: int | None = None,
+    max_side: int | None = None,
     seed: int = 0,
     mode: str = "toy",
 ) -> Path:
@@ -32,11 +37,11 @@ def generate_competition(
         n_test: test images (ids in sample_submission.csv).
         groups: (group name, number of labels) in labels.csv order; None: the mode's default
             (``DEFAULT_GROUPS``).
-        min_side: smallest image short side, px.
-        max_side: largest image side, px.
+        min_side: smallest image short side, px; None: the mode's (``DEFAULT_SIDES``).
+        max_side: largest image side, px (the modes' own rules: see each); None: the mode's.
         seed: makes the data deterministic: the same arguments write the same bytes.
-        mode: ``toy`` (easy, learnable; ``synth.toy``) or ``realistic`` (``synth.realistic``; it also writes
-            ``train_clean.csv``).
+        mode: ``toy`` (easy, learnable; ``synth.toy``), ``realistic`` (``synth.realistic``) or ``objects``
+            (photographed objects on textures, ``synth.objects``); all but toy also write ``train_clean.csv``.
 
     Returns:
         ``out``.
@@ -46,13 +51,13 @@ def generate_competition(
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
-    generate = generate_toy if mode == "toy" else generate_realistic
-    return generate(
+    sides = DEFAULT_SIDES[mode]
+    return GENERATORS[mode](
         out,
         n_train=n_train,
         n_test=n_test,
         groups=DEFAULT_GROUPS[mode] if groups is None else groups,
-        min_side=min_side,
-        max_side=max_side,
+        min_side=sides[0] if min_side is None else min_side,
+        max_side=sides[1] if max_side is None else max_side,
         seed=seed,
     )

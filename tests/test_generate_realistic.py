@@ -121,7 +121,7 @@ def test_cli_mode_and_unknown_mode(tmp_path, capsys):
     assert "realistic" in capsys.readouterr().out
     labels = pd.read_csv(tmp_path / "r" / "labels.csv")
     assert len(labels) == sum(k for _, k in REALISTIC_GROUPS)
-    with pytest.raises(ValueError, match="unknown mode 'real'; known: toy, realistic"):
+    with pytest.raises(ValueError, match="unknown mode 'real'; known: toy, realistic, "):
         generate_competition(tmp_path / "x", n_train=5, n_test=5, mode="real")
 
 
