@@ -7,10 +7,14 @@ in the project's workspace, summarised in docs/kaggle.md). What the 2.2.5 CLI an
 - ``Permission 'kernels.get' was denied`` (stderr, exit 1) is what a kernel never pushed answers, what a new
   kernel answers for a short while after its first push, and what every call answers once a ``kaggle auth
   login`` has expired. Only the caller knows which: the answer is classified ``denied`` and left to it.
+- ``Notebook not found`` / ``To search for one, try 'kaggle search <query>'`` (a 404, exit 1) is what a kernel
+  never pushed answered until recently, and what a version that doesn't exist answers: ``missing``. The caller
+  reads it like ``denied``: nothing about a kernel is concluded from either alone.
 - ``Authentication required`` (stdout, exit 1) or a 401: the credentials are gone. ``CredentialsGone``.
-- 5xx, 429, a timeout, a connection error: retried with exponential backoff and jitter, a bounded number of
-  times, then ``KaggleUnavailable``. Calls that change something (push, submit) are never retried blindly:
-  their caller decides.
+- 5xx, 429 (also a JSON 429, which 2.2.5 prints as the server's message plus "You have been rate limited"), a
+  timeout, a connection error: retried with exponential backoff and jitter, a bounded number of times, then
+  ``KaggleUnavailable``. Calls that change something (push, submit) are never retried blindly: their caller
+  records the intent first and asks Kaggle what happened before doing them again.
 """
 
 from __future__ import annotations
@@ -33,10 +37,11 @@ CREDENTIALS_HINT = (
     "KAGGLE_API_TOKEN or save it to ~/.kaggle/access_token; or put kaggle.json in ~/.kaggle/ (or "
     "KAGGLE_CONFIG_DIR), or set KAGGLE_USERNAME and KAGGLE_KEY; or run `kaggle auth login` (OAuth, expires)"
 )
-DENIED = re.compile(r"Permission 'kernels\.get' was denied|403 Client Error", re.I)
+DENIED = re.compile(r"Permission 'kernels\.get' was denied|403 Client Error|You don't have access", re.I)
+MISSING = re.compile(r"not found|404 Client Error|To search for one, try", re.I)
 AUTH = re.compile(r"Authentication required|401 Client Error|Unauthorized|could not find kaggle\.json", re.I)
 TRANSIENT = re.compile(
-    r"\b5\d\d Server Error|\b429\b|Too Many Requests|problem on Kaggle's side|currently unavailable|"
+    r"\b5\d\d Server Error|\b429\b|Too Many Requests|rate limited|problem on Kaggle's side|currently unavailable|"
     r"Connection ?(Error|aborted|reset|refused)|timed out|Max retries exceeded|RemoteDisconnected|"
     r"Temporary failure in name resolution",
     re.I,
@@ -66,7 +71,7 @@ class Answer:
 
     @property
     def kind(self) -> str:
-        """``ok``, ``auth``, ``transient``, ``denied`` or ``error``."""
+        """``ok``, ``auth``, ``transient``, ``denied`` (403), ``missing`` (404) or ``error``."""
         if self.rc == 0:
             return "ok"
         if AUTH.search(self.text):
@@ -75,12 +80,19 @@ class Answer:
             return "transient"
         if DENIED.search(self.text):
             return "denied"
+        if MISSING.search(self.text):
+            return "missing"
         return "error"
+
+    @property
+    def unanswered(self) -> bool:
+        """Kaggle said nothing about the thing asked: denied (403) or not found (404)."""
+        return self.kind in ("denied", "missing")
 
     def why(self) -> str:
         """The answer's most telling line, for a message."""
         lines = [line.strip() for line in self.text.splitlines() if line.strip()]
-        for pattern in (AUTH, TRANSIENT, DENIED):
+        for pattern in (AUTH, TRANSIENT, DENIED, MISSING):
             hit = next((line for line in lines if pattern.search(line)), None)
             if hit:
                 return hit
@@ -127,7 +139,7 @@ def credentials_gone_message(what: str) -> str:
         f"{what}: the Kaggle credentials are gone or expired (a `kaggle auth login` OAuth login expires). "
         "Log in again: for unattended runs create an API token at kaggle.com/settings/api and set "
         "KAGGLE_API_TOKEN (or save it to ~/.kaggle/access_token); or `kaggle auth login`. The kernels on Kaggle "
-        "keep running; the same command resumes from runs/ledger.json."
+        "keep running; the same command resumes (the ledger, or Kaggle itself)."
     )
 
 

@@ -1,16 +1,22 @@
-"""The run ledger: ``runs/ledger.json``, what this repo has asked of Kaggle, kept on disk so any stop resumes.
+"""The run ledger: ``.kaggle-ledger/ledger.json``, a cache of what this repo asked of Kaggle and what Kaggle said.
 
-The kaggle CLI can't say which version a status is about, nor which folds are still to push. So every fact the
-orchestrator learns goes here the moment it learns it:
+Kaggle is the record: every kernel's versions, each version's status, source and ``run_status.json`` can be read
+back (``orchestrate.Orchestrator.reconcile``). The ledger keeps what was learnt so that a command doesn't ask
+again, and what can't be read back: the intent of a push or a submission made just before its CLI call, so an
+answer lost after the work was done is looked for on Kaggle before anything is done twice.
 
 - ``plan``: the kernels of the last push command, their waves, and each built kernel's content hash;
 - ``kernels``: per kernel, its pushes: version, content hash, time, whether the run was seen queued or running,
   its final status, and its end marker (``run_status.json``) with the verdict drawn from it;
-- ``submissions``: each submission's ref, recorded as soon as the CLI prints it, then its scores.
+- ``intents``: per kernel, a push sent whose answer hasn't been read yet (``intended``, then ``unknown``);
+- ``submissions``: each submission: intended, then its ref (or ``unknown``), then its scores.
 
-Writes are atomic (a temporary file renamed over the old one) and made under a file lock, each re-reading the
-file first, so two terminals never clobber each other. A command that drives kernels (push, wait, submit)
-also holds the driver lock for its whole run: a second one is refused with the first one's pid.
+It lives beside ``runs/``, not in it (``.kaggle-ledger/`` at the repo root by default), so deleting the pulled
+outputs keeps it; a ledger from an earlier release (``runs/ledger.json``, ``runs/pushes.json``) is imported once.
+Losing it costs only questions to Kaggle. Writes are atomic and durable (a temporary file, ``fsync``, renamed
+over the old one, the folder ``fsync``-ed) and made under a file lock, each re-reading the file first. A command
+that drives kernels (push, wait, submit, probe) holds the driver lock for its whole run: a second one is refused
+with the first one's pid.
 """
 
 from __future__ import annotations
@@ -26,39 +32,82 @@ from pathlib import Path
 from kernel_build.kernel import BuildError
 
 LEDGER_FILE = "ledger.json"
-OLD_PUSHES_FILE = "pushes.json"  # what earlier releases kept: imported once
+LEDGER_DIR = ".kaggle-ledger"
+OLD_PUSHES_FILE = "pushes.json"  # what earlier releases kept in runs/: imported once
+
+
+def ledger_dir(runs_dir: Path) -> Path:
+    """Where the ledger of a ``runs/`` folder lives: ``.kaggle-ledger/`` beside it."""
+    return Path(runs_dir).resolve().parent / LEDGER_DIR
 
 
 def _empty() -> dict:
-    return {"plan": {}, "kernels": {}, "submissions": []}
+    return {"plan": {}, "kernels": {}, "intents": {}, "submissions": []}
+
+
+def write_durably(path: Path, text: str) -> None:
+    """``text`` to ``path`` so that a crash or a power cut leaves the old file or the new one, never neither."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class Ledger:
-    """``runs/ledger.json``: read at will, changed only inside ``with ledger.change() as data:``.
+    """The ledger: read at will, changed only inside ``with ledger.change() as data:``.
 
     Args:
-        runs_dir: the folder that holds it (and the pulled outputs).
+        directory: the folder that holds it (``.kaggle-ledger/``).
+        legacy: a ``runs/`` folder whose ledger of an earlier release is imported when there is none here.
     """
 
-    def __init__(self, runs_dir: Path):
-        self.dir = Path(runs_dir)
+    def __init__(self, directory: Path, legacy: Path | None = None):
+        self.dir = Path(directory)
         self.path = self.dir / LEDGER_FILE
+        self.legacy = Path(legacy) if legacy else None
         self._driver = None
 
     # -- reading -----------------------------------------------------------------------------------------------
     def read(self) -> dict:
-        """The ledger as it is on disk now (an empty one if there is none yet)."""
+        """The ledger as it is on disk now (an empty one if there is none yet, or if it is unreadable)."""
         if self.path.is_file():
             try:
                 data = json.loads(self.path.read_text())
+                if not isinstance(data, dict):
+                    raise ValueError("not an object")
             except ValueError as e:
-                raise BuildError(f"{self.path} is not valid JSON ({e}): fix or remove it") from None
+                return self._set_aside(e)
             return {**_empty(), **data}
-        old = self.dir / OLD_PUSHES_FILE
+        return self._import_legacy()
+
+    def _set_aside(self, error: Exception) -> dict:
+        """A corrupt ledger is kept for a look, and Kaggle is asked instead: nothing is re-run for it."""
+        aside = self.path.with_name(f"{LEDGER_FILE}.corrupt-{int(time.time())}")
+        with contextlib.suppress(OSError):
+            os.replace(self.path, aside)
+            print(f"note: {self.path} was not valid JSON ({error}); kept as {aside.name}, asking Kaggle instead")
+        return _empty()
+
+    def _import_legacy(self) -> dict:
         data = _empty()
-        if old.is_file():  # pushes.json of an earlier release: one push per kernel
-            for kid, rec in json.loads(old.read_text()).items():
-                data["kernels"][kid] = {"pushes": [{**rec, "hash": None, "final": None, "verdict": None}]}
+        if self.legacy is None:
+            return data
+        old_ledger, old_pushes = self.legacy / LEDGER_FILE, self.legacy / OLD_PUSHES_FILE
+        try:
+            if old_ledger.is_file():  # runs/ledger.json of the previous release
+                return {**data, **json.loads(old_ledger.read_text())}
+            if old_pushes.is_file():  # pushes.json of an earlier release: one push per kernel, no hash
+                for kid, rec in json.loads(old_pushes.read_text()).items():
+                    data["kernels"][kid] = {"pushes": [{**rec, "hash": None, "final": None, "verdict": None}]}
+        except ValueError:
+            pass  # unreadable: Kaggle is asked instead
         return data
 
     def pushes(self, kid: str) -> list[dict]:
@@ -69,31 +118,39 @@ class Ledger:
         pushes = self.pushes(kid)
         return pushes[-1] if pushes else None
 
+    def intent(self, kid: str) -> dict | None:
+        """A push of ``kid`` whose answer wasn't read: ``{"state": "intended"|"unknown", ...}``, or None."""
+        return self.read()["intents"].get(kid)
+
     # -- writing -----------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def change(self) -> Iterator[dict]:
-        """Locks, re-reads, yields the data to change, and writes it back atomically."""
+        """Locks, re-reads, yields the data to change, and writes it back atomically and durably."""
         self.dir.mkdir(parents=True, exist_ok=True)
         with open(self.dir / ".ledger.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             data = self.read()
             yield data
-            tmp = self.path.with_name(f".{LEDGER_FILE}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-            os.replace(tmp, self.path)
+            write_durably(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
     def record_push(
         self,
         kid: str,
         *,
         version: int,
-        content_hash: str,
+        content_hash: str | None,
         gpu: bool,
         status_before: str | None,
         inputs: dict[str, int] | None = None,
+        **extra,
     ) -> None:
+        """A version of ``kid`` that exists on Kaggle (its push's answer read, or found there); settles the
+        kernel's intent."""
         with self.change() as data:
             entry = data["kernels"].setdefault(kid, {"pushes": []})
+            if any(p.get("version") == version for p in entry["pushes"]):
+                data["intents"].pop(kid, None)
+                return
             entry["pushes"].append(
                 {
                     "version": version,
@@ -101,14 +158,17 @@ class Ledger:
                     "pushed_at": time.time(),
                     "gpu": gpu,
                     "status_before": status_before,
-                    "inputs": inputs or {},
+                    "inputs": inputs,
                     "seen_active": False,
                     "visible": False,
                     "final": None,
                     "marker": None,
                     "verdict": None,
+                    **extra,
                 }
             )
+            entry["pushes"].sort(key=lambda p: p.get("version") or 0)
+            data["intents"].pop(kid, None)
 
     def update_latest(self, kid: str, **fields) -> None:
         """Sets ``fields`` on the latest push of ``kid``."""
@@ -116,6 +176,15 @@ class Ledger:
             pushes = data["kernels"].get(kid, {}).get("pushes", [])
             if pushes:
                 pushes[-1].update(fields)
+
+    def set_intent(self, kid: str, **fields) -> None:
+        """Records a push about to be sent (``state="intended"``), or one whose answer was lost (``unknown``)."""
+        with self.change() as data:
+            data["intents"][kid] = {**data["intents"].get(kid, {}), **fields}
+
+    def clear_intent(self, kid: str) -> None:
+        with self.change() as data:
+            data["intents"].pop(kid, None)
 
     def set_plan(self, plan: dict) -> None:
         with self.change() as data:
@@ -125,10 +194,11 @@ class Ledger:
         with self.change() as data:
             data["submissions"].append(row)
 
-    def update_submission(self, ref: str, **fields) -> None:
+    def update_submission(self, match: dict, **fields) -> None:
+        """Sets ``fields`` on the submissions whose fields equal ``match`` (e.g. ``{"ref": "4001"}``)."""
         with self.change() as data:
             for row in data["submissions"]:
-                if row.get("ref") == ref:
+                if all(row.get(k) == v for k, v in match.items()):
                     row.update(fields)
 
     # -- one driver at a time ------------------------------------------------------------------------------------
@@ -144,10 +214,20 @@ class Ledger:
             f.close()
             raise BuildError(
                 f"{holder} is driving these kernels already (lock {self.dir / '.driver.lock'}): wait for it, or "
-                "stop it; the same command resumes from the ledger"
+                "stop it; the same command resumes"
             ) from None
         f.seek(0)
         f.truncate()
         f.write(f"build_kernel.py {what} (pid {os.getpid()})")
         f.flush()
         self._driver = f
+
+
+@contextlib.contextmanager
+def build_lock(out_dir: Path, *, shared: bool = False) -> Iterator[None]:
+    """Held while a build folder is written (exclusive) or read (shared): a reader never sees it half-written."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_dir.parent / f".{out_dir.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield

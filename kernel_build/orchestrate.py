@@ -1,21 +1,31 @@
-"""From a build to a score through the real kaggle CLI: push in waves, wait, trust a run only on its own word.
+"""From a build to a score through the real kaggle CLI: Kaggle is the record, the ledger its cache.
 
-Kaggle's answers, as the 2.2.5 CLI prints them and as the field reports them (docs/kaggle.md), and what is done
-with each:
+One reconcile step (``Orchestrator.settle``, then ``next_step``) is what every command does first: what Kaggle
+says of a kernel plus what the ledger says gives the next action (skip, wait or push). Kaggle's answers, as the
+2.2.5 CLI prints them and as the field reports them (docs/kaggle.md), and what is done with each:
 
-- ``kernels status`` has no version: right after a push it can still describe the previous run. A final status
-  counts as this push's only once the run was seen queued or running since, or for a kernel's first version
-  (it has no previous run), or once the pushed version's own output or log exists (it ended between polls).
-- A kernel never pushed answers ``Permission 'kernels.get' was denied`` (403), and so does a new kernel for a
-  short while after its first push: "never pushed" when the ledger has no push of it, "not visible yet" within
-  ``visibility_s`` of our first push. For a kernel seen before, several denials in a row mean the login expired.
+- A kernel's state can be rebuilt from Kaggle alone: its versions (``kernels pull OWNER/SLUG/N`` answers each
+  version's source until one doesn't exist), each version's status (``kernels status OWNER/SLUG/N``) and its
+  ``run_status.json``. With no ledger, or an old or corrupt one, the same command asks Kaggle and skips what
+  completed on the same content.
+- Intent before action: a push is recorded as intended before its CLI call, and as done or unknown after it. An
+  unknown outcome (a timeout, an error after sending, a signal) is resolved by asking Kaggle for the kernel's
+  versions and their sources before anything is pushed again. SIGINT, SIGTERM and SIGHUP are held meanwhile.
+- Status by version is asked where a version is known; where the server answers for the kernel instead, a final
+  status counts as this push's only once the run was seen queued or running since, or for a kernel's first
+  version, or once the pushed version's own output holds its end marker (it ended between polls). These guesses
+  are the fallback, not the core.
+- A kernel never pushed answers ``Permission 'kernels.get' was denied`` (403) or ``Notebook not found`` (404),
+  and a new kernel answers 403 for a short while after its first push: "never pushed" when nothing was pushed,
+  "not visible yet" within ``visibility_s`` of our first push. For a kernel seen before, several denials in a row
+  mean the login expired.
 - A script that crashed can be reported ``COMPLETE``: a run is done only when its output holds
-  ``run_status.json`` with ``"ok": true``, the kernel's last act.
+  ``run_status.json`` with ``"ok": true``, the kernel's last act. A read that is denied or fails is retried and
+  then reported as "couldn't read", never recorded as a crash.
+- ``CANCEL_REQUESTED`` may still hold the GPU session (active); ``NEW_SCRIPT`` (saved in the editor, never run)
+  holds nothing. The ``Failure message`` line of a status is kept with the verdict.
 - One GPU session at a time in practice: ``max_parallel`` defaults to 1, and the GPU-session refusal is
-  retried with backoff whoever holds the session, until the wait's deadline.
-
-Everything learnt is written to the ledger (``runs/ledger.json``) at once, so the same command resumes after any
-stop: complete kernels on the same content are skipped, running ones waited for, the rest pushed in their waves.
+  retried with backoff, until the wait's deadline (without ``--wait`` it stops and says nothing was pushed).
 """
 
 from __future__ import annotations
@@ -30,23 +40,28 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from kernel_build.kaggle_cli import CredentialsGone, KaggleCli, credentials_gone_message
+from kernel_build.kaggle_cli import Answer, CredentialsGone, KaggleCli, credentials_gone_message
 from kernel_build.kernel import METADATA_FILE, Build, BuildError, Kernel
-from kernel_build.ledger import Ledger
+from kernel_build.ledger import Ledger, ledger_dir
 
 PUSHED = re.compile(r"Kernel version (\d+) successfully pushed")
 STATUS = re.compile(r'has status "(?:KernelWorkerStatus\.)?(\w+)"')
+FAILURE = re.compile(r'^Failure message: "(.*)"\s*$', re.M | re.S)
 GPU_LIMIT = "Maximum batch GPU session count"
 # Lines the CLI prints, exit 0, when the server refuses the push or a source (tags, dataset, competition and
 # kernel sources: "The following are not valid ... and could not be added to the kernel: [...]").
 REJECTED = (re.compile(r"^Kernel push error: .*"), re.compile(r"^The following are not valid .*"))
-ACTIVE = ("QUEUED", "RUNNING", "NEW_SCRIPT")
-FINAL = ("COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED", "CANCEL_REQUESTED")
+ACTIVE = ("QUEUED", "RUNNING", "CANCEL_REQUESTED")  # a cancel requested may still hold the GPU session
+FINAL = ("COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED")
+NEVER_RUN = "NEW_SCRIPT"  # saved in the editor, never run: holds no session, and isn't a run of ours
 NOT_PUSHED, HIDDEN = "NOT_PUSHED", "NOT_VISIBLE_YET"
 PLACEHOLDER_OWNER = "your-kaggle-username"
 RUN_STATUS = "run_status.json"
 SESSION_MARGIN_S = 15 * 60  # the -t session timeout: the kernel's own time budget plus this
 QUEUE_MARGIN_S = 60 * 60  # the wait's deadline: the session timeout plus this (the GPU queue took ~10 min)
+READ_TRIES = 4  # a denied or failed read of a run's output, before "couldn't read"
+MAX_VERSIONS_ASKED = 50  # versions asked for in one look at a kernel (a server that ignores the version stops here)
+RESUMES = "the same command resumes (the ledger in .kaggle-ledger/, or Kaggle itself)"
 
 
 class GpuLimit(Exception):
@@ -55,6 +70,10 @@ class GpuLimit(Exception):
 
 class Interrupted(BuildError):
     """Ctrl-C: the kernels run on, and the same command resumes."""
+
+
+class ReadFailed(BuildError):
+    """A run's output couldn't be read (denied, not found, an error): nothing is concluded from it."""
 
 
 def _hms(seconds: float) -> str:
@@ -93,31 +112,53 @@ def content_hash(kernel: Kernel) -> str:
     return digest.hexdigest()[:16]
 
 
+def source_hash(text: str) -> str:
+    """A kernel version's code as Kaggle keeps it (``kernels pull``): a script's text, or a notebook's cell
+    sources (the CLI rewrites a notebook's JSON when it pushes it). The pushed code and its pull hash the same."""
+    with contextlib.suppress(ValueError, AttributeError, TypeError, KeyError):
+        cells = json.loads(text)["cells"]
+        text = "\n".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"]) for c in cells)
+    return hashlib.sha256(text.strip().encode()).hexdigest()[:16]
+
+
+def code_source_hash(kernel: Kernel) -> str:
+    return source_hash(kernel.code_path().read_text())
+
+
+HELD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
 @contextlib.contextmanager
 def no_interrupt() -> Iterator[None]:
-    """Holds Ctrl-C until the block ends, then raises it: a push or a submission is recorded or not made, never
-    sent and forgotten. (The CLI's child runs in its own session, so the terminal's Ctrl-C doesn't reach it.)"""
-    caught = []
+    """Holds Ctrl-C, SIGTERM and SIGHUP (a closed terminal, a dropped SSH connection) until the block ends, then
+    delivers them: a push or a submission is recorded or not made, never sent and forgotten. (The CLI's child
+    runs in its own session, so the terminal's signals don't reach it.)"""
+    caught: list[int] = []
+    previous = {}
     try:
-        previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+        for sig in HELD_SIGNALS:
+            previous[sig] = signal.signal(sig, lambda signum, _frame: caught.append(signum))
     except ValueError:  # not the main thread: nothing to hold
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for sig in dict.fromkeys(caught):
+        if sig == signal.SIGINT:
+            raise KeyboardInterrupt
+        signal.raise_signal(sig)
 
 
 class Orchestrator:
-    """Pushes, waits for and checks the kernels of a build; remembers everything in the ledger.
+    """Pushes, waits for and checks the kernels of a build; Kaggle is the record, the ledger its cache.
 
     Args:
-        build: the built kernels.
+        build: the built kernels (the driver's own snapshot of them).
         competition: the competition they read.
-        runs_dir: where ``ledger.json`` (and pulled outputs) live.
+        runs_dir: the pulled outputs' folder; the ledger lives beside it (``ledger.ledger_dir``).
         poll: seconds between two status rounds at first (it backs off to 5x while nothing changes).
         max_parallel: GPU kernels queued or running at a time (Kaggle allows 1 in practice; 2 on some accounts).
         force: push over a failure on the same content, or past the quota; submit a version again.
@@ -144,25 +185,37 @@ class Orchestrator:
     ):
         self.cli = cli or KaggleCli(backoff=min(2.0, poll), sleep=sleep)
         self.build, self.competition = build, competition
-        self.ledger = Ledger(runs_dir)
         self.runs_dir = Path(runs_dir)
+        self.ledger = Ledger(ledger_dir(self.runs_dir), legacy=self.runs_dir)
         self.poll, self.max_parallel, self.force, self.sleep = poll, max_parallel, force, sleep
         self.budgets_h = budgets_h or {}
         self.visibility_s, self.stale_s = visibility_s, stale_s
         self._shown: dict[str, str] = {}  # the last status line printed per kernel, across waves
         self._before: dict[str, str] = {}  # each kernel's status just before we pushed it
+        self._failure: dict[str, str] = {}  # the last "Failure message" line of each kernel's status
+        self._refused_since: float | None = None  # the first GPU-session refusal of the current streak
+        self._versioned: dict[str, bool] = {}  # whether the last status of each kernel was its version's own
 
     # -- what Kaggle says, read against the ledger -------------------------------------------------------------
+    def _status(self, kid: str, version: int | None) -> Answer:
+        """``kernels status``, of the version where one is known (2.2.5 sends it as ``versionLabel``)."""
+        return self.cli.call("kernels", "status", f"{kid}/{version}" if version else kid)
+
     def observe(self, kid: str) -> str:
-        """Kaggle's status of ``kid``, or NOT_PUSHED / NOT_VISIBLE_YET; notes in the ledger what it learnt."""
+        """Kaggle's status of ``kid``'s latest push (by version), or NOT_PUSHED / NOT_VISIBLE_YET; notes in the
+        ledger what it learnt."""
         latest = self.ledger.latest(kid)
-        answer = self.cli.call("kernels", "status", kid)
+        version = (latest or {}).get("version")
+        answer = self._status(kid, version)
+        if answer.kind == "missing" and version:  # the server doesn't know the version label: ask for the kernel
+            version, answer = None, self._status(kid, None)
+        self._versioned[kid] = bool(version) and answer.kind == "ok"
         for retry in range(3):  # a kernel seen before: denials in a row mean the login is gone
-            if answer.kind != "denied" or latest is None or not self._seen_before(kid):
+            if not answer.unanswered or latest is None or not self._seen_before(kid):
                 break
             self.sleep(min(self.poll, 2.0) * 2**retry)
-            answer = self.cli.call("kernels", "status", kid)
-        if answer.kind == "denied":
+            answer = self._status(kid, version)
+        if answer.unanswered:
             if latest is None:
                 return NOT_PUSHED
             if self._seen_before(kid):
@@ -179,6 +232,9 @@ class Orchestrator:
         if answer.kind != "ok" or not m:
             raise BuildError(f"kaggle kernels status {kid} failed: {answer.why()}")
         status = m.group(1)
+        failure = FAILURE.search(answer.out)
+        if failure:
+            self._failure[kid] = failure.group(1).strip()
         if latest is not None:
             seen = {} if latest.get("visible") else {"visible": True}
             if status in ACTIVE and not latest.get("seen_active"):
@@ -197,6 +253,8 @@ class Orchestrator:
             return False
         if latest.get("seen_active") or latest.get("version") == 1 or latest.get("ended_unseen"):
             return True
+        if latest.get("from_kaggle") and self._versioned.get(kid):  # found on Kaggle: its version's own status
+            return True
         if latest.get("status_before") not in (None, status):  # a final status other than the previous run's
             return True
         if self._version_has_ended(kid, latest["version"]):
@@ -211,48 +269,174 @@ class Orchestrator:
             answer = self.cli.call("kernels", "output", f"{kid}/{version}", "-p", tmp, "--file-pattern", pattern)
             return answer.kind == "ok" and (Path(tmp) / RUN_STATUS).is_file()
 
+    # -- Kaggle's versions: the record -------------------------------------------------------------------------
+    def versions_since(self, kid: str, known: int) -> list[tuple[int, str]]:
+        """The versions of ``kid`` after ``known`` that Kaggle has, each with its source's hash, oldest first:
+        ``kernels pull OWNER/SLUG/N`` for N = known + 1, ... until a version doesn't exist."""
+        found = []
+        for n in range(known + 1, known + 1 + MAX_VERSIONS_ASKED):
+            with tempfile.TemporaryDirectory() as tmp:
+                answer = self.cli.call("kernels", "pull", f"{kid}/{n}", "-p", tmp)
+                files = [p for p in Path(tmp).iterdir() if p.is_file() and p.name != METADATA_FILE]
+                if answer.kind != "ok" or not files:
+                    break
+                found.append((n, source_hash(files[0].read_text())))
+        return found
+
+    def adopt(self, kernel: Kernel) -> None:
+        """Fills the ledger from Kaggle where it doesn't know: a kernel with no entry (no ledger, a lost one, a
+        fresh clone), or an entry of an earlier release with no content hash. Kaggle's latest version counts as
+        this content's when its source is this build's code."""
+        kid = kernel.id
+        pushes = self.ledger.pushes(kid)
+        if pushes and pushes[-1].get("hash") is not None:
+            return
+        if not pushes and self.observe(kid) in (NOT_PUSHED, NEVER_RUN):
+            return
+        known = max((p.get("version") or 0 for p in pushes), default=0)
+        ours = code_source_hash(kernel)
+        if pushes:  # an old entry without a hash: its version's source tells
+            recheck = [(known, h) for n, h in self._source_of(kid, known)]
+        else:
+            recheck = []
+        found = recheck + self.versions_since(kid, known)
+        if not found:
+            return
+        n, src = found[-1]
+        same = src == ours
+        fields = {"source": src, "from_kaggle": True, "visible": True}
+        if pushes and n == known:
+            self.ledger.update_latest(kid, hash=content_hash(kernel) if same else f"other:{src}", **fields)
+        else:
+            self.ledger.record_push(
+                kid,
+                version=n,
+                content_hash=content_hash(kernel) if same else f"other:{src}",
+                gpu=self.uses_gpu(kernel),
+                status_before=None,
+                inputs=None,
+                pushed_at=0.0,
+                **fields,
+            )
+        print(f"{kid}: Kaggle has version {n} ({'this build' if same else 'other code'}); the ledger knows it now")
+
+    def _source_of(self, kid: str, version: int) -> list[tuple[int, str]]:
+        with tempfile.TemporaryDirectory() as tmp:
+            answer = self.cli.call("kernels", "pull", f"{kid}/{version}", "-p", tmp)
+            files = [p for p in Path(tmp).iterdir() if p.is_file() and p.name != METADATA_FILE]
+            return [(version, source_hash(files[0].read_text()))] if answer.kind == "ok" and files else []
+
+    def resolve_intent(self, kernel: Kernel) -> None:
+        """A push whose answer wasn't read (lost, timed out, cut by a signal): Kaggle's versions since say
+        whether it got there. Found: recorded, never pushed again. Not found: the intent is dropped."""
+        kid = kernel.id
+        intent = self.ledger.intent(kid)
+        if not intent:
+            return
+        known = intent.get("known") or 0
+        deadline = (intent.get("at") or time.time()) + self.visibility_s
+        delay = max(self.poll, 0.5)
+        while True:
+            answer = self._status(kid, None)
+            if not answer.unanswered or known or time.time() > deadline:
+                break
+            print(f"  {kid}: asking Kaggle whether the push got there (a new kernel shows after a while)", flush=True)
+            self.sleep(delay)
+            delay = min(delay * 2, 60.0)
+        found = self.versions_since(kid, known) if not answer.unanswered else []
+        if not found:
+            print(f"{kid}: Kaggle has no version after {known}: the push didn't get there", flush=True)
+            self.ledger.clear_intent(kid)
+            return
+        n, src = found[-1]
+        same = src == intent.get("source")
+        self.ledger.record_push(
+            kid,
+            version=n,
+            content_hash=intent.get("hash") if same else f"other:{src}",
+            gpu=bool(intent.get("gpu")),
+            status_before=intent.get("status_before"),
+            inputs=intent.get("inputs") if same else None,
+            pushed_at=intent.get("at") or time.time(),
+            source=src,
+            found_after_lost_answer=True,
+        )
+        what = "this push's" if same else "other code's"
+        print(f"{kid}: the push's answer was lost, but Kaggle has version {n} ({what}): not pushing it again")
+
+    def settle(self, kernel: Kernel) -> dict | None:
+        """The reconcile step every command takes first: an unknown push resolved, the ledger filled from
+        Kaggle where it doesn't know, and a run that has ended on Kaggle concluded (no ``wait`` needed).
+        Returns the latest push (None: never pushed). Raises ReadFailed if the run's output couldn't be read."""
+        self.resolve_intent(kernel)
+        self.adopt(kernel)
+        latest = self.ledger.latest(kernel.id)
+        if latest is not None and latest.get("verdict") is None:
+            status = self.observe(kernel.id)
+            if self.is_ours(kernel.id, status):
+                self.conclude(kernel.id, status)
+            latest = self.ledger.latest(kernel.id)
+        return latest
+
     # -- the run's own word ------------------------------------------------------------------------------------
     def conclude(self, kid: str, status: str) -> dict:
-        """Reads the end marker (and the log) of a finished run; records and returns the verdict.
+        """Reads the end marker (and the log) of a finished run; records and returns the verdict. A read that is
+        denied or fails is retried, then raises ReadFailed: nothing is recorded from it.
 
         Returns:
             ``{"ok": bool, "why": str, "tail": [log lines]}``.
         """
         latest = self.ledger.latest(kid) or {}
         version = latest.get("version")
-        marker, log = self._marker_and_log(kid, version)
+        failure = self._failure.pop(kid, None)
         if status != "COMPLETE":
-            verdict = {"ok": False, "why": f"ended {status}"}
-        elif marker is None:
-            verdict = {"ok": False, "why": f"COMPLETE, but its output has no {RUN_STATUS}: the script crashed"}
-        elif not marker.get("ok"):
-            left = marker.get("folds_left")
-            verdict = {"ok": False, "why": f"stopped before the end ({RUN_STATUS} ok: false, folds left {left})"}
+            marker, log = None, self._log(kid, version)
+            why = f"ended {status}" + (f": {failure}" if failure else "")
+            verdict = {"ok": False, "why": why}
         else:
-            verdict = {"ok": True, "why": "complete"}
-        verdict["tail"] = [] if verdict["ok"] else traceback_tail(log or self._log(kid))
+            marker, log = self._marker_and_log(kid, version)
+            if marker is None:
+                verdict = {"ok": False, "why": f"COMPLETE, but its output has no {RUN_STATUS}: the script crashed"}
+            elif not marker.get("ok"):
+                left = marker.get("folds_left")
+                verdict = {"ok": False, "why": f"stopped before the end ({RUN_STATUS} ok: false, folds left {left})"}
+            else:
+                verdict = {"ok": True, "why": "complete"}
+        verdict["tail"] = [] if verdict["ok"] else traceback_tail(log or self._log(kid, version))
         self.ledger.update_latest(
             kid, final=status, marker=marker, verdict="ok" if verdict["ok"] else "failed", why=verdict["why"]
         )
         return verdict
 
     def _marker_and_log(self, kid: str, version: int | None) -> tuple[dict | None, str]:
+        """The run's ``run_status.json`` (None only when the listing succeeded without it) and its log."""
         ref = f"{kid}/{version}" if version else kid
-        with tempfile.TemporaryDirectory() as tmp:
-            pattern = f"^{re.escape(RUN_STATUS)}$"
-            answer = self.cli.call("kernels", "output", ref, "-p", tmp, "--file-pattern", pattern)
-            path = Path(tmp) / RUN_STATUS
-            marker = None
-            if answer.kind == "ok" and path.is_file():
-                try:
-                    marker = json.loads(path.read_text())
-                except ValueError:
-                    marker = {"ok": False, "why": f"{RUN_STATUS} is not JSON"}
-            logs = list(Path(tmp).glob("*.log"))
-            return marker, logs[0].read_text() if logs else ""
+        delay = max(min(self.poll, 2.0), 0.05)
+        for attempt in range(READ_TRIES):
+            with tempfile.TemporaryDirectory() as tmp:
+                pattern = f"^{re.escape(RUN_STATUS)}$"
+                answer = self.cli.call("kernels", "output", ref, "-p", tmp, "--file-pattern", pattern)
+                if answer.kind == "ok":
+                    path = Path(tmp) / RUN_STATUS
+                    marker = None
+                    if path.is_file():
+                        try:
+                            marker = json.loads(path.read_text())
+                        except ValueError:
+                            marker = {"ok": False, "why": f"{RUN_STATUS} is not JSON"}
+                    logs = list(Path(tmp).glob("*.log"))
+                    return marker, logs[0].read_text() if logs else ""
+            if attempt + 1 < READ_TRIES:
+                print(f"  {ref}: couldn't read its {RUN_STATUS} ({answer.why()}); retry in {delay:.1f} s", flush=True)
+                self.sleep(delay)
+                delay *= 2
+        raise ReadFailed(
+            f"couldn't read {ref}'s {RUN_STATUS} ({answer.why()}), {READ_TRIES} tries: nothing is concluded from "
+            f"that, the run is not counted as failed; {RESUMES} and reads it again"
+        )
 
-    def _log(self, kid: str) -> str:
-        answer = self.cli.call("kernels", "logs", kid)
+    def _log(self, kid: str, version: int | None = None) -> str:
+        answer = self.cli.call("kernels", "logs", f"{kid}/{version}" if version else kid)
         return answer.out if answer.kind == "ok" else answer.why()
 
     # -- push ---------------------------------------------------------------------------------------------------
@@ -270,17 +454,22 @@ class Orchestrator:
         sources = kernel.metadata().get("kernel_sources") or []
         return {kid: (self.ledger.latest(kid) or {}).get("version") for kid in sources}
 
+    def _same_inputs(self, kernel: Kernel, latest: dict) -> bool:
+        """A push's inputs against now's. Unknown ones (found on Kaggle, or a ledger of an earlier release that
+        didn't record them) are taken as now's: Kaggle doesn't say which source version a run read."""
+        recorded = latest.get("inputs")
+        return recorded is None or recorded == self.inputs(kernel)
+
     def next_step(self, kernel: Kernel) -> str:
-        """``skip`` (complete on this content and these inputs), ``wait`` (pushed, not concluded yet) or ``push``."""
-        latest = self.ledger.latest(kernel.id)
-        same = (
-            latest is not None
-            and latest.get("hash") == content_hash(kernel)
-            and latest.get("inputs", {}) == self.inputs(kernel)
-        )
+        """``skip`` (complete on this content and these inputs), ``wait`` (pushed, not concluded yet) or ``push``,
+        from what Kaggle and the ledger say (``settle``)."""
+        latest = self.settle(kernel)
+        same = latest is not None and latest.get("hash") == content_hash(kernel) and self._same_inputs(kernel, latest)
         if latest is not None and latest.get("verdict") is None:
             return "wait"  # running, or ended unseen: never a second version over it
         if same and latest.get("verdict") == "ok":
+            if latest.get("inputs") is None:
+                self.ledger.update_latest(kernel.id, inputs=self.inputs(kernel))
             return "skip"
         if same and latest.get("verdict") == "failed" and not self.force:
             raise BuildError(
@@ -297,34 +486,56 @@ class Orchestrator:
         return "push"
 
     def push_one(self, kernel: Kernel) -> int:
-        """``kaggle kernels push`` (held from Ctrl-C); returns the version. Raises GpuLimit, or BuildError."""
+        """``kaggle kernels push``: the intent recorded first, the answer (or its loss) after, signals held
+        meanwhile; returns the version. Raises GpuLimit, or BuildError."""
         args = ["kernels", "push", "-p", str(kernel.folder)]
         timeout = self.session_timeout_s(kernel)
         if timeout:
             args += ["-t", str(timeout)]
+        known = max((p.get("version") or 0 for p in self.ledger.pushes(kernel.id)), default=0)
+        record = dict(
+            content_hash=content_hash(kernel),
+            gpu=self.uses_gpu(kernel),
+            status_before=self._before.get(kernel.id),
+            inputs=self.inputs(kernel),
+        )
+        src = code_source_hash(kernel)
         with no_interrupt():
+            self.ledger.set_intent(
+                kernel.id,
+                state="intended",
+                at=time.time(),
+                known=known,
+                hash=record["content_hash"],
+                source=src,
+                gpu=record["gpu"],
+                status_before=record["status_before"],
+                inputs=record["inputs"],
+            )
             answer = self.cli.once(*args, timeout=max(self.cli.timeout, 300.0))
             m = PUSHED.search(answer.out)
+            rejected = [line for line in answer.out.splitlines() if any(r.match(line) for r in REJECTED)]
             if m:  # a version exists (and runs) even when a source was refused: keep it on record at once
-                self.ledger.record_push(
-                    kernel.id,
-                    version=int(m.group(1)),
-                    content_hash=content_hash(kernel),
-                    gpu=self.uses_gpu(kernel),
-                    status_before=self._before.get(kernel.id),
-                    inputs=self.inputs(kernel),
-                )
+                self.ledger.record_push(kernel.id, version=int(m.group(1)), source=src, **record)
+            elif answer.rc == 0 or answer.kind == "auth":  # refused, or never sent: nothing on Kaggle
+                self.ledger.clear_intent(kernel.id)
+            else:  # a timeout, a lost answer: Kaggle may have it
+                self.ledger.set_intent(kernel.id, state="unknown", why=answer.why())
         if answer.kind == "auth":
             raise CredentialsGone(credentials_gone_message(f"kaggle kernels push {kernel.id}"))
-        rejected = [line for line in answer.out.splitlines() if any(r.match(line) for r in REJECTED)]
         if any(GPU_LIMIT in line for line in rejected):
             raise GpuLimit(next(line for line in rejected if GPU_LIMIT in line))
+        if not m and answer.rc != 0:
+            print(f"{kernel.id}: kaggle kernels push answered {answer.why()!r}; asking Kaggle what it did", flush=True)
+            self.resolve_intent(kernel)
+            latest = self.ledger.latest(kernel.id)
+            if latest is not None and latest.get("version", 0) > known and latest.get("hash") == record["content_hash"]:
+                return latest["version"]
         if answer.rc != 0 or rejected or not m:
             why = rejected or [answer.why()]
             pushed = f" (version {m.group(1)} was pushed anyway and runs: see status)" if m else ""
-            hint = "; the same command pushes it again" if answer.kind == "transient" and not m else ""
             raise BuildError(
-                f"kaggle kernels push -p {kernel.folder} failed (exit {answer.rc}): " + " | ".join(why) + pushed + hint
+                f"kaggle kernels push -p {kernel.folder} failed (exit {answer.rc}): " + " | ".join(why) + pushed
             )
         version = int(m.group(1))
         extra = f", session timeout {timeout / 3600:.2f} h" if timeout else ""
@@ -338,7 +549,7 @@ class Orchestrator:
         pending, active = list(kernels), []
         refused = 0  # GPU-session refusals in a row
         while pending or active:
-            refused_now = self._start(pending, active)
+            refused_now = self._start(pending, active, wait=wait)
             if not wait:
                 return
             refused = refused + 1 if refused_now else 0
@@ -352,7 +563,7 @@ class Orchestrator:
             finished = self.wait(active, until_first=bool(pending))
             active[:] = [k for k in active if k.id not in finished]
 
-    def _start(self, pending: list[Kernel], active: list[Kernel]) -> bool:
+    def _start(self, pending: list[Kernel], active: list[Kernel], *, wait: bool = True) -> bool:
         """Moves what can start from ``pending`` to ``active``; True if Kaggle refused for the GPU limit."""
         while pending:
             kernel = pending[0]
@@ -366,8 +577,9 @@ class Orchestrator:
                 try:
                     self.push_one(kernel)
                 except GpuLimit as e:
-                    print(f"{kernel.id}: {e} Retrying with backoff", flush=True)
+                    self._gpu_refused(kernel, str(e), wait=wait)
                     return True
+                self._refused_since = None
                 active.append(kernel)
             else:
                 print(f"{kernel.id}: version {self.ledger.latest(kernel.id)['version']} was pushed before; waiting")
@@ -375,12 +587,30 @@ class Orchestrator:
             pending.pop(0)
         return False
 
+    def _gpu_refused(self, kernel: Kernel, refusal: str, *, wait: bool) -> None:
+        """Without ``--wait``: stop, saying nothing was pushed. With it: retry, until the wait's deadline."""
+        if not wait:
+            raise BuildError(
+                f"{kernel.id}: Kaggle refused the push ({refusal}): nothing was pushed. A GPU session of this account "
+                "is running: run the same command once it ends, or add --wait to retry until it does"
+            )
+        now = time.time()
+        self._refused_since = self._refused_since or now
+        limit = self._refused_since + (self.session_timeout_s(kernel) or 12 * 3600) + QUEUE_MARGIN_S
+        if now > limit:
+            raise BuildError(
+                f"{kernel.id}: Kaggle has refused it for the GPU-session limit for "
+                f"{(now - self._refused_since) / 3600:.1f} h, longer than a session lasts: check "
+                f"https://www.kaggle.com/code for a session that hangs and stop it there; {RESUMES}"
+            )
+        print(f"{kernel.id}: {refusal} Retrying with backoff until {time.strftime('%H:%M', time.localtime(limit))}")
+
     # -- wait ---------------------------------------------------------------------------------------------------
     def deadline(self, kernel: Kernel) -> float:
         """When waiting for ``kernel``'s latest push gives up: its session limit plus the queue margin."""
-        latest = self.ledger.latest(kernel.id) or {"pushed_at": time.time()}
+        latest = self.ledger.latest(kernel.id) or {}
         session = self.session_timeout_s(kernel) or 12 * 3600
-        return latest["pushed_at"] + session + QUEUE_MARGIN_S
+        return (latest.get("pushed_at") or time.time()) + session + QUEUE_MARGIN_S
 
     def wait(self, kernels: Sequence[Kernel], *, until_first: bool = False) -> list[str]:
         """Polls with backoff, one line per change, until every kernel has concluded (or the first, with
@@ -401,18 +631,22 @@ class Orchestrator:
                 self.sleep(interval)
         except KeyboardInterrupt:
             raise Interrupted(
-                "stopped waiting; the kernels run on. The same command resumes (runs/ledger.json); "
+                f"stopped waiting; the kernels run on. {RESUMES[0].upper()}{RESUMES[1:]}; "
                 "`python build_kernel.py status` shows where they are"
             ) from None
 
     def _poll_one(self, kernel: Kernel) -> tuple[bool, bool]:
         """One look at ``kernel``: (concluded, its line changed). Raises on a failure or past the deadline."""
         kid = kernel.id
+        latest = self.ledger.latest(kid) or {}
+        if latest.get("verdict") is not None:  # concluded meanwhile (by another command's reconcile)
+            self._raise_if_failed(kid, latest)
+            return True, False
         status = self.observe(kid)
         ours = self.is_ours(kid, status)
         shown = status if ours or status not in FINAL else f"{status} (previous run)"
-        latest = self.ledger.latest(kid) or {"pushed_at": time.time()}
-        age = time.time() - latest["pushed_at"]
+        latest = self.ledger.latest(kid) or {}
+        age = time.time() - (latest.get("pushed_at") or time.time())
         changed = self._shown.get(kid) != shown
         if changed:
             self._shown[kid] = shown
@@ -420,27 +654,33 @@ class Orchestrator:
         if ours:
             self._verdict(kid, status)
             return True, changed
-        if status in FINAL and age > self.stale_s:
+        if status in (*FINAL, NEVER_RUN) and age > self.stale_s:
             raise BuildError(
-                f"{kid}: {age / 60:.0f} min after version {latest['version']} was pushed, Kaggle still answers the "
-                f"previous run's {status} and the new version shows no output: check "
-                f"https://www.kaggle.com/code/{kid}. The same command resumes"
+                f"{kid}: {age / 60:.0f} min after version {latest.get('version')} was pushed, Kaggle still answers "
+                f"{status} of another run and the new version shows no output: check "
+                f"https://www.kaggle.com/code/{kid}. {RESUMES[0].upper()}{RESUMES[1:]}"
             )
         if time.time() > self.deadline(kernel):
             raise BuildError(
                 f"{kid} has not ended {age / 3600:.1f} h after its push, past its session limit: check "
-                f"https://www.kaggle.com/code/{kid} (stop it there if it hangs); the same command resumes"
+                f"https://www.kaggle.com/code/{kid} (stop it there if it hangs); {RESUMES}"
             )
         return False, changed
 
     def _verdict(self, kid: str, status: str) -> None:
         verdict = self.conclude(kid, status)
-        if verdict["ok"]:
+        if not verdict["ok"]:
+            self._raise_if_failed(kid, self.ledger.latest(kid) or {}, verdict["tail"])
+
+    def _raise_if_failed(self, kid: str, latest: dict, tail: list[str] | None = None) -> None:
+        if latest.get("verdict") != "failed":
             return
-        print(f"{kid} {verdict['why']}; the end of its log:", flush=True)
-        for line in verdict["tail"] or ["(no log)"]:
-            print(f"    {line}")
-        marker = (self.ledger.latest(kid) or {}).get("marker") or {}
+        why = latest.get("why")
+        if tail is not None:
+            print(f"{kid} {why}; the end of its log:", flush=True)
+            for line in tail or ["(no log)"]:
+                print(f"    {line}")
+        marker = latest.get("marker") or {}
         if marker.get("folds_left"):
             todo = (
                 f"resume: attach this output (--set resume_from={kid}) and push again to train folds "
@@ -448,7 +688,7 @@ class Orchestrator:
             )
         else:
             todo = "fix the cause, build and run the same command: it pushes a new version of this kernel only"
-        raise BuildError(f"{kid} failed: {verdict['why']}: {(verdict['tail'] or ['no log'])[-1]}. Next: {todo}")
+        raise BuildError(f"{kid} failed: {why}: {(tail or ['no log'])[-1]}. Next: {todo}")
 
 
 def fetch_file(cli: KaggleCli, kid: str, version: int, name: str) -> dict | None:
