@@ -11,21 +11,25 @@ aspect, and their content is learnable from their labels.
                  ``kernel_build.local.LOCAL_DATA``)
     objects      the objects mode: photographed objects (``sources``) pasted on textures, a global filter as the
                  culture, a long tail, small objects missed in train (for transfer learning)
+    gallery      the gallery mode: museum photographs of framed works (crops of ``sources``' photographs), a frame
+                 and rendering per culture, tags shared by near-duplicate works, Zipf, JPEG artefacts
     sources      real photographs that installed packages ship (scikit-image, scikit-learn, matplotlib), cut
                  into object patches, textures and distractors; nothing is downloaded
     competition  what all modes do the same way: folders, ids, image sizes, Zipf label weights, labels.csv and
                  sample_submission.csv
-    draw         pixels: colours, shapes, PNG files (both modes and bench/scale.py draw through it)
+    draw         pixels: colours, shapes, PNG files (every mode and bench/scale.py draw through it)
     cli          ``python -m synth OUT [--n-train N] [--n-test N] [--groups culture:6,tag:14]
-                 [--mode toy|realistic|objects] [--seed S]``
+                 [--mode toy|realistic|objects|gallery] [--seed S]``
 """
 
 from synth.competition import IMET_2019_GROUPS, IMET_2020_GROUPS
+from synth.gallery import GALLERY_GROUPS
 from synth.generate import MODES, generate_competition
 from synth.objects import OBJECTS_GROUPS
 from synth.realistic import REALISTIC_GROUPS
 
 __all__ = [
+    "GALLERY_GROUPS",
     "IMET_2019_GROUPS",
     "IMET_2020_GROUPS",
     "MODES",

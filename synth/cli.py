@@ -1,5 +1,5 @@
 """The command line: ``python -m synth OUT [--n-train 1000] [--n-test 200] [--groups culture:6,tag:14]
-[--mode toy|realistic|objects] [--seed 0]``."""
+[--mode toy|realistic|objects|gallery] [--seed 0]``."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="name:count,... e.g. culture:6,tag:14 (2020 style: country:3,culture:6,dimension:2,"
         "medium:8,tags:8); default: culture:6,tag:14 (toy), culture:10,tag:28 (realistic), culture:10,tag:45 "
-        "(objects, at most that)",
+        "(objects), culture:18,tag:48 (gallery); objects and gallery take at most their default counts",
     )
     p.add_argument(
         "--mode",
@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         default="toy",
         help="toy (easy shapes); realistic (cluttered drawn shapes, long-tailed, noisy train labels); objects "
         "(photographed objects from installed packages' sample images pasted on textures, a global filter as the "
-        "culture, long-tailed, missed small objects)",
+        "culture, long-tailed, missed small objects); gallery (museum photographs of framed crops of those images, "
+        "a frame and rendering per culture, tags shared by near-duplicate works, Zipf, JPEG artefacts)",
     )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)

@@ -1,4 +1,4 @@
-"""What both generator modes do the same way: the folders, image ids and sizes, label weights, labels.csv and
+"""What every generator mode uses the same way: the folders, image ids and sizes, label weights, labels.csv and
 sample_submission.csv."""
 
 from __future__ import annotations

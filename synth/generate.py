@@ -6,16 +6,27 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from synth.competition import IMET_2019_GROUPS
+from synth.gallery import GALLERY_GROUPS, generate_gallery
 from synth.objects import OBJECTS_GROUPS, generate_objects
 from synth.realistic import REALISTIC_GROUPS, generate_realistic
 from synth.toy import generate_toy
 
-MODES = ("toy", "realistic", "objects")
-DEFAULT_GROUPS = {"toy": IMET_2019_GROUPS, "realistic": REALISTIC_GROUPS, "objects": OBJECTS_GROUPS}
+MODES = ("toy", "realistic", "objects", "gallery")
+DEFAULT_GROUPS = {
+    "toy": IMET_2019_GROUPS,
+    "realistic": REALISTIC_GROUPS,
+    "objects": OBJECTS_GROUPS,
+    "gallery": GALLERY_GROUPS,
+}
 # (min_side, max_side) of each mode's images when not given: the photographic modes are larger, so their
 # objects keep some detail.
-DEFAULT_SIDES = {"toy": (72, 160), "realistic": (72, 160), "objects": (96, 176)}
-GENERATORS = {"toy": generate_toy, "realistic": generate_realistic, "objects": generate_objects}
+DEFAULT_SIDES = {"toy": (72, 160), "realistic": (72, 160), "objects": (96, 176), "gallery": (128, 192)}
+GENERATORS = {
+    "toy": generate_toy,
+    "realistic": generate_realistic,
+    "objects": generate_objects,
+    "gallery": generate_gallery,
+}
 
 
 def generate_competition(
@@ -40,8 +51,9 @@ def generate_competition(
         min_side: smallest image short side, px; None: the mode's (``DEFAULT_SIDES``).
         max_side: largest image side, px (the modes' own rules: see each); None: the mode's.
         seed: makes the data deterministic: the same arguments write the same bytes.
-        mode: ``toy`` (easy, learnable; ``synth.toy``), ``realistic`` (``synth.realistic``) or ``objects``
-            (photographed objects on textures, ``synth.objects``); all but toy also write ``train_clean.csv``.
+        mode: ``toy`` (easy, learnable; ``synth.toy``), ``realistic`` (``synth.realistic``), ``objects``
+            (photographed objects on textures, ``synth.objects``) or ``gallery`` (museum photographs of framed
+            works, ``synth.gallery``); all but toy also write ``train_clean.csv``.
 
     Returns:
         ``out``.
