@@ -16,7 +16,10 @@ imports neither TensorFlow nor kaggle.
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,6 +42,7 @@ from kernel_build import (
     steps,
 )
 from kernel_build.kernel import ROOT
+from kernel_build.ledger import Ledger, build_lock, ledger_dir, snapshot
 from kernel_build.orchestrate import Interrupted, placeholder_problems
 from kernel_build.runs import pull, report
 
@@ -158,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"build_kernel.py: {e}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print("build_kernel.py: stopped; the same command resumes from runs/ledger.json", file=sys.stderr)
+        print("build_kernel.py: stopped; the same command resumes (.kaggle-ledger/, or Kaggle itself)", file=sys.stderr)
         return 130
     except BuildError as e:
         print(f"build_kernel.py: error: {e}", file=sys.stderr)
@@ -179,20 +183,30 @@ def _build(args, *, check_only: bool = False) -> kernel_build.Build:
         if built:
             return built
     start = time.time()
-    built = kernel_build.build(
-        args.out,
-        train_overrides=train_overrides,
-        submit_overrides=submit_overrides,
-        base=load_base_metadata(args.metadata),
-        split_folds=args.split_folds,
-        notebook=args.notebook,
-        check=not check_only,
-    )
+    with build_lock(args.out):  # a reader (a driver taking its snapshot, status, pull) never sees it half-written
+        built = kernel_build.build(
+            args.out,
+            train_overrides=train_overrides,
+            submit_overrides=submit_overrides,
+            base=load_base_metadata(args.metadata),
+            split_folds=args.split_folds,
+            notebook=args.notebook,
+            check=not check_only,
+        )
+        top = point_top_level(args.metadata, args.out, notebook=args.notebook, split_folds=args.split_folds)
     for kernel in built:
         print(f"built {kernel.describe()} kernel: {kernel.folder}/")
-    print(point_top_level(args.metadata, args.out, notebook=args.notebook, split_folds=args.split_folds))
+    print(top)
     print(f"({time.time() - start:.2f}s)")
     return built
+
+
+def _own_copy(build_dir: Path) -> kernel_build.Build:
+    """This command's snapshot of a build folder: a build in another terminal never changes what it reads or
+    pushes (removed when the command ends)."""
+    copy = Path(tempfile.mkdtemp(prefix="imet-kernels-"))
+    atexit.register(shutil.rmtree, copy, True)
+    return built_kernels(snapshot(build_dir, copy))
 
 
 def _configs(args) -> tuple[dict, dict]:
@@ -246,7 +260,10 @@ def cmd_plan(args) -> int:
 
 
 def cmd_push(args) -> int:
-    built = _build(args)
+    # One driver, one snapshot: the lock first, then the build, then pushes only from this command's own copy.
+    Ledger(ledger_dir(args.runs), legacy=args.runs).hold_driver(f"push {args.which}")
+    _build(args)
+    built = _own_copy(args.out)
     train_config, submit_config = _configs(args)
     steps.push(
         built, args, competition=train_config["competition"], train_config=train_config, submit_config=submit_config
@@ -256,7 +273,7 @@ def cmd_push(args) -> int:
 
 def _pushed_build(args) -> tuple[kernel_build.Build, str]:
     """What was built (and pushed) from here, and the competition it was built for."""
-    built = built_kernels(args.out)
+    built = _own_copy(args.out)
     if not built:
         raise BuildError(f"nothing built in {args.out}: python build_kernel.py first")
     default = effective_config("train", {})["competition"]  # the config's, where the metadata names none
@@ -289,8 +306,9 @@ def cmd_submit(args) -> int:
 
 
 def cmd_pull(args) -> int:
-    built, _ = _pushed_build(args)
-    pull(built, args.runs, kernel=args.kernel, version=args.version, models=args.models)
+    built, competition = _pushed_build(args)
+    orch = steps.orchestrator(built, args, competition)
+    pull(built, args.runs, orch=orch, kernel=args.kernel, version=args.version, models=args.models)
     return 0
 
 

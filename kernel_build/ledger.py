@@ -25,6 +25,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ from kernel_build.kernel import BuildError
 LEDGER_FILE = "ledger.json"
 LEDGER_DIR = ".kaggle-ledger"
 OLD_PUSHES_FILE = "pushes.json"  # what earlier releases kept in runs/: imported once
+_HELD: dict = {}  # the driver locks this process holds, by path
 
 
 def ledger_dir(runs_dir: Path) -> Path:
@@ -72,7 +74,6 @@ class Ledger:
         self.dir = Path(directory)
         self.path = self.dir / LEDGER_FILE
         self.legacy = Path(legacy) if legacy else None
-        self._driver = None
 
     # -- reading -----------------------------------------------------------------------------------------------
     def read(self) -> dict:
@@ -203,8 +204,12 @@ class Ledger:
 
     # -- one driver at a time ------------------------------------------------------------------------------------
     def hold_driver(self, what: str) -> None:
-        """Refuses a second command driving these kernels from another terminal while this one runs."""
+        """Refuses a second command driving these kernels from another terminal while this one runs (held until
+        the process exits; taking it again in the same process is a no-op)."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        key = str((self.dir / ".driver.lock").resolve())
+        if key in _HELD:
+            return
         f = open(self.dir / ".driver.lock", "a+")  # noqa: SIM115 - held until the process exits
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -220,7 +225,16 @@ class Ledger:
         f.truncate()
         f.write(f"build_kernel.py {what} (pid {os.getpid()})")
         f.flush()
-        self._driver = f
+        _HELD[key] = f
+
+
+def snapshot(build_dir: Path, into: Path) -> Path:
+    """A copy of a build folder's kernels (``into/<slug>/``): what a driver pushes and reads, whatever is built
+    meanwhile. Taken under the build lock."""
+    with build_lock(build_dir, shared=True):
+        for meta in sorted(Path(build_dir).glob("*/kernel-metadata.json")):
+            shutil.copytree(meta.parent, Path(into) / meta.parent.name, dirs_exist_ok=True)
+    return Path(into)
 
 
 @contextlib.contextmanager

@@ -195,16 +195,26 @@ class Orchestrator:
         self._failure: dict[str, str] = {}  # the last "Failure message" line of each kernel's status
         self._refused_since: float | None = None  # the first GPU-session refusal of the current streak
         self._versioned: dict[str, bool] = {}  # whether the last status of each kernel was its version's own
+        self._unpushed: dict[str, str] = {}  # the status of kernels with no push on record, asked once a command
 
     # -- what Kaggle says, read against the ledger -------------------------------------------------------------
     def _status(self, kid: str, version: int | None) -> Answer:
         """``kernels status``, of the version where one is known (2.2.5 sends it as ``versionLabel``)."""
         return self.cli.call("kernels", "status", f"{kid}/{version}" if version else kid)
 
-    def observe(self, kid: str) -> str:
+    def observe(self, kid: str, *, cached: bool = False) -> str:
         """Kaggle's status of ``kid``'s latest push (by version), or NOT_PUSHED / NOT_VISIBLE_YET; notes in the
-        ledger what it learnt."""
+        ledger what it learnt. ``cached``: a kernel with no push on record is asked once per command (the driver
+        lock keeps other pushes out meanwhile)."""
         latest = self.ledger.latest(kid)
+        if latest is None and cached and kid in self._unpushed and not self.ledger.intent(kid):
+            return self._unpushed[kid]
+        status = self._observe(kid, latest)
+        if latest is None:
+            self._unpushed[kid] = status
+        return status
+
+    def _observe(self, kid: str, latest: dict | None) -> str:
         version = (latest or {}).get("version")
         answer = self._status(kid, version)
         if answer.kind == "missing" and version:  # the server doesn't know the version label: ask for the kernel
@@ -291,7 +301,7 @@ class Orchestrator:
         pushes = self.ledger.pushes(kid)
         if pushes and pushes[-1].get("hash") is not None:
             return
-        if not pushes and self.observe(kid) in (NOT_PUSHED, NEVER_RUN):
+        if not pushes and self.observe(kid, cached=True) in (NOT_PUSHED, NEVER_RUN):
             return
         known = max((p.get("version") or 0 for p in pushes), default=0)
         ours = code_source_hash(kernel)
@@ -476,7 +486,7 @@ class Orchestrator:
                 f"{kernel.id} version {latest['version']} failed on this same content ({latest.get('why')}): "
                 "fix it and build again (a changed kernel is pushed as a new version), or --force to push it again"
             )
-        status = self.observe(kernel.id)
+        status = self.observe(kernel.id, cached=True)
         self._before[kernel.id] = status
         if status in ACTIVE and not self.force:
             raise BuildError(

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from kernel_build.kaggle_cli import KaggleCli
 from kernel_build.kernel import Build, BuildError
-from kernel_build.ledger import Ledger
-from kernel_build.orchestrate import RUN_STATUS
+from kernel_build.ledger import Ledger, ledger_dir
+from kernel_build.orchestrate import RUN_STATUS, Orchestrator, ReadFailed
 
 # What pull leaves out unless --models: the exported models and checkpoints; and only those with --models.
 NOT_MODELS = r"^(?!.*(^|/)model/)(?!.*\.keras$)(?!.*\.h5$)"
@@ -23,15 +23,17 @@ def pull(
     build: Build,
     runs_dir: Path,
     *,
-    cli: KaggleCli | None = None,
+    orch: Orchestrator,
     kernel: str | None = None,
     version: int | None = None,
     models: bool = False,
 ) -> list[Path]:
     """Downloads each complete run into ``runs/<slug>/v<N>/`` through a temporary folder renamed when done, so a
     stop never leaves an empty or partial version. A version pulled before is kept; ``models`` adds its models.
+    A run that ended on Kaggle is concluded here (``orch.settle``): no ``wait`` is needed first.
 
     Args:
+        orch: the reconcile step's orchestrator (its CLI and ledger).
         kernel: only this kernel (its id or slug); needed with ``version``, since each kernel has its own.
         version: that version instead of the latest pushed from here.
     """
@@ -40,17 +42,20 @@ def pull(
         raise BuildError(f"no kernel {kernel!r} in this build: {[k.slug for k in build]}")
     if version and len(kernels) > 1:
         raise BuildError("--version names one kernel's version: add --kernel SLUG")
-    cli = cli or KaggleCli()
-    ledger = Ledger(runs_dir)
+    cli: KaggleCli = orch.cli
     folders = []
     for k in kernels:
-        latest = ledger.latest(k.id) or {}
+        try:
+            latest = (orch.settle(k) if not version else orch.ledger.latest(k.id)) or {}
+        except ReadFailed as e:
+            print(f"{k.id}: not pulled: {e}")
+            continue
         n = version or latest.get("version")
         if not n:
             print(f"{k.id}: no pushed version known here; pass --kernel {k.slug} --version N")
             continue
         if not version and latest.get("verdict") != "ok":
-            why = latest.get("why") or "not concluded yet: wait first"
+            why = latest.get("why") or "its run has not ended on Kaggle yet"
             print(f"{k.id} v{n}: not pulled, its run is not complete ({why})")
             continue
         folder = _pull_one(cli, k, n, Path(runs_dir), models=models)
@@ -176,7 +181,7 @@ def report(runs_dir: Path) -> str:
     """Prints one row per pulled run and writes ``runs/report.md`` with the training curves side by side."""
     runs_dir = Path(runs_dir)
 
-    ledger = Ledger(runs_dir).read()
+    ledger = Ledger(ledger_dir(runs_dir), legacy=runs_dir).read()
     submissions = ledger["submissions"]
     pushes = {kid: entry["pushes"][-1] for kid, entry in ledger["kernels"].items() if entry.get("pushes")}
     folders = sorted(

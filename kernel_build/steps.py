@@ -1,5 +1,7 @@
 """The Kaggle steps of build_kernel.py, in the order a run takes them: probe, plan, push, wait, status, submit.
-Each is one function over a build; the command line only picks them. Every one resumes from the ledger."""
+Each is one function over a build; the command line only picks them. Every one starts with the same reconcile
+step (``Orchestrator.settle``): what Kaggle says plus what the ledger says, so none needs another to have run
+first, and each resumes after any stop."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from kernel_build.orchestrate import (
     NOT_PUSHED,
     PLACEHOLDER_OWNER,
     Orchestrator,
+    ReadFailed,
     content_hash,
     fetch_file,
     placeholder_problems,
@@ -86,7 +89,7 @@ def push(build: Build, args, *, competition: str, train_config: dict, submit_con
     if args.which == "all" and not args.wait:
         raise BuildError("push all pushes the submit kernel after the train kernels complete: add --wait")
     orch = orchestrator(build, args, competition, _budgets(build, train_config, submit_config))
-    orch.ledger.hold_driver(f"push {args.which}")
+    orch.ledger.hold_driver(f"push {args.which}")  # taken before the build already (build_kernel.py): a no-op
     need = print_plan(build, train_config=train_config, submit_config=submit_config, runs_dir=args.runs)
     todo = [k for k in _kernels(build, args.which) if orch.uses_gpu(k) and orch.next_step(k) == "push"]
     if len(todo) > orch.max_parallel and not args.wait:
@@ -135,7 +138,15 @@ def wait(build: Build, args, *, competition: str) -> None:
     """``wait``: waits for every kernel of the build whose latest push hasn't concluded."""
     orch = orchestrator(build, args, competition)
     orch.ledger.hold_driver("wait")
-    pending = [k for k in build if (orch.ledger.latest(k.id) or {"verdict": "none"}).get("verdict") is None]
+    pending = []
+    for kernel in build:
+        try:
+            latest = orch.settle(kernel)
+        except ReadFailed as e:
+            print(f"{kernel.id}: {e}")
+            latest = orch.ledger.latest(kernel.id)
+        if latest is not None and latest.get("verdict") is None:
+            pending.append(kernel)
     if not pending:
         print("nothing to wait for: every pushed kernel has concluded (status shows them)")
         return
@@ -146,7 +157,11 @@ def status(build: Build, args, *, competition: str) -> None:
     """``status``: the ledger against Kaggle's answers: what ran, what is running, what is left."""
     orch = orchestrator(build, args, competition)
     for kernel in build:
-        latest = orch.ledger.latest(kernel.id)
+        unread = ""
+        try:
+            latest = orch.settle(kernel)
+        except ReadFailed as e:
+            latest, unread = orch.ledger.latest(kernel.id), f"; {e}"
         now = orch.observe(kernel.id)
         if latest is None:
             where = "not pushed from here" if now == NOT_PUSHED else f"{now} on Kaggle, not pushed from here"
@@ -161,11 +176,12 @@ def status(build: Build, args, *, competition: str) -> None:
         elif now in ACTIVE:
             what = f"running: {now}"
         else:
-            what = f"pushed, not concluded: Kaggle says {now}; wait concludes it"
-        print(f"{kernel.id:<40} v{latest['version']}  {what}{stale}")
+            what = f"pushed, not concluded: Kaggle says {now}"
+        print(f"{kernel.id:<40} v{latest['version']}  {what}{stale}{unread}")
     for row in orch.ledger.read()["submissions"]:
         scores = f"public {row.get('public')}, private {row.get('private')}" if row.get("public") else ""
-        print(f"submission {row['ref']}: {row['kernel']} v{row['version']} {row.get('status')} {scores}".rstrip())
+        ref = row.get("ref") or "(no ref yet)"
+        print(f"submission {ref}: {row['kernel']} v{row['version']} {row.get('status')} {scores}".rstrip())
 
 
 def submit_step(build: Build, args, *, competition: str) -> None:
@@ -173,14 +189,14 @@ def submit_step(build: Build, args, *, competition: str) -> None:
     orch = orchestrator(build, args, competition)
     orch.ledger.hold_driver("submit")
     kernel = build.submit
-    latest = orch.ledger.latest(kernel.id) or {}
+    latest = orch.settle(kernel) or {}
     version = args.version or latest.get("version")
     if not version:
         raise BuildError(f"no pushed version of {kernel.id} is known here: push it, or pass --version N")
     if not args.version and latest.get("verdict") != "ok":
         raise BuildError(
             f"{kernel.id} version {version} has not completed with its run_status ok "
-            f"({latest.get('why') or 'not concluded'}): wait first (python build_kernel.py wait)"
+            f"({latest.get('why') or 'its run has not ended on Kaggle yet'}): python build_kernel.py wait"
         )
     message = _message(orch, build, kernel, version)
     submit(orch, kernel, version=version, message=message)

@@ -42,7 +42,7 @@ def test_from_zero_to_a_leaderboard_score(repo):
     submit_call = [c for c in fake_kaggle.calls(env) if c.startswith("competitions submit")][-1]
     assert re.fullmatch(
         r"competitions submit imet-2019-fgvc6 -k me/imet-2019-submit -v 1 -f submission.csv -m "
-        r"efficientnet-b3 288px folds 5/5 epochs 8 rule per_group",
+        r"efficientnet-b3 288px folds 5/5 epochs 8 rule per_group \[imet-2019-submit v1\]",
         submit_call,
     ), submit_call
     pull = run("pull")

@@ -9,7 +9,7 @@ import pytest
 from kernel_build import orchestrate
 from kernel_build.kaggle_cli import Answer, CredentialsGone, KaggleCli, KaggleUnavailable
 from kernel_build.kernel import Build, BuildError, Kernel
-from kernel_build.ledger import Ledger
+from kernel_build.ledger import Ledger, ledger_dir
 from kernel_build.orchestrate import HIDDEN, NOT_PUSHED, Orchestrator
 
 EMPTY = Answer(0, "", "")
@@ -104,8 +104,9 @@ def test_a_final_status_counts_only_once_it_is_this_pushs(tmp_path, kernel):
     _pushed(orch, kernel, version=2, status_before="COMPLETE")
     assert not orch.is_ours(kernel.id, "COMPLETE")  # the previous run's, still answered
     assert orch.is_ours(kernel.id, "ERROR")  # not what it said before the push: this run's
-    _pushed(orch, kernel, version=1)
-    assert orch.is_ours(kernel.id, "COMPLETE")  # a first version has no previous run
+    first = _orch(tmp_path / "other", kernel, no_marker)
+    _pushed(first, kernel, version=1)
+    assert first.is_ours(kernel.id, "COMPLETE")  # a first version has no previous run
 
 
 def test_a_run_that_ended_unseen_is_found_by_its_versions_marker(tmp_path, kernel):
@@ -123,7 +124,7 @@ def test_a_run_that_ended_unseen_is_found_by_its_versions_marker(tmp_path, kerne
 def test_a_previous_runs_status_past_the_stale_bound_stops_with_a_message(tmp_path, kernel):
     orch = _orch(tmp_path, kernel, ScriptedCli([_status("COMPLETE")]), stale_s=60)
     _pushed(orch, kernel, version=2, ago=61, status_before="COMPLETE")
-    with pytest.raises(BuildError, match="still answers the previous run's COMPLETE"):
+    with pytest.raises(BuildError, match="still answers COMPLETE of another run"):
         orch.wait([kernel])
 
 
@@ -173,12 +174,12 @@ def test_the_ledger_is_written_atomically_and_imports_the_old_pushes_file(tmp_pa
     runs = tmp_path / "runs"
     runs.mkdir()
     (runs / "pushes.json").write_text(json.dumps({"me/k": {"version": 4, "pushed_at": 1.0, "seen_active": True}}))
-    ledger = Ledger(runs)
+    ledger = Ledger(ledger_dir(runs), legacy=runs)
     assert ledger.latest("me/k")["version"] == 4
     with ledger.change() as data:
         data["plan"] = {"command": "push all"}
-    assert json.loads((runs / "ledger.json").read_text())["plan"] == {"command": "push all"}
-    assert not list(runs.glob("*.tmp"))
+    assert json.loads((tmp_path / ".kaggle-ledger" / "ledger.json").read_text())["plan"] == {"command": "push all"}
+    assert not list((tmp_path / ".kaggle-ledger").glob("*.tmp"))
 
 
 def test_the_submit_kernel_runs_again_when_a_train_kernel_it_reads_has_a_new_version(tmp_path, kernel):
