@@ -201,6 +201,9 @@ def _materialise(state, data: dict[str, np.ndarray], path: Path) -> dict[str, np
         last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else offset - 1
         if offset < 0 or last >= len(flat):
             raise TorchWeightsError(f"{path}: tensor {name!r} ({size}) reaches past its storage ({len(flat)})")
+        if not size:  # a 0-d tensor (BatchNorm's num_batches_tracked)
+            out[str(name)] = np.array(flat[offset])
+            continue
         view = np.lib.stride_tricks.as_strided(
             flat[offset:], shape=size, strides=[s * itemsize for s in stride], writeable=False
         )

@@ -11,13 +11,15 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from imet_utils.models import MODELS
 from kernel_build.build import build
 from kernel_build.kernel import CLI, BuildError, Kernel
 from kernel_build.notebook import notebook_failure
 from kernel_build.settings import effective_config
 
 EXECUTE_NOTEBOOK = "--execute-notebook"  # build_kernel.py's option that runs one notebook as Kaggle does
-BLOCKED_PACKAGES = ("efficientnet", "albumentations")  # not in Kaggle's offline image
+# not in Kaggle's offline image (the train kernel pip-installs them; the submit kernel loads exported models)
+BLOCKED_PACKAGES = ("efficientnet", "albumentations", *(b.weights_module for b in MODELS.values() if b.weights_module))
 # The local run: a small backbone and image size on CPU, no downloads. BatchNorm
 # momentum 0.9, because with the default 0.99 the moving statistics lag far behind
 # after the few dozen steps a local run makes, and inference-mode outputs are garbage.

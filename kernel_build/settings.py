@@ -216,8 +216,9 @@ def models_table() -> str:
     rows = []
     for name, b in MODELS.items():
         speed = ("{:g} | {:g}".format(*b.throughput)) if b.throughput else "no figure | no figure"
+        pip = b.pip or b.weights_pip
         rows.append(
-            f"| `{name}` | {f'`{b.pip}`' if b.pip else 'none'} | {_cell(b.weights_from)} | "
+            f"| `{name}` | {f'`{pip}`' if pip else 'none'} | {_cell(b.weights_from)} | {_cell(b.weights_licence)} | "
             f"({_norm(b.mean)}) / ({_norm(b.std)}) | {speed} | {_cell(b.note)} |"
         )
     return "\n".join(
@@ -230,9 +231,9 @@ def models_table() -> str:
             "to `runs/<slug>/v<N>/`, and `bench/gpu.py` writes the same record. Normalisation: mean / std on 0..1 "
             "pixels, inside the model.",
             "",
-            "| `model` | pip package (train kernel only) | pretrained weights | normalisation | train img/s (est.) "
-            "| inference img/s (est.) | pick it for |",
-            "|---|---|---|---|---|---|---|",
+            "| `model` | pip package (train kernel only) | pretrained weights | weights licence | normalisation "
+            "| train img/s (est.) | inference img/s (est.) | pick it for |",
+            "|---|---|---|---|---|---|---|---|",
             *rows,
             "",
             _MODELS_END,

