@@ -368,7 +368,7 @@ def _prepare_data(args: argparse.Namespace, data: Path) -> tuple[list, list, tup
 def _overrides(args: argparse.Namespace) -> tuple[dict, dict]:
     """(train, submit) config overrides: the local ones, the cheap model, then the command line's."""
     train_overrides = {
-        **kernel_build.LOCAL_TRAIN,
+        **kernel_build.SCRATCH_TRAIN,
         **SCALE_TRAIN,
         "n_folds": args.n_folds,
         "folds": list(range(args.n_folds)),

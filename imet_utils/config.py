@@ -95,6 +95,29 @@ class TrainConfig:
     lr_schedule: str = setting("constant", lambda: f"one of {one_of(LR_SCHEDULES)}")
     warmup_epochs: int = setting(0, "epochs that train the head only, the backbone frozen (Lopuhin: 1)")
     mixup_alpha: float = setting(0.0, "> 0: mixup within each batch with weight ~ Beta(alpha, alpha)")
+    feature_cache: bool = setting(
+        False,
+        "CPU fine-tuning (imet_utils.transfer): the backbone's blocks below split_block run once over every train "
+        "image's feature_views; each fold trains the blocks above and the head on those features",
+        resume=True,
+    )
+    split_block: int = setting(
+        11,
+        "with feature_cache: the first backbone block that trains (a split backbone: efficientnet-lite*)",
+        resume=True,
+    )
+    feature_views: tuple[str, ...] = setting(
+        ("center", "center_flip"),
+        "with feature_cache: the views cached per train image (one is drawn per image and epoch); the OOF's "
+        "views (the first oof_tta of TTA_VIEWS) must be among them",
+        resume=True,
+    )
+    backbone_lr: float | None = setting(
+        None, "Adam learning rate of the trained backbone blocks with feature_cache; None: lr (the head's)"
+    )
+    freeze_bn: bool = setting(
+        False, "with feature_cache: BatchNorm of the trained blocks keeps its ImageNet statistics (inference mode)"
+    )
     dense_units: int = setting(512, "the head's hidden layer: GAP -> Dense -> Dropout -> sigmoid")
     dropout: float = setting(0.5, "dropout before the output layer")
     bn_momentum: float | None = setting(None, "BatchNorm momentum; None keeps the backbone's (0.99)")
@@ -167,10 +190,30 @@ class TrainConfig:
             raise ConfigError(f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
         if self.mixup_alpha < 0:
             raise ConfigError(f"mixup_alpha must be >= 0, got {self.mixup_alpha}")
+        if self.feature_cache:
+            self._validate_feature_cache()
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         return self
+
+    def _validate_feature_cache(self) -> None:
+        bad = [v for v in self.feature_views if v not in TTA_VIEWS]
+        if bad or not self.feature_views:
+            raise ConfigError(f"unknown feature_views {bad}; known: {list(TTA_VIEWS)}")
+        missing = [v for v in TTA_VIEWS[: self.oof_tta] if v not in self.feature_views]
+        if missing:
+            raise ConfigError(
+                f"feature_cache: the OOF's views {list(TTA_VIEWS[: self.oof_tta])} (oof_tta={self.oof_tta}) must be "
+                f"among feature_views {list(self.feature_views)}; missing {missing}"
+            )
+        if self.split_block < 0:
+            raise ConfigError(f"split_block must be >= 0, got {self.split_block}")
+        if self.lr_schedule not in ("constant", "cosine") or self.mixup_alpha > 0:
+            raise ConfigError(
+                f"feature_cache supports lr_schedule 'constant' or 'cosine' and no mixup; got "
+                f"lr_schedule={self.lr_schedule!r}, mixup_alpha={self.mixup_alpha}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,6 +31,7 @@ from imet_utils.devices import card_name, without_multi_replica_jit
 from imet_utils.models import PACKAGE_PINS, get_backbone
 from imet_utils.prediction import predict_batches
 from imet_utils.training import compiled_model
+from imet_utils.transfer import rehearse_cached
 
 # module -> pip requirement, for every package a config can need that Kaggle's image lacks
 PINS = {**PACKAGE_PINS, "iterstrat": "iterative-stratification==0.1.9"}
@@ -211,11 +212,16 @@ def rehearse(config: TrainConfig, *, strategy: tf.distribute.Strategy, n_classes
             doesn't fit and ``auto_batch`` is off (the message names the largest batch that fits).
     """
     start = time.perf_counter()
-    model = build_model(config, n_classes, strategy)
-    log(f"rehearsal: {config.model} at {config.image_size}px built ({model.count_params():,} parameters)")
-    steps = functools.partial(_steps, model, config, n_classes, strategy)
+    if config.feature_cache:  # the folds train on cached features (imet_utils.transfer): rehearse that
+        model, train_ips, infer_ips = rehearse_cached(config, n_classes)
+        fits, steps = config.batch_size, None
+    else:
+        model = build_model(config, n_classes, strategy)
+        log(f"rehearsal: {config.model} at {config.image_size}px built ({model.count_params():,} parameters)")
+        steps = functools.partial(_steps, model, config, n_classes, strategy)
     try:
-        fits, (train_ips, infer_ips) = largest_batch(steps, config.batch_size)
+        if steps is not None:
+            fits, (train_ips, infer_ips) = largest_batch(steps, config.batch_size)
     except (tf.errors.OpError, ValueError, TypeError) as e:  # out of memory at batch 1 comes as RuntimeError
         raise RuntimeError(
             f"rehearsal: model {config.model!r} was built, but its training or prediction step at "

@@ -46,6 +46,7 @@ from imet_utils.rehearsal import count_classes, install_packages, measured_throu
 from imet_utils.run_status import write_run_status
 from imet_utils.startup import start_kernel
 from imet_utils.training import FoldState, train_fold
+from imet_utils.transfer import cache_features, train_cached_fold
 
 
 def load_folds(config: TrainConfig, comp: Competition, out: Path) -> np.ndarray:
@@ -97,7 +98,7 @@ def cache_train_images(config: TrainConfig, comp: Competition, scratch: Path):
 
 
 def train_all_folds(
-    config: TrainConfig, comp: Competition, folds: np.ndarray, cached, out: Path, budget: Budget, strategy
+    config: TrainConfig, comp: Competition, folds: np.ndarray, cached, out: Path, budget: Budget, strategy, scratch
 ) -> dict:
     good = cached.good_mask()
     if config.max_images:
@@ -112,6 +113,10 @@ def train_all_folds(
     if config.augment == "albumentations":
         aug = train_transforms(config.image_size, config.augment_preset)
         transform = lambda img: augment_image(aug, img, config.image_size)  # noqa: E731
+    # feature_cache: the frozen blocks run once over every train image, before the folds (imet_utils.transfer)
+    features = (
+        cache_features(config, paths, n_classes=targets.shape[1], scratch=scratch) if config.feature_cache else None
+    )
     states = {}
     for fold in config.folds:
         epoch_seconds = max((s.epoch_seconds() for s in states.values()), default=0.0)
@@ -121,19 +126,33 @@ def train_all_folds(
                 f"Rerun with this output attached to go on."
             )
             break
-        states[fold] = train_fold(
-            config,
-            fold,
-            ids=ids,
-            paths=paths,
-            targets=targets,
-            folds=folds[good],
-            out=out,
-            strategy=strategy,
-            budget=budget,
-            transform=transform,
-            folds_after=len(config.folds) - len(states) - 1,
-        )
+        folds_after = len(config.folds) - len(states) - 1
+        if features is not None:
+            states[fold] = train_cached_fold(
+                config,
+                fold,
+                ids=ids,
+                features=features,
+                targets=targets,
+                folds=folds[good],
+                out=out,
+                budget=budget,
+                folds_after=folds_after,
+            )
+        else:
+            states[fold] = train_fold(
+                config,
+                fold,
+                ids=ids,
+                paths=paths,
+                targets=targets,
+                folds=folds[good],
+                out=out,
+                strategy=strategy,
+                budget=budget,
+                transform=transform,
+                folds_after=folds_after,
+            )
         if states[fold].paused:
             break
     return states
@@ -199,7 +218,7 @@ stages.done("cache")
 # ## Training, fold by fold
 
 # %%
-states = train_all_folds(config, comp, folds, cached, out, budget, strategy)
+states = train_all_folds(config, comp, folds, cached, out, budget, strategy, paths.scratch)
 stages.done("training")
 
 # %% [markdown]

@@ -46,10 +46,13 @@ def test_submission_beats_the_best_constant_prediction(local_run):
 
 
 def test_train_output_is_self_describing(local_run):
+    import kernel_build
+
     _, work, log = local_run
     out = work / "imet-2019-train/kaggle/working"
     config = json.loads((out / "config.json").read_text())
-    assert config["model"] == "tiny-cnn" and config["n_folds"] == 3
+    assert config["model"] == kernel_build.LOCAL_TRAIN["model"] and config["n_folds"] == 3
+    assert config["weights"] == "imagenet" and config["feature_cache"]  # the local run is transfer learning
     folds = pd.read_csv(out / "folds.csv", dtype={"id": str})
     assert sorted(folds["fold"].unique()) == [0, 1, 2]
     for k in range(3):

@@ -149,7 +149,9 @@ def test_local_run_default_data_is_realistic_and_generated_once(tmp_path, monkey
 def test_local_profile_trains_fewer_epochs_on_more_images(tmp_path, monkeypatch):
     from kernel_build import local
 
-    assert [local.local_epochs(n) for n in (1500, 2000, 3000, 6000, 100_000)] == [24, 24, 16, 8, 8]
+    full, fewer = local.LOCAL_TRAIN["epochs"], local.local_epochs(3000)
+    assert [local.local_epochs(n) for n in (1500, 2000)] == [full, full]
+    assert local.LOCAL_TRAIN["warmup_epochs"] < local.LOCAL_MIN_EPOCHS == local.local_epochs(100_000) <= fewer < full
     seen = []
 
     def stop_at_build(out, *, train_overrides, **_):
@@ -160,7 +162,7 @@ def test_local_profile_trains_fewer_epochs_on_more_images(tmp_path, monkeypatch)
     data = tmp_path / "data"
     data.mkdir()
     (data / "train.csv").write_text("id,attribute_ids\n" + "".join(f"{i:012x},1\n" for i in range(3000)))
-    for overrides, epochs in (({}, 16), ({"epochs": 5}, 5), ({"max_images": 1500}, 24)):
+    for overrides, epochs in (({}, fewer), ({"epochs": 5}, 5), ({"max_images": 1500}, full)):
         with pytest.raises(RuntimeError, match="stop"):
             local.run_local(
                 data_dir=data, work=tmp_path / "w", train_overrides=overrides, submit_overrides={}, resume=False

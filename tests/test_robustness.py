@@ -120,7 +120,7 @@ def test_a_bad_csv_stops_the_built_kernel_before_training(tmp_path, tiny_competi
 
 
 def _layout(tmp_path, data, **overrides):
-    built = kernel_build.build(tmp_path / "build", train_overrides={**kernel_build.LOCAL_TRAIN, **SMALL, **overrides})
+    built = kernel_build.build(tmp_path / "build", train_overrides={**kernel_build.SCRATCH_TRAIN, **SMALL, **overrides})
     train = built.train[0]
     root = kernel_build.kaggle_dir(tmp_path, "train", {"imet-2019-fgvc6": data}, fresh=True)
     script = train.code_path()

@@ -35,7 +35,7 @@ SUBMIT_STAGES = (
 
 def _train_kernel(tmp_path, data, inputs=None, **overrides):
     """The built train kernel and a simulated /kaggle for it (``inputs``: extra attached folders)."""
-    built = kernel_build.build(tmp_path / "build", train_overrides={**kernel_build.LOCAL_TRAIN, **SMALL, **overrides})
+    built = kernel_build.build(tmp_path / "build", train_overrides={**kernel_build.SCRATCH_TRAIN, **SMALL, **overrides})
     train = built.train[0]
     root = kernel_build.kaggle_dir(tmp_path, "train", {"imet-2019-fgvc6": data, **(inputs or {})}, fresh=True)
     script = train.code_path()
