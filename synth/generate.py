@@ -49,7 +49,9 @@ def generate_competition(
         groups: (group name, number of labels) in labels.csv order; None: the mode's default
             (``DEFAULT_GROUPS``).
         min_side: smallest image short side, px; None: the mode's (``DEFAULT_SIDES``).
-        max_side: largest image side, px (the modes' own rules: see each); None: the mode's.
+        max_side: the size bound, px, by each mode's rule (``synth.competition.image_shape``: the short side
+            below 3/4 of it, the long side at most twice it; gallery: ``synth.gallery.gallery_shape``, the short
+            side at most it); None: the mode's.
         seed: makes the data deterministic: the same arguments write the same bytes.
         mode: ``toy`` (easy, learnable; ``synth.toy``), ``realistic`` (``synth.realistic``), ``objects``
             (photographed objects on textures, ``synth.objects``) or ``gallery`` (museum photographs of framed

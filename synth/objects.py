@@ -238,21 +238,23 @@ def render(
     """One uint8 RGB image, and the tags whose objects were all pasted small."""
     img = background(h, w, textures, rng)
     short = min(h, w)
-    items: list[tuple[Patch, float, int | None]] = []
+    items: list[tuple[Patch, float]] = []
     small: set[int] = set()
     for t in tags:
         sizes = []
         for _ in range(2 if rng.random() < 0.15 else 1):
             lo, hi = SMALL_SIZE if rng.random() < SMALL else OBJECT_SIZE
             sizes.append(short * float(np.exp(rng.uniform(np.log(lo), np.log(hi)))))
-            items.append((objects[t], sizes[-1], t))
+            items.append((objects[t], sizes[-1]))
         if max(sizes) < short * SMALL_SIZE[1] + 1:
             small.add(t)
     for _ in range(int(rng.integers(DISTRACTORS_PER_IMAGE[0], DISTRACTORS_PER_IMAGE[1] + 1))):
         d = distractors[int(rng.integers(len(distractors)))]
-        items.append((d, short * rng.uniform(*OBJECT_SIZE), None))
-    for i in rng.permutation(len(items)):
-        patch, size, _ = items[i]
+        items.append((d, short * rng.uniform(*OBJECT_SIZE)))
+    # Roughly larger things first, as a photograph's foreground hides its background: occlusion stays partial.
+    order = np.argsort([-size * rng.uniform(0.7, 1.3) for _, size in items], kind="stable")
+    for i in order:
+        patch, size = items[i]
         paste(img, patch, size=size, rng=rng)
     if culture is not None:
         img = apply_filter(img, culture, rng)
