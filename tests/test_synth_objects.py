@@ -60,9 +60,10 @@ def test_labels_have_a_long_tail(comp):
     mode, root = comp
     n, n_culture = _n(mode)
     clean = _y(root / "train_clean.csv", n)
-    for group, ratio in ((clean[:, n_culture:], 5), (clean[:, :n_culture], 3)):  # Zipf's head over its tail
+    # Zipf's head over its tail (uniform labels would give about 1.5 at this size, with sampling noise).
+    for group, ratio in ((clean[:, n_culture:], 5), (clean[:, :n_culture], 2.2)):
         freq = np.sort(group.mean(axis=0))[::-1]
-        assert freq[:3].mean() > ratio * freq[-5:].mean()  # a few common labels, many rare
+        assert freq[:3].mean() > ratio * freq[-5:].mean() and freq[0] > 3 * freq[-1]  # few common, many rare
     assert (clean.mean(axis=0) > 0).mean() > 0.9  # the tail is thin, not empty
     assert clean[:, n_culture:].sum(axis=1).min() >= 1
 
