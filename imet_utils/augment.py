@@ -82,13 +82,35 @@ def augment_image(transform, img: np.ndarray, size: int) -> np.ndarray:
     return transform(image=scale_up_to(img, size))["image"]
 
 
+REPLICA_SEED_STRIDE = 1_000_003  # replica r draws from seed + r x this: streams no replica shares
+
+
+class ReplicaSeedGenerator(keras.random.SeedGenerator):
+    """A seed generator whose seeds differ on each replica of a distribution strategy.
+
+    Its state variable is mirrored, so under MirroredStrategy a plain ``SeedGenerator`` gives every replica the
+    same seeds: image i on GPU 0 and image i on GPU 1 got the same rotation, shift, brightness and noise. The
+    replica's id is mixed into each seed drawn (replica 0, and a run on one device, draw what they did before).
+    """
+
+    def next(self, ordered=True):
+        import tensorflow as tf  # the train kernel's backend; the replica context is TensorFlow's
+
+        seed = super().next(ordered)
+        context = tf.distribute.get_replica_context()
+        replica = 0 if context is None else context.replica_id_in_sync_group
+        offset = ops.cast(ops.convert_to_tensor(replica), seed.dtype) * REPLICA_SEED_STRIDE
+        return seed + ops.stack([offset, ops.zeros_like(offset)])
+
+
 @keras.saving.register_keras_serializable(package="imet_utils")
 class DeviceAugment(layers.Layer):
     """A preset's affine, brightness and noise (``"ours"`` by default), batched on the accelerator; identity at
     inference. Build it with ``for_preset``.
 
     Runs after the pipeline's crop and flip. Each image gets each transform with its own probability, as
-    albumentations' ``p``; the affine is a rotation then a translation, with black fill (no scale).
+    albumentations' ``p``; the affine is a rotation then a translation, with black fill (no scale). Every draw
+    comes from one ``ReplicaSeedGenerator``, so each replica augments its share of the batch differently.
     Input: images on a 0..1 scale.
     """
 
@@ -110,7 +132,7 @@ class DeviceAugment(layers.Layer):
         self.seed = seed
         self._rotation = layers.RandomRotation(rotate / 360.0, fill_mode="constant", seed=seed)
         self._translation = layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed)
-        self._seeds = keras.random.SeedGenerator(seed)
+        self._seeds = ReplicaSeedGenerator(seed)
 
     @classmethod
     def for_preset(cls, preset: str, **kwargs) -> DeviceAugment:
@@ -148,7 +170,11 @@ class DeviceAugment(layers.Layer):
             return x
         batch = ops.shape(x)[0]
         m = self._mask(batch, self.p_affine, x.dtype)
-        moved = self._translation(self._rotation(x, training=True), training=True)
+        # the layers' own transforms, drawn from our replica-aware seeds (their own generators are mirrored)
+        turn = self._rotation.get_random_transformation(x, training=True, seed=self._seeds)
+        rotated = self._rotation.transform_images(x, turn, training=True)
+        shift = self._translation.get_random_transformation(rotated, training=True, seed=self._seeds)
+        moved = self._translation.transform_images(rotated, shift, training=True)
         x = m * ops.cast(moved, x.dtype) + (1 - m) * x
         m = self._mask(batch, self.p_brightness, x.dtype)
         delta = ops.cast(

@@ -25,6 +25,7 @@ from imet_utils.schedules import LR_SCHEDULES
 # start, stop (inclusive), step: the baseline's range, finer (it stepped 0.05)
 DEFAULT_THRESHOLD_GRID = (0.05, 0.5, 0.01)
 KAGGLE_SESSION_HOURS = 12.0
+LR_REFERENCE_BATCH = 32  # the 2019 baseline notebook's batch, at which its lr of 3e-4 applied
 KAGGLE_INFERENCE_HOURS = 9.0
 # Deterministic test-time views, in the order a TTA count takes them (made in pipeline.view).
 TTA_VIEWS = (
@@ -88,7 +89,15 @@ class TrainConfig:
         "learning rate scales with it) instead of stopping",
     )
     epochs: int = setting(8, "epochs per fold")
-    lr: float = setting(3e-4, "Adam learning rate")
+    lr: float = setting(3e-4, "Adam learning rate at a global batch of lr_reference_batch")
+    lr_reference_batch: int = setting(
+        LR_REFERENCE_BATCH,
+        "the global batch lr is for (the 2019 baseline notebook's); the run's rate is lr x global batch / this "
+        "(linear scaling: T4 x2 trains at twice a P100's rate); 0: lr as given",
+    )
+    effective_lr: float | None = setting(
+        None, "recorded by the train kernel in config.json: the Adam rate this run used; not a setting", run_only=True
+    )
     loss: str = setting("bce", lambda: f"one of {one_of(LOSSES)}")
     focal_gamma: float = setting(2.0, "focal loss gamma")
     focal_alpha: float | None = setting(None, "focal loss: weight positives by alpha, negatives by 1 - alpha")
@@ -190,6 +199,8 @@ class TrainConfig:
             raise ConfigError(f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
         if self.mixup_alpha < 0:
             raise ConfigError(f"mixup_alpha must be >= 0, got {self.mixup_alpha}")
+        if self.lr_reference_batch < 0:
+            raise ConfigError(f"lr_reference_batch must be >= 0 (0: no scaling), got {self.lr_reference_batch}")
         if self.feature_cache:
             self._validate_feature_cache()
         for name in ("epochs", "batch_size"):

@@ -7,6 +7,7 @@ are TF ops. Image size and classes come from each train output's config.json.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import time
 from collections.abc import Sequence
@@ -18,7 +19,16 @@ import tensorflow as tf
 
 from imet_utils.config import TrainConfig, keys_where, load_train_config, to_dict
 from imet_utils.console import log, warn
-from imet_utils.outputs import CONFIG_FILE, MODEL_DIR, SAVED_MODEL_FILE, TEST_PROBS_FILE, fold_dir, oof_views, read_oof
+from imet_utils.outputs import (
+    CONFIG_FILE,
+    MODEL_DIR,
+    MODEL_F32_DIR,
+    SAVED_MODEL_FILE,
+    TEST_PROBS_FILE,
+    fold_dir,
+    oof_views,
+    read_oof,
+)
 from imet_utils.prediction import Throughput, load_for_inference, predict_views
 
 
@@ -32,7 +42,16 @@ class TrainOutput:
 
     @property
     def model_dirs(self) -> list[Path]:
+        """Each fold's export as trained (16 bits under mixed precision: what a GPU runs fastest)."""
         return [fold_dir(self.root, k) / MODEL_DIR for k in self.folds]
+
+    def model_dirs_for(self, *, on_gpu: bool) -> list[Path]:
+        """The exports a session predicts with: on a GPU, ``model_dirs``; on a CPU, each fold's float32 copy
+        where the training wrote one (a CPU runs float16 about 10x slower), else its ``model``."""
+        if on_gpu:
+            return self.model_dirs
+        f32 = [d.parent / MODEL_F32_DIR for d in self.model_dirs]
+        return [c if (c / SAVED_MODEL_FILE).is_file() else d for c, d in zip(f32, self.model_dirs)]
 
 
 def load_train_output(root: Path) -> TrainOutput:
@@ -162,6 +181,7 @@ def predict_ensemble(
     seconds_left: float | None = None,
     strategy: tf.distribute.Strategy | None = None,
     meter: Throughput | None = None,
+    on_gpu: bool | None = None,
 ) -> np.ndarray:
     """Mean over every fold model of every output and over the TTA ``views``.
 
@@ -169,13 +189,20 @@ def predict_ensemble(
     number of models, is lowered if the whole prediction would not fit; what is dropped is logged.
     Each model is loaded under ``strategy`` (default: the current one) and predicts on all its replicas, with
     ``batch_size`` images per replica; ``meter`` adds up the image views predicted and their seconds.
+    ``on_gpu`` (default: whether TF sees a GPU) picks each fold's export: as trained on a GPU, its float32 copy
+    on a CPU (``TrainOutput.model_dirs_for``). One fold model is held at a time; the one timed for the budget
+    is the first one predicted with, not loaded twice.
     """
     strategy = strategy or tf.distribute.get_strategy()
     batch_size *= strategy.num_replicas_in_sync
-    models = [(out, d) for out in outputs for d in out.model_dirs]
+    if on_gpu is None:
+        on_gpu = bool(tf.config.list_logical_devices("GPU"))
+    models = [(out, d) for out in outputs for d in out.model_dirs_for(on_gpu=on_gpu)]
+    log(f"predicting with the {'as-trained' if on_gpu else 'float32 (CPU)'} export of {len(models)} fold model(s)")
     views = tuple(views)
+    first = None  # the model the budget was timed on, loaded once
     if seconds_left is not None and len(paths):
-        models, views = _fit_to_budget(
+        first, models, views = _fit_to_budget(
             models,
             paths,
             views=views,
@@ -186,9 +213,13 @@ def predict_ensemble(
         )
     total = None
     for out, d in models:
+        model = first if first is not None else load_for_inference(d, strategy)
+        first = None
         total = _add_fold_model(
-            total, out, d, paths, views=views, batch_size=batch_size, workers=workers, strategy=strategy, meter=meter
+            total, out, d, model, paths, views=views, batch_size=batch_size, workers=workers, meter=meter
         )
+        del model
+        gc.collect()  # the fold model goes before the next one loads: one in device memory at a time
     return total / len(models)
 
 
@@ -201,11 +232,11 @@ def _fit_to_budget(
     workers: int,
     seconds_left: float,
     strategy: tf.distribute.Strategy,
-) -> tuple[list[tuple[TrainOutput, Path]], tuple[str, ...]]:
-    """The models and views that fit ``seconds_left``, timed on the first model; the plan and drops are logged."""
-    per_view = _seconds_per_view(
-        models[0], paths, views=views, batch_size=batch_size, workers=workers, strategy=strategy
-    )
+) -> tuple:
+    """(the first model, loaded; the models and views that fit ``seconds_left``), timed on the first model; the
+    plan and drops are logged."""
+    loaded = load_for_inference(models[0][1], strategy)
+    per_view = _seconds_per_view(loaded, models[0][0], paths, views=views, batch_size=batch_size, workers=workers)
     n_models, n_views = plan_prediction(
         n_images=len(paths),
         n_models=len(models),
@@ -223,22 +254,20 @@ def _fit_to_budget(
     if n_models < len(models):
         dropped = [f"{o.root.name}/{d.parent.name}" for o, d in models[n_models:]]
         warn(f"time budget: {len(models) - n_models} model(s) dropped: {dropped}")
-    return models[:n_models], views[:n_views]
+    return loaded, models[:n_models], views[:n_views]
 
 
 def _seconds_per_view(
-    model: tuple[TrainOutput, Path],
+    loaded,
+    out: TrainOutput,
     paths: Sequence[str],
     *,
     views: tuple[str, ...],
     batch_size: int,
     workers: int,
-    strategy: tf.distribute.Strategy,
 ) -> float:
-    """Seconds per image view of one model, on up to 4 batches, after a warm-up batch."""
-    out, d = model
+    """Seconds per image view of one loaded model of ``out``, on up to 4 batches, after a warm-up batch."""
     probe = list(paths[: min(len(paths), 4 * batch_size)])
-    loaded = load_for_inference(d, strategy)
     predict_views(loaded, probe[:batch_size], size=out.config.image_size, batch_size=batch_size, views=views)
     start = time.time()
     predict_views(loaded, probe, size=out.config.image_size, batch_size=batch_size, views=views, workers=workers)
@@ -249,17 +278,16 @@ def _add_fold_model(
     total: np.ndarray | None,
     out: TrainOutput,
     d: Path,
+    model,
     paths: Sequence[str],
     *,
     views: tuple[str, ...],
     batch_size: int,
     workers: int,
-    strategy: tf.distribute.Strategy,
     meter: Throughput | None,
 ) -> np.ndarray:
-    """``total`` plus one fold model's probabilities (their mean over ``views``); the model's time is metered
-    and logged."""
-    model = load_for_inference(d, strategy)
+    """``total`` plus the probabilities of ``model``, the fold model loaded from ``d`` (their mean over
+    ``views``); the model's time is metered and logged."""
     start = time.time()
     probs = predict_views(
         model,

@@ -318,6 +318,59 @@ def export_for_inference(model: keras.Model, path) -> None:
     model.export(str(path), format="tf_saved_model", verbose=False)
 
 
+def computes_in_16_bits(model: keras.Model) -> bool:
+    """Whether any layer of the model computes in float16 or bfloat16 (it was built under a mixed policy)."""
+    import keras
+
+    return any(
+        str(layer.compute_dtype) in ("float16", "bfloat16")
+        for layer in _all_layers(model)
+        if not isinstance(layer, (keras.layers.InputLayer, keras.Model))  # they compute nothing
+    )
+
+
+def _float32_policies(config):
+    """A model config with every mixed-precision dtype policy made float32 (the layers' data dtypes kept)."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy" and str(config.get("config", {}).get("name", "")).startswith(
+            "mixed_"
+        ):
+            return {**config, "config": {**config["config"], "name": "float32"}}
+        return {k: _float32_policies(v) for k, v in config.items()}
+    if isinstance(config, list):
+        return [_float32_policies(v) for v in config]
+    if isinstance(config, str) and config.startswith("mixed_"):
+        return "float32"
+    return config
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """The same model (same weights) computing in float32 everywhere: its layers rebuilt from its config with
+    float32 policies, the weights copied (under a mixed policy they are float32 already, so exactly)."""
+    import keras
+
+    from imet_utils.augment import DeviceAugment
+
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")  # for the layers whose config names no policy
+    try:
+        with keras.saving.custom_object_scope({"imet_utils>DeviceAugment": DeviceAugment}):
+            copy = model.__class__.from_config(_float32_policies(model.get_config()))
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def export_float32_copy(model: keras.Model, path) -> bool:
+    """If the model computes in 16 bits, exports ``float32_copy`` of it to ``path`` for CPU sessions (a CPU runs
+    float16 about 10x slower than float32: bench/RESULTS.md) and returns True; else exports nothing."""
+    if not computes_in_16_bits(model):
+        return False
+    export_for_inference(float32_copy(model), path)
+    return True
+
+
 def load_checkpoint(name: str, path) -> keras.Model:
     """Loads a full Keras checkpoint of a model made by ``create_model`` (to resume a fold).
 
@@ -330,4 +383,10 @@ def load_checkpoint(name: str, path) -> keras.Model:
     backbone = get_backbone(name)
     if backbone.layers_module:
         importlib.import_module(backbone.layers_module)
-    return keras.models.load_model(path, custom_objects={"imet_utils>DeviceAugment": DeviceAugment})
+    from imet_utils.devices import AllReplicaLossScaleOptimizer
+
+    objects = {
+        "imet_utils>DeviceAugment": DeviceAugment,
+        "imet_utils>AllReplicaLossScaleOptimizer": AllReplicaLossScaleOptimizer,
+    }
+    return keras.models.load_model(path, custom_objects=objects)

@@ -2,6 +2,8 @@
 
 A train output holds ``config.json``, ``folds.csv`` and, per fold, ``fold<k>/``:
 - ``model/``: the best-F2 model as a TF SavedModel (loads without the efficientnet package);
+- ``model_f32/``: if it was trained in 16 bits, the same model computing in float32, which a CPU session
+  predicts with (float16 is about 10x slower on a CPU);
 - ``oof.npz``: the best epoch's validation probabilities, indexed by id;
 - ``history.csv``: loss, val_loss, val F2 and threshold per epoch;
 - ``state.json``: progress, so a restarted kernel resumes from the last finished epoch;
@@ -27,6 +29,7 @@ FOLDS_FILE = "folds.csv"
 STATE_FILE = "state.json"
 OOF_FILE = "oof.npz"
 MODEL_DIR = "model"
+MODEL_F32_DIR = "model_f32"  # a float32 copy of a 16-bit model, for CPU sessions (16-bit runs ~10x slower there)
 SAVED_MODEL_FILE = "saved_model.pb"
 HISTORY_FILE = "history.csv"
 LAST_CHECKPOINT = "last.keras"

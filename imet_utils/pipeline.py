@@ -121,6 +121,7 @@ def train_dataset(
     workers: int = 0,
     repeat: bool = False,
     mixup_alpha: float = 0.0,
+    drop_remainder: bool = False,
 ) -> tf.data.Dataset:
     """Shuffled (image uint8, target uint8) batches.
 
@@ -137,6 +138,8 @@ def train_dataset(
         repeat: repeat forever (for step-based training).
         mixup_alpha: > 0 mixes each batch with a shuffled copy of itself, weight ~ Beta(alpha, alpha);
             targets then become float32.
+        drop_remainder: full batches only (training: a last batch of one image on two replicas breaks
+            BatchNorm); each epoch's shuffle leaves other images out.
     """
     paths = np.asarray(paths, dtype=str)
     jpeg = bool(len(paths)) and all(p.lower().endswith((".jpg", ".jpeg")) for p in paths)
@@ -154,7 +157,7 @@ def train_dataset(
             return out, y
 
         ds = ds.map(_np_augment, num_parallel_calls=AUTOTUNE)
-    ds = ds.batch(batch_size)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if mixup_alpha > 0:
         ds = ds.map(lambda x, y: _mixup(x, y, mixup_alpha), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE).with_options(_options(workers))

@@ -56,10 +56,12 @@ def load_for_inference(path, strategy: tf.distribute.Strategy | None = None) -> 
 
 
 def _call(model):
-    """The model as a function of a uint8 batch: a Keras model in inference mode, or an exported one."""
+    """The model as a function of a uint8 batch: a Keras model in inference mode, or an exported one. It holds
+    the model by a weak reference: the cached step (``_STEPS``) must not keep its own model alive."""
+    ref = weakref.ref(model)
     if isinstance(model, keras.Model):
-        return lambda x: model(x, training=False)
-    return model
+        return lambda x: ref()(x, training=False)
+    return lambda x: ref()(x)
 
 
 def model_strategy(model) -> tf.distribute.Strategy:
@@ -73,24 +75,42 @@ def predict_batches(model, batches: tf.data.Dataset, *, strategy: tf.distribute.
     """Yields the mean probability over the views of each image of each (batch, views, size, size, 3) batch,
     as float32 numpy, in the dataset's order.
 
-    Each global batch is split over the strategy's replicas (every GPU predicts), and the replicas' rows are
-    put back in replica order, which is the batch's order: the rows are those of a single-device run.
+    Each global batch is split over the strategy's replicas in equal shares (every GPU predicts), the last
+    share padded with copies of the last row, so that no replica gets an empty share (a model on zero rows fails
+    in its convolution: the last validation batch of a few images split [1, 0] did); the replicas' rows are put
+    back in replica order, which is the batch's order, and the padding dropped: the rows are those of a
+    single-device run.
     """
     strategy = strategy or model_strategy(model)
     if isinstance(model, keras.Model):
         sync_replica_states(model, strategy)
-    if strategy.num_replicas_in_sync > 1:
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-        batches = strategy.experimental_distribute_dataset(batches.with_options(options))
+    replicas = strategy.num_replicas_in_sync
     step = _traced_step(model, strategy, batches.element_spec)
     for batch in batches:
+        rows = int(batch.shape[0])
+        if replicas > 1:
+            batch = _shares(strategy, batch)
         parts = strategy.experimental_local_results(step(batch))
-        yield np.concatenate([p.numpy() for p in parts])
+        yield np.concatenate([p.numpy() for p in parts])[:rows]
+
+
+def _shares(strategy: tf.distribute.Strategy, batch: tf.Tensor):
+    """The batch split into one equal, non-empty share per replica (padded with its last row), on each replica."""
+    replicas = strategy.num_replicas_in_sync
+    share = -(-int(batch.shape[0]) // replicas)
+    pad = share * replicas - int(batch.shape[0])
+    padded = tf.concat([batch, tf.repeat(batch[-1:], pad, axis=0)], axis=0) if pad else batch
+    return strategy.experimental_distribute_values_from_function(
+        lambda context: padded[
+            context.replica_id_in_sync_group * share : (context.replica_id_in_sync_group + 1) * share
+        ]
+    )
 
 
 # model -> {(strategy, input spec): its traced step}: traced once per model, not once per call (validation calls it
-# every epoch, and a trace costs more than a small model's whole validation pass on a CPU)
+# every epoch, and a trace costs more than a small model's whole validation pass on a CPU). The steps reach their
+# model only through a weak reference (``_call``), so an entry goes when its model does: a dead fold model (B3:
+# weights and Adam state) must not hold device memory that a later fold's batch needs.
 _STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -107,9 +127,13 @@ def _traced_step(model, strategy: tf.distribute.Strategy, spec):
             probs = tf.cast(call(flat), tf.float32)
             return tf.reduce_mean(tf.reshape(probs, tf.stack([b, v, tf.shape(probs)[-1]])), axis=1)
 
-        @tf.function(input_signature=[spec])  # one trace for every batch size, the last one's too
         def step(batch):
             return strategy.run(replica_step, args=(batch,))
+
+        if strategy.num_replicas_in_sync > 1:  # per-replica shares: traced for the full and the last batch's shapes
+            step = tf.function(step, reduce_retracing=True)
+        else:  # one trace for every batch size, the last one's too
+            step = tf.function(step, input_signature=[spec])
 
         steps[key] = step
     return steps[key]

@@ -3,8 +3,10 @@
 Before the CSV checks, the folds and the image cache (20-30 minutes on the real data), the kernel installs every
 package its config needs, builds the exact model the config asks for under the run's strategy and
 mixed-precision policy, and runs one training step and one prediction step on a dummy batch at the configured
-image size and per-replica batch. A backbone that doesn't fit its head, a failed weights download, a missing
-package or a batch too large for the card then stops the kernel in its first minute, not after the cache.
+image size and per-replica batch, the validation and fold-end TTA out-of-fold prediction batches, a checkpoint
+save and reload and the exports (the float32 copy too). A backbone that doesn't fit its head, a failed weights
+download, a missing package, a batch too large for the card or a model that won't save then stops the kernel in
+its first minute, not after the cache or the first fold.
 The rehearsal also times a few steps: device throughput figures for ``run_status.json`` and ``--plan``.
 """
 
@@ -17,6 +19,7 @@ import importlib
 import importlib.util
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,16 +30,25 @@ import tensorflow as tf
 
 from imet_utils.config import TrainConfig
 from imet_utils.console import log, warn
-from imet_utils.devices import card_name, without_multi_replica_jit
-from imet_utils.models import PACKAGE_PINS, get_backbone
+from imet_utils.devices import card_name, training_lr, with_scaled_lr, without_multi_replica_jit
+from imet_utils.models import PACKAGE_PINS, export_float32_copy, export_for_inference, get_backbone, load_checkpoint
+from imet_utils.outputs import LAST_CHECKPOINT, MODEL_DIR, MODEL_F32_DIR
 from imet_utils.prediction import predict_batches
-from imet_utils.training import compiled_model
+from imet_utils.training import compiled_model, validation_batch
 from imet_utils.transfer import rehearse_cached
 
 # module -> pip requirement, for every package a config can need that Kaggle's image lacks
 PINS = {**PACKAGE_PINS, "iterstrat": "iterative-stratification==0.1.9"}
 DEFAULT_CLASSES = 1103  # iMet 2019's labels.csv, if the competition's can't be read yet
 TIMED_STEPS = 3  # steps timed after the first (which traces and compiles)
+# What the cuDNN and allocator errors of an exhausted GPU say besides ResourceExhaustedError (lower case)
+OUT_OF_MEMORY_MESSAGES = (
+    "oom",
+    "out of memory",
+    "failed to allocate",
+    "failed to get convolution algorithm",
+    "no algorithm worked",
+)
 
 
 def needed_packages(config: TrainConfig) -> list[str]:
@@ -105,6 +117,7 @@ class Rehearsal:
     train_ips: float  # training images/s on the dummy batch (the device alone, no input pipeline)
     infer_ips: float  # image views/s predicted on the dummy batch
     seconds: float
+    rehearsed: tuple[str, ...] = ()  # the steps of a fold it ran, in order
 
     def measured(self) -> dict:
         """The fields ``run_status.json`` records (and ``--plan`` reads)."""
@@ -115,6 +128,7 @@ class Rehearsal:
             "model": self.config.model,
             "image_size": self.config.image_size,
             "batch_size": self.config.batch_size,
+            "lr": training_lr(self.config),
             "rehearsal_train_ips": round(self.train_ips, 1),
             "rehearsal_infer_ips": round(self.infer_ips, 1),
         }
@@ -136,10 +150,15 @@ def build_model(config: TrainConfig, n_classes: int, strategy: tf.distribute.Str
 
 
 def is_out_of_memory(error: Exception) -> bool:
-    text = str(error)
-    return isinstance(error, tf.errors.ResourceExhaustedError) or (
-        isinstance(error, tf.errors.InternalError) and ("OOM" in text or "out of memory" in text.lower())
-    )
+    """Whether a TensorFlow error means the device ran out of memory: a ``ResourceExhaustedError``, or an
+    ``InternalError`` ("Failed to allocate ..."), ``UnknownError`` or ``NotFoundError`` (cuDNN under memory
+    pressure: "Failed to get convolution algorithm", "No algorithm worked") that says so."""
+    if isinstance(error, tf.errors.ResourceExhaustedError):
+        return True
+    if not isinstance(error, (tf.errors.InternalError, tf.errors.UnknownError, tf.errors.NotFoundError)):
+        return False
+    text = str(error).lower()
+    return any(message in text for message in OUT_OF_MEMORY_MESSAGES)
 
 
 def largest_batch(attempt: Callable[[int], tuple], batch: int) -> tuple[int, tuple]:
@@ -154,7 +173,7 @@ def largest_batch(attempt: Callable[[int], tuple], batch: int) -> tuple[int, tup
     while True:
         try:
             return batch, attempt(batch)
-        except (tf.errors.ResourceExhaustedError, tf.errors.InternalError) as e:
+        except tf.errors.OpError as e:
             if not is_out_of_memory(e):
                 raise
             warn(f"rehearsal: per-replica batch {batch} ran out of device memory")
@@ -165,7 +184,9 @@ def largest_batch(attempt: Callable[[int], tuple], batch: int) -> tuple[int, tup
 
 
 def _steps(model, config: TrainConfig, n_classes: int, strategy, per_replica: int) -> tuple[float, float]:
-    """One training and one prediction step at ``per_replica`` (each then timed over ``TIMED_STEPS``).
+    """One training and one prediction step at ``per_replica`` (each then timed over ``TIMED_STEPS``), and one
+    prediction of the fold-end TTA out-of-fold batch (``oof_tta`` views of each image: the largest batch a fold
+    predicts).
 
     Returns:
         (training images/s, predicted image views/s).
@@ -180,20 +201,44 @@ def _steps(model, config: TrainConfig, n_classes: int, strategy, per_replica: in
     start = time.perf_counter()
     model.fit(train, steps_per_epoch=TIMED_STEPS, epochs=1, verbose=0)
     train_ips = TIMED_STEPS * n / (time.perf_counter() - start)
-    views = np.concatenate([x, x])[:, None]  # the validation batch: twice the training batch, one view
+    images = np.resize(
+        x, (validation_batch(dataclasses.replace(config, batch_size=per_replica), replicas), *x.shape[1:])
+    )
+    views = images[:, None]  # the validation batch, one view
     batches = tf.data.Dataset.from_tensors(views).repeat(1 + TIMED_STEPS)
     start = 0.0
     for i, probs in enumerate(predict_batches(model, batches, strategy=strategy)):
-        if not np.isfinite(probs).all() or probs.shape != (len(views), n_classes):
-            raise RuntimeError(f"rehearsal: the prediction step gave {probs.shape}, not finite probabilities")
+        _check_probs(probs, len(views), n_classes)
         start = time.perf_counter() if i == 0 else start
     infer_ips = TIMED_STEPS * len(views) / max(time.perf_counter() - start, 1e-9)
+    if config.oof_tta > 1:  # the fold-end OOF: the same images, oof_tta views each
+        tta = np.repeat(views, config.oof_tta, axis=1)
+        for probs in predict_batches(model, tf.data.Dataset.from_tensors(tta), strategy=strategy):
+            _check_probs(probs, len(tta), n_classes)
     return train_ips, infer_ips
 
 
+def _check_probs(probs: np.ndarray, rows: int, n_classes: int) -> None:
+    if not np.isfinite(probs).all() or probs.shape != (rows, n_classes):
+        raise RuntimeError(f"rehearsal: the prediction step gave {probs.shape}, not finite probabilities")
+
+
+def _save_and_export(model, config: TrainConfig) -> tuple[str, ...]:
+    """What a fold saves: the checkpoint (reloaded, as a resumed fold does), the best weights and the exports,
+    to a temporary folder that is deleted after. Returns the steps it ran."""
+    with tempfile.TemporaryDirectory(prefix="rehearsal-") as tmp:
+        d = Path(tmp)
+        model.save(d / LAST_CHECKPOINT)
+        model.save_weights(d / "best.weights.h5")
+        load_checkpoint(config.model, d / LAST_CHECKPOINT)  # as a resumed fold loads it
+        export_for_inference(model, d / MODEL_DIR)
+        f32 = export_float32_copy(model, d / MODEL_F32_DIR)
+    return ("checkpoint", "reload", "export") + (("export_f32",) if f32 else ())
+
+
 def adapted(config: TrainConfig, per_replica: int) -> TrainConfig:
-    """The config with a smaller per-replica batch, its learning rate scaled with the global batch."""
-    return dataclasses.replace(config, batch_size=per_replica, lr=config.lr * per_replica / config.batch_size)
+    """The config with a smaller per-replica batch (its learning rate follows the global batch: ``effective_lr``)."""
+    return dataclasses.replace(config, batch_size=per_replica)
 
 
 def rehearse(config: TrainConfig, *, strategy: tf.distribute.Strategy, n_classes: int) -> Rehearsal:
@@ -212,6 +257,8 @@ def rehearse(config: TrainConfig, *, strategy: tf.distribute.Strategy, n_classes
             doesn't fit and ``auto_batch`` is off (the message names the largest batch that fits).
     """
     start = time.perf_counter()
+    rehearsal_batch = config.batch_size
+    config = with_scaled_lr(config, strategy.num_replicas_in_sync)  # the optimizer a fold builds
     if config.feature_cache:  # the folds train on cached features (imet_utils.transfer): rehearse that
         model, train_ips, infer_ips = rehearse_cached(config, n_classes)
         fits, steps = config.batch_size, None
@@ -235,7 +282,16 @@ def rehearse(config: TrainConfig, *, strategy: tf.distribute.Strategy, n_classes
                 f"batch_size={fits}, or auto_batch=True to let the run adapt"
             )
         config = adapted(config, fits)
-        warn(f"auto_batch: per-replica batch lowered to {fits}, learning rate to {config.lr:.3g}")
+    config = with_scaled_lr(config, strategy.num_replicas_in_sync)
+    if fits < rehearsal_batch:
+        warn(f"auto_batch: per-replica batch lowered to {fits}, learning rate to {training_lr(config):.3g}")
+    try:
+        saved = _save_and_export(model, config) if steps is not None else ()  # cached features: transfer's
+    except Exception as e:  # whatever saving, reloading or exporting this model raises: named, here
+        raise RuntimeError(
+            f"rehearsal: model {config.model!r} trains, but saving its checkpoint, reloading it or exporting it "
+            f"(what every fold does at its end) failed: {type(e).__name__}: {e}"
+        ) from e
     del model, steps  # not keras.backend.clear_session(): it would reset the mixed-precision policy to float32
     gc.collect()
     rehearsal = Rehearsal(
@@ -246,11 +302,13 @@ def rehearse(config: TrainConfig, *, strategy: tf.distribute.Strategy, n_classes
         train_ips=train_ips,
         infer_ips=infer_ips,
         seconds=time.perf_counter() - start,
+        rehearsed=("train", "validation", *(["oof_tta"] if config.oof_tta > 1 else []), *saved),
     )
     log(
         f"rehearsal: one training and one prediction step fit, per-replica batch {config.batch_size} on "
         f"{rehearsal.card} ({rehearsal.policy}); {train_ips:.0f} train img/s, {infer_ips:.0f} predicted img/s "
-        f"on a dummy batch"
+        f"on a dummy batch; rehearsed {', '.join(rehearsal.rehearsed)}; lr {training_lr(config):.3g} for the "
+        f"global batch {config.batch_size * rehearsal.replicas}"
     )
     return rehearsal
 

@@ -20,11 +20,20 @@ import tensorflow as tf
 from imet_utils.budget import Budget
 from imet_utils.config import TTA_VIEWS, TrainConfig
 from imet_utils.console import log, warn
-from imet_utils.devices import without_multi_replica_jit
+from imet_utils.devices import make_optimizer, training_lr, with_scaled_lr, without_multi_replica_jit
 from imet_utils.losses import make_loss
 from imet_utils.metrics import search_threshold, threshold_grid
-from imet_utils.models import backbone_layer, create_model, export_for_inference, load_checkpoint
-from imet_utils.outputs import BEST_WEIGHTS, HISTORY_FILE, LAST_CHECKPOINT, MODEL_DIR, STATE_FILE, fold_dir, save_oof
+from imet_utils.models import backbone_layer, create_model, export_float32_copy, export_for_inference, load_checkpoint
+from imet_utils.outputs import (
+    BEST_WEIGHTS,
+    HISTORY_FILE,
+    LAST_CHECKPOINT,
+    MODEL_DIR,
+    MODEL_F32_DIR,
+    STATE_FILE,
+    fold_dir,
+    save_oof,
+)
 from imet_utils.pipeline import train_dataset
 from imet_utils.prediction import predict_views
 from imet_utils.schedules import lr_callbacks
@@ -93,7 +102,7 @@ class _EpochEnd(keras.callbacks.Callback):
             self.model,
             self.valid_paths,
             size=self.config.image_size,
-            batch_size=self.config.batch_size * 2 * self.model.distribute_strategy.num_replicas_in_sync,
+            batch_size=validation_batch(self.config, self.model.distribute_strategy.num_replicas_in_sync),
             workers=self.config.workers,
         )
         t, f2, _ = search_threshold(
@@ -144,8 +153,16 @@ def validation_loss(config: TrainConfig, y: np.ndarray, probs: np.ndarray, *, ro
     return total / max(1, len(y))
 
 
+def validation_batch(config: TrainConfig, replicas: int) -> int:
+    """Images per prediction batch of validation and of the fold-end OOF (twice the global training batch; the
+    OOF's ``oof_tta`` views of each make it ``oof_tta`` times larger in views): the rehearsal runs both."""
+    return config.batch_size * 2 * replicas
+
+
 def _compile(model, config: TrainConfig) -> None:
-    model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=make_loss(config), jit_compile=config.jit_compile)
+    """Adam at the run's rate; under mixed_float16, in the loss-scale optimizer that is safe on several replicas
+    (``devices.make_optimizer``); call it under the strategy's scope."""
+    model.compile(optimizer=make_optimizer(config), loss=make_loss(config), jit_compile=config.jit_compile)
 
 
 def compiled_model(config: TrainConfig, n_classes: int):
@@ -203,8 +220,13 @@ def train_fold(
         return state
     tr, va = folds != fold, folds == fold
     replicas = strategy.num_replicas_in_sync
-    config = without_multi_replica_jit(config, replicas)
+    config = with_scaled_lr(without_multi_replica_jit(config, replicas), replicas)
     batch = config.batch_size * replicas
+    if tr.sum() < batch:
+        raise ValueError(
+            f"fold {fold}: {tr.sum()} train images, fewer than one global batch of {batch} ({config.batch_size} x "
+            f"{replicas} replica(s)): lower batch_size or train on more images"
+        )
     model, state = _model_for(config, fold, d, state, n_classes=targets.shape[1], strategy=strategy)
     callback = _EpochEnd(
         config=config,
@@ -218,20 +240,25 @@ def train_fold(
         folds_after=folds_after,
     )
     if state.epochs_done < config.epochs and not state.stopped_reason:
-        log(f"fold {fold}: {tr.sum()} train / {va.sum()} valid images, batch {batch} on {replicas} replica(s)")
+        log(
+            f"fold {fold}: {tr.sum()} train / {va.sum()} valid images, batch {batch} on {replicas} replica(s), "
+            f"lr {training_lr(config):.3g}; {tr.sum() % batch} image(s) left out of each epoch (full batches only)"
+        )
         ds = _train_data(config, fold, paths[tr], targets[tr], batch=batch, transform=transform)
-        _fit(model, ds, [callback, *lr_callbacks(config)], config=config, fold=fold, state=state, strategy=strategy)
+        schedule = lr_callbacks(dataclasses.replace(config, lr=training_lr(config)))  # from the run's rate
+        _fit(model, ds, [callback, *schedule], config=config, fold=fold, state=state, strategy=strategy)
     if not _keep_best(fold, d, state):
         return state
     model.load_weights(d / BEST_WEIGHTS)
     if config.oof_tta > 1:
-        _save_tta_oof(model, config, d, ids[va], paths[va], batch=batch)
+        _save_tta_oof(model, config, d, ids[va], paths[va])
     _export(model, fold, d, state)
     return state
 
 
 def _train_data(config: TrainConfig, fold: int, paths: np.ndarray, targets: np.ndarray, *, batch: int, transform):
-    """The fold's shuffled, augmented train batches (shuffled by the random seed plus the fold)."""
+    """The fold's shuffled, augmented train batches (shuffled by the random seed plus the fold), full batches only:
+    a last batch of one image splits [1, 0] over two replicas, and BatchNorm on one image (or none) makes NaN."""
     return train_dataset(
         paths,
         targets,
@@ -241,16 +268,24 @@ def _train_data(config: TrainConfig, fold: int, paths: np.ndarray, targets: np.n
         transform=transform,
         workers=config.workers,
         mixup_alpha=config.mixup_alpha,
+        drop_remainder=True,
     )
 
 
-def _save_tta_oof(model, config: TrainConfig, d: Path, ids: np.ndarray, paths: np.ndarray, *, batch: int) -> None:
+def _save_tta_oof(model, config: TrainConfig, d: Path, ids: np.ndarray, paths: np.ndarray) -> None:
     """The OOF the submit kernel decides on, with the views it predicts the test images with."""
     views = TTA_VIEWS[: config.oof_tta]
     save_oof(
         d,
         ids,
-        predict_views(model, paths, size=config.image_size, batch_size=batch * 2, views=views, workers=config.workers),
+        predict_views(
+            model,
+            paths,
+            size=config.image_size,
+            batch_size=validation_batch(config, model.distribute_strategy.num_replicas_in_sync),
+            views=views,
+            workers=config.workers,
+        ),
         views,
     )
 
@@ -306,8 +341,10 @@ def _keep_best(fold: int, d: Path, state: FoldState) -> bool:
 
 
 def _export(model, fold: int, d: Path, state: FoldState) -> None:
-    """Exports the best model and the history, marks the fold finished and drops the checkpoints."""
+    """Exports the best model (and, if it computes in 16 bits, a float32 copy for CPU sessions) and the history,
+    marks the fold finished and drops the checkpoints."""
     export_for_inference(model, d / MODEL_DIR)
+    export_float32_copy(model, d / MODEL_F32_DIR)
     pd.DataFrame(state.history).to_csv(d / HISTORY_FILE, index=False)
     state.finished = True
     state.save(d)

