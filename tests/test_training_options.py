@@ -54,7 +54,9 @@ def test_unknown_options_fail_with_the_known_ones():
 
 
 # Pretrained backbones that need no package: keras.applications, from the registry.
-KERAS_APPLICATIONS = [n for n, b in MODELS.items() if b.pip is None and b.weights_from.startswith("ImageNet")]
+KERAS_APPLICATIONS = [
+    n for n, b in MODELS.items() if b.pip is None and b.weights_pip is None and b.weights_from.startswith("ImageNet")
+]
 
 
 def test_keras_applications_are_found_in_the_registry():
