@@ -6,9 +6,13 @@ Usage (the split interface: cache the frozen lower part's features, train the up
 
     model = create_model("efficientnet-lite0", n_classes, image_size=160, weights="imagenet", split_block=11)
     backbone = backbone_layer(model)      # Input -> Model "lower" -> Model "upper"
-    lower = backbone.get_layer("lower")   # stem + blocks[:11]: uint8-free, takes the normalised image
+    lower = backbone.get_layer("lower")   # stem + blocks[:11] -> (H/16, W/16, 112) for lite0
     upper = backbone.get_layer("upper")   # blocks[11:] + head conv + BN + ReLU6 -> (H/32, W/32, 1280)
     assert upper.input.shape == lower.output.shape
+
+``model`` is image (uint8) -> "to_unit" (Rescaling 1/255) -> ["augment"] -> "normalize" -> the backbone -> "gap"
+-> the head, as for every backbone; so "lower" takes the normalised float image, (x - 127) / 128 of RGB 0..255,
+not uint8. Its weights and "upper"'s are the model's own variables: training "upper" trains the model.
 
     # or the backbone alone (no head, no normalisation: feed (x - 127) / 128 of RGB 0..255):
     backbone = build_lite("efficientnet-lite0", (160, 160, 3), "imagenet", split_block=11)
@@ -21,7 +25,14 @@ split's output stride and channels; for lite0 (16 blocks; stages of 1, 2, 2, 3, 
     stride        2   2   4   4   8   8  16  16  16  16  16  16  32  32  32  32  32
     channels     32  16  24  24  40  40  80  80  80 112 112 112 192 192 192 192 320
 
-lite1 and lite2 have 21 blocks (stages of 1, 3, 3, 4, 4, 5, 1); a stage's first block changes stride or width.
+lite1 and lite2 have 21 blocks (stages of 1, 3, 3, 4, 4, 5, 1; a stage's first block changes stride and width)::
+
+    split_block   0   1   2   3   4   5   6   7   8   9  10  11  12  13  14  15  16  17  18  19  20  21
+    stride        2   2   4   4   4   8   8   8  16  16  16  16  16  16  16  16  32  32  32  32  32  32
+    lite1        32  16  24  24  24  40  40  40  80  80  80  80 112 112 112 112 192 192 192 192 192 320
+    lite2        32  16  24  24  24  48  48  48  88  88  88  88 120 120 120 120 208 208 208 208 208 352
+
+CPU costs per split point and size: bench/lite_split.py (bench/RESULTS.md).
 
 The architecture is EfficientNet-B0's 7 stages of MBConv blocks without squeeze-excite, with ReLU6, TensorFlow
 "same" padding, BatchNorm epsilon 1e-3, and the stem (32) and head (1280) not scaled; lite1 and lite2 scale depth
