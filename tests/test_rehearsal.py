@@ -47,6 +47,7 @@ def test_the_log_shows_the_rehearsal_before_the_csv_stage_and_run_status_records
     assert res.returncode == 0, log[-3000:] + res.stderr[-3000:]
     order = [
         "stage setup",
+        f"running on CPU x1 (1 replica(s), policy float32); tensorflow {tf.__version__}, keras ",
         "rehearsal: tiny-cnn at 64px built",
         "rehearsal: one training and one prediction step fit, per-replica batch 32",
         "stage rehearsal",
@@ -66,6 +67,14 @@ def test_the_log_shows_the_rehearsal_before_the_csv_stage_and_run_status_records
     }
     for field in ("train_ips", "infer_ips", "cache_ips", "rehearsal_seconds", "rehearsal_train_ips"):
         assert status[field] > 0, field
+    # what ran (issue 23): the versions and the policy; the learning rate for the global batch, in config.json too
+    import keras
+
+    assert status["policy"] == "float32" and status["versions"]["tensorflow"] == tf.__version__
+    assert status["versions"]["keras"] == keras.__version__ and set(status["versions"]) >= {"cuda", "cudnn"}
+    config = json.loads((tmp_path / "train/kaggle/working/config.json").read_text())
+    assert config["lr_reference_batch"] == 32 and config["effective_lr"] == status["lr"]
+    assert config["effective_lr"] == pytest.approx(config["lr"] * config["batch_size"] / 32)
 
 
 @pytest.mark.slow
