@@ -313,11 +313,14 @@ def render(hung: list[tuple[int, int]], *, h: int, w: int, works, textures, rng:
     """One uint8 RGB photograph of ``hung``, (work, culture) pairs, on a wall."""
     img = wall(h, w, textures, rng)
     k = len(hung)
-    gap = w * 0.04
-    slot_w = (w * rng.uniform(0.8, 0.95) - gap * (k - 1)) / k
-    slot_h = h * (rng.uniform(0.75, 0.95) if k == 1 else rng.uniform(0.5, 0.8))
-    x = (w - slot_w * k - gap * (k - 1)) / 2
-    for work, culture in hung:
+    rows = 2 if k == 4 or (k == 3 and h > w) else 1  # four works, or three on a tall photograph: two rows
+    cols = -(-k // rows)
+    gap = min(h, w) * 0.04
+    slot_w = (w * rng.uniform(0.8, 0.95) - gap * (cols - 1)) / cols
+    slot_h = (h * (rng.uniform(0.75, 0.95) if k == 1 else rng.uniform(0.6, 0.85)) - gap * (rows - 1)) / rows
+    x0 = (w - slot_w * cols - gap * (cols - 1)) / 2
+    y0 = (h - slot_h * rows - gap * (rows - 1)) * rng.uniform(0.3, 0.6)
+    for i, (work, culture) in enumerate(hung):
         frame, rendering = CULTURES[culture]
         rgb = works[work].rgb
         if rng.random() < 0.5:
@@ -328,10 +331,10 @@ def render(hung: list[tuple[int, int]], *, h: int, w: int, works, textures, rng:
         art = cv2.resize(rgb, (max(4, round(pw * s)), max(4, round(ph * s))), interpolation=cv2.INTER_AREA)
         framed = add_frame(render_work(art, rendering, rng), frame, rng)
         fh, fw = framed.shape[:2]
-        top = int((h - fh) * rng.uniform(0.3, 0.6))
-        left = int(x + (slot_w - fw) / 2 + rng.uniform(-0.05, 0.05) * slot_w)
+        r, c = divmod(i, cols)
+        top = int(y0 + r * (slot_h + gap) + (slot_h - fh) * rng.uniform(0.3, 0.7))
+        left = int(x0 + c * (slot_w + gap) + (slot_w - fw) / 2 + rng.uniform(-0.05, 0.05) * slot_w)
         _hang(img, framed, top, left)
-        x += slot_w + gap
     return jpeg(camera(img, rng), rng)
 
 
