@@ -90,7 +90,16 @@ def submit(orch: Orchestrator, kernel: Kernel, *, version: int, message: str, wa
     for row in _rows(orch, kernel, version):
         if row.get("status") in ("intended", "unknown") or (row.get("status") == "pending" and not row.get("ref")):
             resolve(orch, row)
+    tag = version_tag(kernel, version)
     earlier = [r for r in _rows(orch, kernel, version) if r.get("status") != "refused"]
+    if not earlier and not orch.force:  # the ledger doesn't know one (lost, a fresh clone): Kaggle may
+        found = find_on_kaggle(orch, {"tag": tag})
+        if found is not None:
+            row = {"id": uuid.uuid4().hex[:12], "ref": str(found.get("ref")), "kernel": kernel.id, "version": version}
+            row.update(tag=tag, message=found.get("description"), status="pending", found_on_kaggle=True)
+            orch.ledger.record_submission(row)
+            print(f"{kernel.id} v{version}: Kaggle has it as submission {row['ref']} already (the ledger didn't)")
+            earlier = [row]
     if earlier and not orch.force:
         row = earlier[-1]
         if row.get("status") == "pending":
@@ -100,7 +109,6 @@ def submit(orch: Orchestrator, kernel: Kernel, *, version: int, message: str, wa
             f"{kernel.id} version {version} was submitted already (ref {row['ref']}, {row.get('status')}, public "
             f"{row.get('public', '?')}): --force submits it again and spends one of today's submissions"
         )
-    tag = version_tag(kernel, version)
     description = f"{message} {tag}"
     row = {"id": uuid.uuid4().hex[:12], "ref": "", "kernel": kernel.id, "version": version, "message": description}
     row.update(tag=tag, submitted_at=time.time(), status="intended")

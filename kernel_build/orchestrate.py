@@ -350,7 +350,8 @@ class Orchestrator:
             answer = self._status(kid, None)
             if not answer.unanswered or known or time.time() > deadline:
                 break
-            print(f"  {kid}: asking Kaggle whether the push got there (a new kernel shows after a while)", flush=True)
+            if delay == max(self.poll, 0.5):
+                print(f"  {kid}: asking Kaggle whether the push got there (a new kernel shows after a while)")
             self.sleep(delay)
             delay = min(delay * 2, 60.0)
         found = self.versions_since(kid, known) if not answer.unanswered else []

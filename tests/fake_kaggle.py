@@ -21,8 +21,9 @@ The simulated server, driven by calls rather than by the clock, so tests run in 
 - a complete version's output lists files the kernel would write (config.json from the pushed CONFIG,
   folds.csv, per fold oof.npz, history.csv, state.json and model/, plots; decision.json, submission.csv) and
   its log, a JSON array of {stream_name, time, data} whose last time is the run's length.
-- the field's answers (KAGGLE.md): a kernel never pushed answers 403 ``Permission 'kernels.get' was denied``
-  (``unknown_code``), and so does a kernel for ``hidden_seconds`` of wall time after its first push (its run
+- the field's answers (KAGGLE.md): a kernel never pushed answers 404 ``Notebook not found`` or 403
+  ``Permission 'kernels.get' was denied`` (``unknown_code``; 404 by default, 403 in the field tests), and so
+  does a kernel for ``hidden_seconds`` of wall time after its first push (its run
   moves on meanwhile, so it can end unseen); every ``fail_every``-th read call answers 503; slugs in
   ``crashes`` end COMPLETE without run_status.json, their log ending in that traceback; ``expired`` answers
   401 to everything (an expired ``kaggle auth login``); each status call moves runs on ``advance`` steps (time
@@ -67,7 +68,7 @@ DEFAULTS = dict(
     errors={},
     crashes={},
     hidden_seconds=0.0,
-    unknown_code=403,
+    unknown_code=404,  # tests/test_orchestrate.py runs against 404; the field tests set 403, as Kaggle answers
     fail_every=0,
     advance=1,
     expired=False,
