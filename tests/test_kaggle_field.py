@@ -3,6 +3,7 @@ push, 503s, one GPU session at a time, crashes reported COMPLETE, expired logins
 and every step resumed after a stop. Each test drives the real kaggle CLI against tests/fake_kaggle.py."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -241,3 +242,77 @@ def test_every_credential_the_cli_takes_is_accepted(tmp_path, monkeypatch, env_v
         (tmp_path / ".kaggle").mkdir(exist_ok=True)
         (tmp_path / ".kaggle" / name).write_text("{}")
     assert has_credentials()
+
+
+def _until_ok(run, *args, tries=3):
+    """The same command, run again (at most twice more) until it exits 0; returns every run."""
+    runs = []
+    for _ in range(tries):
+        runs.append(run(*args, ok=None))
+        if runs[-1].returncode == 0:
+            return runs
+    raise AssertionError(f"{args} did not finish in {tries} runs")
+
+
+def test_lost_answers_denied_reads_and_a_lost_ledger_never_do_anything_twice(repo):
+    """Issue 25's field: the first push's and submission's answers are lost, the first read of each run's
+    run_status.json is denied; then runs/ is deleted, then the ledger too: one version per kernel, one submission."""
+    root, env, run = repo
+    lost = {"SaveKernel": 1, "CreateCodeSubmission": 1}
+    fake_kaggle.configure(env, **FIELD, lost_answers=lost, fail_downloads_once=["run_status.json"])
+    pushed = "".join(r.stdout for r in _until_ok(run, "push", "all", "--wait"))
+    assert "the push's answer was lost, but Kaggle has version 1 (this push's): not pushing it again" in pushed
+    assert "couldn't read its run_status.json (403 Client Error: Forbidden" in pushed
+    submitted = "".join(r.stdout for r in _until_ok(run, "submit"))
+    assert "Kaggle has it as submission 40000001: not submitting it again" in submitted
+    assert "public 0.61234" in submitted
+    server = _server(env)
+    assert server["lost"] == 2 and len(server["failed_downloads"]) == 2  # each run's marker denied once
+    ledger = json.loads((root / ".kaggle-ledger" / "ledger.json").read_text())
+    assert [p["verdict"] for e in ledger["kernels"].values() for p in e["pushes"]] == ["ok", "ok"]
+    run("pull")
+    shutil.rmtree(root / "runs")
+    again = run("push", "all", "--wait")
+    assert "pushed me/" not in again.stdout and "complete on this content (version 1), skipped" in again.stdout
+    shutil.rmtree(root / ".kaggle-ledger")
+    fresh = run("push", "all", "--wait")
+    assert "Kaggle has version 1 (this build); the ledger knows it now" in fresh.stdout
+    assert "pushed me/" not in fresh.stdout
+    resubmit = run("submit")
+    assert "Kaggle has it as submission 40000001 already" in resubmit.stdout
+    assert _versions(env) == {"me/imet-2019-train": 1, "me/imet-2019-submit": 1}
+    assert len(_server(env)["submissions"]) == 1
+
+
+def test_a_build_in_a_second_terminal_doesnt_change_what_the_driver_pushes(repo):
+    root, env, run = repo
+    fake_kaggle.configure(env, **FIELD)
+    folds = ("--split-folds", "--set", "folds=[0,1]")
+    proc = _popen(root, env, "push", "all", "--wait", *folds)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "pushed me/imet-2019-train-f0" in line:
+            break
+    run("build", *folds, "--set", "epochs=3")  # the second terminal, while f0 runs
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, "".join(seen) + out
+    sources = Path(env[fake_kaggle.STATE_ENV]) / "sources" / "me"
+    pushed = {
+        k: fake_kaggle._pushed_config((sources / k / "v1").read_text())
+        for k in ("imet-2019-train-f0", "imet-2019-train-f1")
+    }
+    assert [c["epochs"] for c in pushed.values()] == [8, 8]  # what the driver built when it started
+    rebuilt = fake_kaggle._pushed_config((root / "build" / "imet-2019-train-f1" / "imet-2019-train-f1.py").read_text())
+    assert rebuilt["epochs"] == 3  # the second terminal's build happened, beside the driver
+    assert _versions(env) == {"me/imet-2019-train-f0": 1, "me/imet-2019-train-f1": 1, "me/imet-2019-submit": 1}
+
+
+def test_push_then_pull_without_wait_fetches_the_run(repo):
+    root, env, run = repo
+    fake_kaggle.configure(env, **{**FIELD, "hidden_seconds": 0.0})
+    run("push")
+    fake_kaggle.configure(env, advance=10)  # the run ends while nobody waits
+    pulled = run("pull")
+    assert "(models left out)" in pulled.stdout and (root / "runs/imet-2019-train/v1/run_status.json").is_file()
+    assert _server(env)["output_pages"] >= 2  # 20 files a page: the listing came in pages
