@@ -9,7 +9,7 @@
     build       writes every kernel and its metadata
     notebook    nbformat validation and running a notebook as Kaggle's papermill does
     kaggle_cli  the one door to the kaggle CLI: credentials, timeouts, answers classified, transient ones retried
-    ledger      runs/ledger.json: pushes, verdicts and submissions on disk, so any stop resumes
+    ledger      .kaggle-ledger/ledger.json: a cache of what Kaggle said (Kaggle is the record), so any stop resumes
     orchestrate push in waves, wait, trust a run only on its run_status.json, through the real kaggle CLI
     leaderboard submit once per version and wait for the score; the probe
     quota       kaggle quota: the weekly GPU hours left, checked before a push
