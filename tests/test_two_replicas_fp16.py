@@ -14,24 +14,29 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-POLICIES = ["float32", "mixed_float16"]
+# each policy's tests on one xdist worker, so that its subprocess runs once
+POLICIES = [
+    pytest.param(policy, marks=pytest.mark.xdist_group(f"two_replicas_{policy}"))
+    for policy in ("float32", "mixed_float16")
+]
 
 TWO_REPLICAS = """
 import sys; sys.path.insert(0, {root!r})
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import gc, json, traceback, weakref
+import dataclasses, gc, json, traceback, weakref
 from pathlib import Path
 import keras, numpy as np
 from imet_utils import training
 from imet_utils.augment import DeviceAugment
 from imet_utils.budget import Budget
-from imet_utils.config import TrainConfig
+from imet_utils.config import TTA_VIEWS, TrainConfig
 from imet_utils.data import read_competition
 from imet_utils.devices import setup_strategy
 from imet_utils.images import build_cache
 from imet_utils.outputs import MODEL_DIR, MODEL_F32_DIR, fold_dir
+from imet_utils.prediction import load_for_inference, predict_views
 from imet_utils.rehearsal import rehearse
 
 POLICY, tmp = {policy!r}, Path({tmp!r})
@@ -133,20 +138,47 @@ n = 66  # each fold trains on 33 = 4 x 8 + 1 images: a last batch of one image s
 ids, paths, targets = comp.train["id"].to_numpy()[:n], np.asarray(cached.paths)[:n], comp.targets()[:n]
 folds = np.repeat([0, 1], n // 2)
 exports = {{}}
+ATOL = 2e-3 if MIXED else 1e-5  # float16 on one device and on two: the same ops, rounded alike to about 1e-3
+rows_per_replica = []  # each prediction batch's rows on each replica: every replica must predict
+local_results = strategy.experimental_local_results
+def spy(value):
+    parts = local_results(value)
+    if all(isinstance(p, tf.Tensor) and len(p.shape) == 2 for p in parts):  # probabilities, not weights or losses
+        rows_per_replica.append([int(p.shape[0]) for p in parts])
+    return parts
+strategy.experimental_local_results = spy
 
 
 def folds_of_one_more_than_a_batch_train_to_the_end_with_finite_weights():
     lrs.clear()
-    for fold in (0, 1):
-        state = training.train_fold(config, fold, ids=ids, paths=paths, targets=targets, folds=folds,
+    for fold, oof_tta in ((0, 1), (1, 3)):  # fold 0's OOF is its validation pass; fold 1's the fold-end TTA pass
+        fold_config = dataclasses.replace(config, oof_tta=oof_tta)
+        state = training.train_fold(fold_config, fold, ids=ids, paths=paths, targets=targets, folds=folds,
                                     out=tmp / "out", strategy=strategy, budget=Budget(1))
         no_model_alive(f"after fold {{fold}}")
         assert state.finished and not state.failed and state.epochs_done == 1, state
         assert all(np.isfinite(row["loss"]) and np.isfinite(row["val_loss"]) for row in state.history), state.history
-        model = tf.saved_model.load(str(fold_dir(tmp / "out", fold) / MODEL_DIR))
-        assert all(np.isfinite(v.numpy()).all() for v in model.variables), "non-finite weights exported"
-        exports[fold] = fold_dir(tmp / "out", fold)
+        d = exports[fold] = fold_dir(tmp / "out", fold)
+        single = load_for_inference(d / MODEL_DIR)  # outside the scope: one device
+        assert all(np.isfinite(v.numpy()).all() for v in single._loaded.variables), "non-finite weights exported"
+        saved, valid = np.load(d / "oof.npz"), folds == fold
+        assert list(saved["ids"]) == list(ids[valid])  # the same order of rows as on one device
+        alone = predict_views(single, paths[valid], size=32, batch_size=7, views=TTA_VIEWS[:oof_tta])
+        assert np.allclose(saved["probs"], alone, atol=ATOL), np.abs(saved["probs"] - alone).max()
     assert lrs and np.allclose(lrs, 3e-4 * 8 / 32, rtol=1e-6), lrs  # lr x global batch 8 / 32
+
+
+def predictions_on_both_replicas_equal_one_devices():  # the submit kernel's: the export under the strategy
+    mirrored = load_for_inference(exports[1] / MODEL_DIR, strategy)
+    single = load_for_inference(exports[1] / MODEL_DIR)
+    before = len(rows_per_replica)
+    test = predict_views(mirrored, paths[:37], size=32, batch_size=10, views=TTA_VIEWS[:2])
+    alone = predict_views(single, paths[:37], size=32, batch_size=10, views=TTA_VIEWS[:2])
+    assert test.shape == alone.shape == (37, comp.labels.n_classes)
+    assert np.allclose(test, alone, atol=ATOL), np.abs(test - alone).max()
+    assert len(rows_per_replica) > before and rows_per_replica[-1] == [4, 4], rows_per_replica[before:]
+    # validation, the OOF and the test: both replicas predict equal, non-empty shares of every batch, the last too
+    assert rows_per_replica and all(r[0] == r[1] > 0 for r in rows_per_replica), rows_per_replica
 
 
 def float32_copy_is_exported_in_16_bits_only():
@@ -163,7 +195,7 @@ def float32_copy_is_exported_in_16_bits_only():
 
 CHECKS = [rehearsal_runs_a_folds_steps_in_the_policy,
           augmentation_differs_between_replicas, folds_of_one_more_than_a_batch_train_to_the_end_with_finite_weights,
-          float32_copy_is_exported_in_16_bits_only]
+          float32_copy_is_exported_in_16_bits_only, predictions_on_both_replicas_equal_one_devices]
 for fn in [one_replica_overflow_skips_the_step] * MIXED + CHECKS:
     check(fn)
 print("RESULTS " + json.dumps(results))
@@ -203,6 +235,11 @@ def test_a_fold_one_image_over_a_multiple_of_the_batch_trains_to_the_end_with_fi
     # finding 2 (drop_remainder); finding 3 (no model but the current one alive after each fold); finding 8 (lr)
     _ok(two_replicas, "folds_of_one_more_than_a_batch_train_to_the_end_with_finite_weights")
     assert "batch 8 on 2 replica(s), lr 7.5e-05; 1 image(s) left out of each epoch" in two_replicas[2]
+
+
+@pytest.mark.slow
+def test_validation_oof_and_test_predictions_use_both_replicas_and_equal_one_device(two_replicas):
+    _ok(two_replicas, "predictions_on_both_replicas_equal_one_devices")
 
 
 @pytest.mark.slow
