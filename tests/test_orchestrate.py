@@ -69,7 +69,9 @@ def test_from_zero_to_a_leaderboard_score(repo):
 def test_a_second_push_waits_for_the_new_train_versions_not_the_old_complete(repo):
     root, env, run = repo
     run("push", "all", "--wait")
-    fake_kaggle.configure(env, stale_polls=2)  # status reports the previous run's COMPLETE twice after a push
+    # A server that ignores the version asked for (the fallback): status reports the previous run's COMPLETE
+    # twice after a push.
+    fake_kaggle.configure(env, stale_polls=2, version_status=False)
     second = run("push", "all", "--wait", "--set", "epochs=3")  # changed code: new versions
     assert "COMPLETE (previous run)" in second.stdout
     calls = fake_kaggle.calls(env)
