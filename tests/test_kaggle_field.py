@@ -130,15 +130,16 @@ def test_a_scoring_error_prints_its_reason(repo):
     assert "failed scoring: Submission is missing 12 ids" in res.stderr
 
 
-def test_pull_during_a_run_leaves_nothing_that_blocks_the_next_pull(repo):
+def test_pull_during_a_run_leaves_nothing_behind_and_after_it_needs_no_wait(repo):
     root, env, run = repo
     run("push")
     early = run("pull")
     assert "not pulled, its run is not complete" in early.stdout
     assert not (root / "runs" / "imet-2019-train").exists()
-    run("wait")
+    fake_kaggle.configure(env, advance=10)  # the run ends while nobody waits: pull asks Kaggle (finding 13)
     later = run("pull")
     assert "(models left out)" in later.stdout and (root / "runs/imet-2019-train/v1/run_status.json").is_file()
+    assert _server(env)["output_pages"] >= 2  # 20 files a page: the listing came in pages
     assert not list((root / "runs" / "imet-2019-train" / "v1").rglob("model"))
     models = run("pull", "--models")
     assert "models added" in models.stdout and list((root / "runs/imet-2019-train/v1").rglob("saved_model.pb"))
@@ -177,19 +178,6 @@ def test_the_quota_refuses_a_plan_it_cant_hold_unless_forced(repo):
     assert "GPU hours but 0.5 h are left before the refresh" in res.stderr and _versions(env) == {}
     forced = run("push", "--force")
     assert "(pushed anyway: --force)" in forced.stdout and _versions(env) == {"me/imet-2019-train": 1}
-
-
-def test_a_second_terminal_is_refused_while_one_drives(repo):
-    root, env, run = repo
-    fake_kaggle.configure(env, queued_polls=400)
-    proc = _popen(root, env, "push", "--wait")
-    for line in proc.stdout:
-        if "pushed me/imet-2019-train" in line:
-            break
-    second = run("wait", ok=False)
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=120)
-    assert "is driving these kernels already" in second.stderr and "pid" in second.stderr
 
 
 def test_the_old_flags_still_work_with_a_note(repo):
@@ -285,6 +273,7 @@ def test_lost_answers_denied_reads_and_a_lost_ledger_never_do_anything_twice(rep
 
 
 def test_a_build_in_a_second_terminal_doesnt_change_what_the_driver_pushes(repo):
+    """One driver, one snapshot: a build beside a running driver, and a second driver refused."""
     root, env, run = repo
     fake_kaggle.configure(env, **FIELD)
     folds = ("--split-folds", "--set", "folds=[0,1]")
@@ -295,6 +284,8 @@ def test_a_build_in_a_second_terminal_doesnt_change_what_the_driver_pushes(repo)
         if "pushed me/imet-2019-train-f0" in line:
             break
     run("build", *folds, "--set", "epochs=3")  # the second terminal, while f0 runs
+    second = run("wait", ok=False)  # a second driver is refused
+    assert "is driving these kernels already" in second.stderr and "pid" in second.stderr
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, "".join(seen) + out
     sources = Path(env[fake_kaggle.STATE_ENV]) / "sources" / "me"
@@ -306,13 +297,3 @@ def test_a_build_in_a_second_terminal_doesnt_change_what_the_driver_pushes(repo)
     rebuilt = fake_kaggle._pushed_config((root / "build" / "imet-2019-train-f1" / "imet-2019-train-f1.py").read_text())
     assert rebuilt["epochs"] == 3  # the second terminal's build happened, beside the driver
     assert _versions(env) == {"me/imet-2019-train-f0": 1, "me/imet-2019-train-f1": 1, "me/imet-2019-submit": 1}
-
-
-def test_push_then_pull_without_wait_fetches_the_run(repo):
-    root, env, run = repo
-    fake_kaggle.configure(env, **{**FIELD, "hidden_seconds": 0.0})
-    run("push")
-    fake_kaggle.configure(env, advance=10)  # the run ends while nobody waits
-    pulled = run("pull")
-    assert "(models left out)" in pulled.stdout and (root / "runs/imet-2019-train/v1/run_status.json").is_file()
-    assert _server(env)["output_pages"] >= 2  # 20 files a page: the listing came in pages
