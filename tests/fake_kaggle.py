@@ -41,7 +41,8 @@ The simulated server, driven by calls rather than by the clock, so tests run in 
   version, as a server might); a version that doesn't exist answers 404; ``kernels pull OWNER/SLUG[/N]``
   returns that version's source. Slugs in ``never_run`` answer ``NEW_SCRIPT`` until pushed (saved in the
   editor, never run); slugs in ``cancels`` end ``CANCEL_REQUESTED`` for that many polls, still holding the GPU
-  session, then ``CANCEL_ACKNOWLEDGED``; ``failure_messages`` add the ``Failure message`` line to an ERROR.
+  session, then ``CANCEL_ACKNOWLEDGED``; ``failure_messages`` add the ``Failure message`` line to an ERROR
+  or a CANCEL_ACKNOWLEDGED.
 - output listings come in pages of the request's page size (20 from the CLI), with a next-page token.
 """
 
@@ -317,7 +318,8 @@ class _Server:
             shown = self._phase(run) if run["polls"] >= 0 else "QUEUED"
         else:
             shown = runs[-2]["outcome"] if run["polls"] < 0 else self._phase(run)
-        message = self.config["failure_messages"].get(kid.split("/")[1]) if shown == "ERROR" else None
+        ended_badly = shown in ("ERROR", "CANCEL_ACKNOWLEDGED")
+        message = self.config["failure_messages"].get(kid.split("/")[1]) if ended_badly else None
         return _obj(ApiGetKernelSessionStatusResponse, status=KernelWorkerStatus[shown], failure_message=message)
 
     def _version(self, runs: list, label: str | None, kid: str) -> dict:

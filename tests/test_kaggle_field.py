@@ -297,3 +297,20 @@ def test_a_build_in_a_second_terminal_doesnt_change_what_the_driver_pushes(repo)
     rebuilt = fake_kaggle._pushed_config((root / "build" / "imet-2019-train-f1" / "imet-2019-train-f1.py").read_text())
     assert rebuilt["epochs"] == 3  # the second terminal's build happened, beside the driver
     assert _versions(env) == {"me/imet-2019-train-f0": 1, "me/imet-2019-train-f1": 1, "me/imet-2019-submit": 1}
+
+
+def test_new_script_cancel_requested_a_failure_message_and_a_json_429_through_the_cli(repo):
+    root, env, run = repo
+    train = "imet-2019-train"
+    stopped = {train: "Stopped by its owner"}
+    fake_kaggle.configure(env, never_run=[train], rate_limit_every=4, cancels={train: 2}, failure_messages=stopped)
+    run("build")
+    before = run("status")
+    assert f"me/{train}" in before.stdout and "NEW_SCRIPT on Kaggle, not pushed from here" in before.stdout
+    cancelled = run("push", "--wait", ok=False)  # NEW_SCRIPT holds nothing: pushed
+    assert f"pushed me/{train} version 1" in cancelled.stdout and f"me/{train}  CANCEL_REQUESTED" in cancelled.stdout
+    assert "ended CANCEL_ACKNOWLEDGED: Stopped by its owner" in cancelled.stderr
+    assert "Too many requests from this account: slow down; retry 1 in" in cancelled.stdout  # the JSON 429
+    assert _server(env)["rate_limited"] > 0 and _server(env)["max_gpu_active"] == 1
+    out = cancelled.stdout  # CANCEL_REQUESTED is not an end: waited through, until acknowledged
+    assert out.index(f"me/{train}  CANCEL_REQUESTED") < out.index(f"me/{train}  CANCEL_ACKNOWLEDGED")
