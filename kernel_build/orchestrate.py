@@ -288,9 +288,15 @@ class Orchestrator:
             with tempfile.TemporaryDirectory() as tmp:
                 answer = self.cli.call("kernels", "pull", f"{kid}/{n}", "-p", tmp)
                 files = [p for p in Path(tmp).iterdir() if p.is_file() and p.name != METADATA_FILE]
-                if answer.kind != "ok" or not files:
-                    break
-                found.append((n, source_hash(files[0].read_text())))
+                if answer.kind == "ok" and files:
+                    found.append((n, source_hash(files[0].read_text())))
+                    continue
+            if answer.kind == "missing" or (answer.unanswered and not self._status(kid, None).unanswered):
+                break  # no version n (the kernel itself answers): the list is complete
+            raise ReadFailed(
+                f"couldn't ask Kaggle for {kid} version {n} ({answer.why()}): nothing is pushed again until it "
+                f"answers; {RESUMES}"
+            )
         return found
 
     def adopt(self, kernel: Kernel) -> None:

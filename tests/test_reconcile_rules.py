@@ -413,3 +413,18 @@ def test_a_run_that_ended_is_concluded_by_any_command_no_wait_needed(tmp_path, k
 
 def test_the_ledger_lives_beside_runs(tmp_path):
     assert ledger_dir(tmp_path / "runs") == tmp_path / ".kaggle-ledger"
+
+
+def test_a_denied_look_at_the_versions_never_counts_as_no_version(tmp_path, kernel):
+    cli = Kaggle()
+    cli.push_answer = LOST
+    orch = _orch(tmp_path, kernel, cli)
+    orch.next_step(kernel)
+    cli.script[("kernels", "pull")] = [DENIED]
+    cli.script[("kernels", "status")] = [Answer(0, 'me/imet-k has status "KernelWorkerStatus.QUEUED"', "")] + [
+        DENIED
+    ] * 9  # the login expired between the two calls
+    with pytest.raises(ReadFailed, match="couldn't ask Kaggle for me/imet-k version 1"):
+        orch.push_one(kernel)
+    assert orch.ledger.intent(kernel.id)["state"] == "unknown"  # kept: asked again next time, not pushed again
+    assert len(cli.pushes()) == 1
