@@ -578,7 +578,10 @@ class Orchestrator:
                 self.sleep(delay)
                 continue
             finished = self.wait(active, until_first=bool(pending))
+            # a version of other code (found on Kaggle) was waited for: this build is still to push
+            redo = [k for k in active if k.id in finished and not self._is_this_build(k)]
             active[:] = [k for k in active if k.id not in finished]
+            pending[:0] = redo
 
     def _start(self, pending: list[Kernel], active: list[Kernel], *, wait: bool = True) -> bool:
         """Moves what can start from ``pending`` to ``active``; True if Kaggle refused for the GPU limit."""
@@ -622,6 +625,9 @@ class Orchestrator:
             )
         print(f"{kernel.id}: {refusal} Retrying with backoff until {time.strftime('%H:%M', time.localtime(limit))}")
 
+    def _is_this_build(self, kernel: Kernel) -> bool:
+        return (self.ledger.latest(kernel.id) or {}).get("hash") == content_hash(kernel)
+
     # -- wait ---------------------------------------------------------------------------------------------------
     def deadline(self, kernel: Kernel) -> float:
         """When waiting for ``kernel``'s latest push gives up: its session limit plus the queue margin."""
@@ -657,7 +663,8 @@ class Orchestrator:
         kid = kernel.id
         latest = self.ledger.latest(kid) or {}
         if latest.get("verdict") is not None:  # concluded meanwhile (by another command's reconcile)
-            self._raise_if_failed(kid, latest)
+            if self._is_this_build(kernel):
+                self._raise_if_failed(kid, latest)
             return True, False
         status = self.observe(kid)
         ours = self.is_ours(kid, status)
@@ -669,7 +676,13 @@ class Orchestrator:
             self._shown[kid] = shown
             print(f"  {_hms(age)}  {kid}  {shown}", flush=True)
         if ours:
-            self._verdict(kid, status)
+            verdict = self.conclude(kid, status)
+            if not verdict["ok"] and self._is_this_build(kernel):
+                self._raise_if_failed(kid, self.ledger.latest(kid) or {}, verdict["tail"])
+            elif not verdict["ok"]:
+                print(
+                    f"{kid}: version {latest.get('version')} (other code) {verdict['why']}; this build is pushed next"
+                )
             return True, changed
         if status in (*FINAL, NEVER_RUN) and age > self.stale_s:
             raise BuildError(
@@ -683,11 +696,6 @@ class Orchestrator:
                 f"https://www.kaggle.com/code/{kid} (stop it there if it hangs); {RESUMES}"
             )
         return False, changed
-
-    def _verdict(self, kid: str, status: str) -> None:
-        verdict = self.conclude(kid, status)
-        if not verdict["ok"]:
-            self._raise_if_failed(kid, self.ledger.latest(kid) or {}, verdict["tail"])
 
     def _raise_if_failed(self, kid: str, latest: dict, tail: list[str] | None = None) -> None:
         if latest.get("verdict") != "failed":

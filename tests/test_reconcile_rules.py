@@ -428,3 +428,18 @@ def test_a_denied_look_at_the_versions_never_counts_as_no_version(tmp_path, kern
         orch.push_one(kernel)
     assert orch.ledger.intent(kernel.id)["state"] == "unknown"  # kept: asked again next time, not pushed again
     assert len(cli.pushes()) == 1
+
+
+def test_a_run_of_other_code_found_on_kaggle_is_waited_for_then_this_build_is_pushed(tmp_path, kernel):
+    cli = Kaggle()
+    cli.add_version(source="other code", status="RUNNING", marker=False)
+
+    def time_passes(seconds):
+        for v in cli.versions:
+            v.update(status="COMPLETE", marker=v["source"] == CODE)  # the other code crashed: no marker
+
+    orch = _orch(tmp_path, kernel, cli, sleep=time_passes)
+    orch.push([kernel], wait=True)
+    latest = orch.ledger.latest(kernel.id)
+    assert len(cli.pushes()) == 1 and latest["version"] == 2 and latest["verdict"] == "ok"
+    assert orch.ledger.pushes(kernel.id)[0]["verdict"] == "failed"  # the other code's crash, recorded, not raised
