@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from kernel_build.kernel import BuildError
+from kernel_build.kernel import METADATA_FILE, BuildError
 
 LEDGER_FILE = "ledger.json"
 LEDGER_DIR = ".kaggle-ledger"
@@ -232,7 +232,7 @@ def snapshot(build_dir: Path, into: Path) -> Path:
     """A copy of a build folder's kernels (``into/<slug>/``): what a driver pushes and reads, whatever is built
     meanwhile. Taken under the build lock."""
     with build_lock(build_dir, shared=True):
-        for meta in sorted(Path(build_dir).glob("*/kernel-metadata.json")):
+        for meta in sorted(Path(build_dir).glob(f"*/{METADATA_FILE}")):
             shutil.copytree(meta.parent, Path(into) / meta.parent.name, dirs_exist_ok=True)
     return Path(into)
 
