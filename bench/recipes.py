@@ -2,18 +2,18 @@
 intervals and paired deltas, for the CPU profile's decisions (imet_utils.transfer).
 
     python bench/recipes.py DATA_DIR [--work W] [--recipe NAME:K=V,K=V ...] [--folds 0,1,2,3,4] [--tta 2]
-                            [--boot 1000] [--reuse] [--set K=V] [--steps] [--blend NAME+NAME]
+                            [--views 4] [--boot 1000] [--reuse] [--set K=V] [--steps] [--blend NAME+NAME]
 
 DATA_DIR: an iMet-format folder with ``solution.csv``. Every recipe is train overrides on the local profile
 (``kernel_build.local.LOCAL_TRAIN``, its epochs scaled by ``local_epochs``; ``--set`` applies to all). The frozen
 blocks' features of every train and test image are computed once per (model, image_size, split_block) for the
-views ``ALL_VIEWS`` (``transfer.cache_features``, under WORK/features, reused by every recipe and rerun); a recipe
-trains on its ``feature_views`` of them. Each recipe trains the ``--folds`` with ``transfer.fit_cached_fold`` (what
-the train kernel runs) and predicts its validation and the test images view by view from the features (the same
-numbers as the exported model on those views: tests/test_transfer.py). Predictions are saved in
-WORK/<NAME>.npz (``--reuse``: not retrained).
+first ``--views`` of ``TTA_VIEWS`` (``transfer.cache_features``, under WORK/features, reused by every recipe and
+rerun); a recipe trains on its ``feature_views`` of them. Each recipe trains the ``--folds`` with
+``transfer.fit_cached_fold`` (what the train kernel runs) and predicts its validation and the test images view by
+view from the features (the same numbers as the exported model on those views: tests/test_transfer.py).
+Predictions are saved in WORK/<NAME>.npz (``--reuse``: not retrained).
 
-Rows: each recipe (the first ``--tta`` views, rule ``global``), its Δ against the first recipe; a linear probe
+Rows: each recipe (the first ``--tta`` views, rule ``global``), its delta against the first recipe; a linear probe
 (logistic regression on the frozen backbone's pooled centre-view features, one-vs-rest, the threshold chosen on
 OOF); with ``--steps``, bench/score.py's pipeline rows for the first recipe (one fold, fold ensemble, TTA, each
 rule, second level) and, with ``--blend A+B``, the two recipes blended as the submit kernel blends them. Test F2 is
@@ -41,7 +41,7 @@ import score  # noqa: E402  bench/score.py: rows, tables, rules, bootstrap
 from imet_utils.config import TTA_VIEWS, TrainConfig, from_dict  # noqa: E402
 from imet_utils.data import read_competition  # noqa: E402
 
-ALL_VIEWS = TTA_VIEWS[:4]  # cached per image: centre, flipped, two corners (augmentation and TTA draw from them)
+VIEWS = 4  # cached per image (--views): centre, flipped, two corners (augmentation and TTA draw from them)
 PROBE_C = 0.1  # the linear probe's inverse L2 strength, on standardised features
 
 
@@ -60,18 +60,20 @@ def recipe_config(base: dict, overrides: dict, n_train: int) -> TrainConfig:
 
 @dataclasses.dataclass
 class Features:
-    """Every train and test image's frozen-block features for ``ALL_VIEWS`` at one (model, size, split)."""
+    """Every train and test image's frozen-block features for the cached views at one (model, size, split)."""
 
     train: np.ndarray  # (views, train, h, w, c)
     test: np.ndarray
 
 
-def features_for(config: TrainConfig, train_paths, test_paths, n_classes: int, work: Path, memo: dict) -> Features:
+def features_for(
+    config: TrainConfig, train_paths, test_paths, n_classes: int, work: Path, memo: dict, all_views
+) -> Features:
     from imet_utils.transfer import cache_features
 
     key = (config.model, config.weights, config.image_size, config.split_block)
     if key not in memo:
-        every = dataclasses.replace(config, feature_views=ALL_VIEWS, oof_tta=1)
+        every = dataclasses.replace(config, feature_views=all_views, oof_tta=1)
         start = time.time()
         memo[key] = Features(
             train=cache_features(every, train_paths, n_classes=n_classes, scratch=work),
@@ -81,15 +83,15 @@ def features_for(config: TrainConfig, train_paths, test_paths, n_classes: int, w
     return memo[key]
 
 
-def train_recipe(config: TrainConfig, feats: Features, targets, folds, ids, folds_run, work: Path) -> dict:
+def train_recipe(config: TrainConfig, feats: Features, targets, folds, ids, folds_run, work: Path, all_views) -> dict:
     """Every fold of ``folds_run``: its per-view OOF and test probabilities ("oof/VIEW": rows of the fold's
     validation images, in ``ids`` order, filled in per fold; "test/FOLD/VIEW")."""
     from imet_utils.budget import Budget
     from imet_utils.training import FoldState
     from imet_utils.transfer import _Trainer, fit_cached_fold
 
-    pick = [ALL_VIEWS.index(v) for v in config.feature_views]
-    train_feats = np.asarray(feats.train[pick]) if pick != list(range(len(ALL_VIEWS))) else feats.train
+    pick = [all_views.index(v) for v in config.feature_views]
+    train_feats = np.asarray(feats.train[pick]) if pick != list(range(len(all_views))) else feats.train
     out: dict = {}
     for fold in folds_run:
         d = work / f"fold{fold}"
@@ -109,7 +111,7 @@ def train_recipe(config: TrainConfig, feats: Features, targets, folds, ids, fold
         trainer = _Trainer(model, config)
         va = np.flatnonzero(folds == fold)
         all_rows = np.arange(feats.test.shape[1])
-        for v, view in enumerate(ALL_VIEWS):
+        for v, view in enumerate(all_views):
             oof = out.setdefault(f"oof/{view}", np.full((len(ids), targets.shape[1]), np.nan, np.float32))
             oof[va] = trainer.probs(feats.train, va, [v], 64)
             out[f"test/{fold}/{view}"] = trainer.probs(feats.test, all_rows, [v], 64)
@@ -131,11 +133,13 @@ def as_family(name: str, config, preds: dict, ids, folds, folds_run, views, good
         label: np.mean([preds[f"test/{k}/{v}"] for k in folds_run for v in vs], axis=0)
         for label, vs in (("centre", views[:1]), ("tta", views))
     }
+    # the rules are cross-fitted over the folds run; with one fold, over two halves of its validation images
+    crossfit = folds[rows] if len(folds_run) > 1 else np.arange(int(rows.sum())) % 2
     return score.Family(
         name=name,
         config=config,
         ids=ids[rows],
-        folds=folds[rows],
+        folds=crossfit,
         oof=oof,
         test=test,
         fold_test={k: preds[f"test/{k}/{views[0]}"] for k in folds_run},
@@ -174,8 +178,9 @@ def probe_row(scorer, comp, base: TrainConfig, feats: Features, y, ids, folds, f
         t[:, keep] = clf.predict_proba(pooled_test)
         test.append(t)
     rows = np.isin(folds, folds_run)
+    crossfit = folds[rows] if len(folds_run) > 1 else np.arange(int(rows.sum())) % 2
     what = f"linear probe: logistic regression (C={PROBE_C}) on frozen pooled {base.model} {base.image_size}px features"
-    return scorer.rule_row(what, "global", y[rows], oof[rows], folds[rows], ids[rows], np.mean(test, axis=0))
+    return scorer.rule_row(what, "global", y[rows], oof[rows], crossfit, ids[rows], np.mean(test, axis=0))
 
 
 def arguments() -> argparse.Namespace:
@@ -185,6 +190,7 @@ def arguments() -> argparse.Namespace:
     p.add_argument("--recipe", type=score.parse_family, action="append", metavar="NAME:K=V,K=V", default=[])
     p.add_argument("--folds", default="0,1,2,3,4", help="the folds each recipe trains")
     p.add_argument("--tta", type=int, default=2, help="views of the recipe rows (the submit kernel's tta)")
+    p.add_argument("--views", type=int, default=VIEWS, help="views cached per image (the first of TTA_VIEWS)")
     p.add_argument("--boot", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reuse", action="store_true")
@@ -232,13 +238,13 @@ def main() -> int:
         test_paths = np.asarray(test.paths, dtype=object)[test_good].astype(str)
         targets = comp.targets()[good]
         folds = folds_all[good]
-        feats = features_for(config, paths, test_paths, n_classes, work, memo)
+        feats = features_for(config, paths, test_paths, n_classes, work, memo, TTA_VIEWS[: args.views])
         saved = work / f"{name}.npz"
         if args.reuse and saved.is_file():
             preds = dict(np.load(saved))
         else:
             print(f"recipe {name}: {recipes[[n for n, _ in recipes].index(name)][1]}", flush=True)
-            preds = train_recipe(config, feats, targets, folds, ids, folds_run, work / name)
+            preds = train_recipe(config, feats, targets, folds, ids, folds_run, work / name, TTA_VIEWS[: args.views])
             np.savez(saved, **preds)
         families[name] = as_family(name, config, preds, ids, folds, folds_run, views, test_good)
     scorer = score.Scorer(comp, y_test, families[recipes[0][0]].good)

@@ -183,6 +183,16 @@ def compiled_model(config: TrainConfig, n_classes: int):
     return model
 
 
+def start_fold(out: Path, fold: int) -> tuple[Path, FoldState]:
+    """The fold's folder (made if new) and its saved state; a finished fold is logged as skipped."""
+    d = fold_dir(out, fold)
+    d.mkdir(parents=True, exist_ok=True)
+    state = FoldState.load(d)
+    if state.finished:
+        log(f"fold {fold}: already finished (best F2 {state.best_f2:.4f}), skipped")
+    return d, state
+
+
 def train_fold(
     config: TrainConfig,
     fold: int,
@@ -212,11 +222,8 @@ def train_fold(
     Returns:
         The fold's final state.
     """
-    d = fold_dir(out, fold)
-    d.mkdir(parents=True, exist_ok=True)
-    state = FoldState.load(d)
+    d, state = start_fold(out, fold)
     if state.finished:
-        log(f"fold {fold}: already finished (best F2 {state.best_f2:.4f}), skipped")
         return state
     tr, va = folds != fold, folds == fold
     replicas = strategy.num_replicas_in_sync

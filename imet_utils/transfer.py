@@ -28,12 +28,13 @@ import tensorflow as tf
 from imet_utils.budget import Budget
 from imet_utils.config import TTA_VIEWS, TrainConfig
 from imet_utils.console import log, progress
+from imet_utils.devices import training_lr
 from imet_utils.losses import make_loss
 from imet_utils.metrics import search_threshold, threshold_grid
 from imet_utils.models import backbone_layer, create_model
-from imet_utils.outputs import BEST_WEIGHTS, LAST_CHECKPOINT, fold_dir, save_oof
+from imet_utils.outputs import BEST_WEIGHTS, LAST_CHECKPOINT, save_oof
 from imet_utils.pipeline import views_dataset
-from imet_utils.training import PAUSE_REASON, FoldState, _export, _keep_best, validation_loss
+from imet_utils.training import PAUSE_REASON, FoldState, _export, _keep_best, start_fold, validation_loss
 
 FEATURES_FOLDER = "features"  # under the scratch folder: never saved as output
 HEAD_LAYERS = ("head_dense", "logits")  # the trained layers after the backbone (GAP and dropout have no weights)
@@ -162,8 +163,11 @@ class _Trainer:
         self.loss = make_loss(config)
         self.head_vars = [v for name in HEAD_LAYERS for v in model.get_layer(name).trainable_variables]
         self.upper_vars = _parts(model)[1].trainable_variables
-        self.head_opt = keras.optimizers.Adam(config.lr)
-        self.upper_opt = keras.optimizers.Adam(config.backbone_lr or config.lr)
+        # the run's rates: lr (and backbone_lr with it) scaled for the global batch, as train_fold's (effective_lr)
+        self.head_lr = training_lr(config)
+        self.upper_lr = (config.backbone_lr or config.lr) * self.head_lr / config.lr
+        self.head_opt = keras.optimizers.Adam(self.head_lr)
+        self.upper_opt = keras.optimizers.Adam(self.upper_lr)
         self.head_opt.build(self.head_vars)
         self.upper_opt.build(self.upper_vars)
         spec = tf.TensorSpec((None, *_parts(model)[0].output.shape[1:]), tf.float32)  # any batch: one trace
@@ -191,8 +195,8 @@ class _Trainer:
 
     def set_epoch(self, epoch: int) -> None:
         share = _factor(self.config, epoch)
-        self.head_opt.learning_rate.assign(self.config.lr * share)
-        self.upper_opt.learning_rate.assign((self.config.backbone_lr or self.config.lr) * share)
+        self.head_opt.learning_rate.assign(self.head_lr * share)
+        self.upper_opt.learning_rate.assign(self.upper_lr * share)
 
     def pooled(self, feats: np.ndarray, batch: int) -> np.ndarray:
         return np.concatenate([self.pool(feats[i : i + batch]).numpy() for i in range(0, len(feats), batch)])
@@ -234,11 +238,8 @@ def train_cached_fold(
     Returns:
         The fold's final state.
     """
-    d = fold_dir(out, fold)
-    d.mkdir(parents=True, exist_ok=True)
-    state = FoldState.load(d)
+    d, state = start_fold(out, fold)
     if state.finished:
-        log(f"fold {fold}: already finished (best F2 {state.best_f2:.4f}), skipped")
         return state
     model, state = fit_cached_fold(
         config,

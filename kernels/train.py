@@ -126,33 +126,12 @@ def train_all_folds(
                 f"Rerun with this output attached to go on."
             )
             break
-        folds_after = len(config.folds) - len(states) - 1
+        common = dict(ids=ids, targets=targets, folds=folds[good], out=out, budget=budget)
+        common["folds_after"] = len(config.folds) - len(states) - 1
         if features is not None:
-            states[fold] = train_cached_fold(
-                config,
-                fold,
-                ids=ids,
-                features=features,
-                targets=targets,
-                folds=folds[good],
-                out=out,
-                budget=budget,
-                folds_after=folds_after,
-            )
+            states[fold] = train_cached_fold(config, fold, features=features, **common)
         else:
-            states[fold] = train_fold(
-                config,
-                fold,
-                ids=ids,
-                paths=paths,
-                targets=targets,
-                folds=folds[good],
-                out=out,
-                strategy=strategy,
-                budget=budget,
-                transform=transform,
-                folds_after=folds_after,
-            )
+            states[fold] = train_fold(config, fold, paths=paths, strategy=strategy, transform=transform, **common)
         if states[fold].paused:
             break
     return states

@@ -128,3 +128,15 @@ def test_the_local_profile_fine_tunes_a_pretrained_backbone_on_cached_features()
     config = from_dict(TrainConfig, LOCAL_TRAIN)
     assert config.weights == "imagenet" and config.feature_cache and config.warmup_epochs >= 1
     assert set(TTA_VIEWS[: LOCAL_SUBMIT["tta"]]) <= set(config.feature_views)
+
+
+@pytest.mark.slow  # builds, steps and exports a pretrained model
+def test_the_rehearsal_of_a_cached_run_trains_on_features(capsys):
+    import tensorflow as tf
+
+    from imet_utils.rehearsal import rehearse
+
+    config = from_dict(TrainConfig, CONFIG)
+    rehearsal = rehearse(config, strategy=tf.distribute.get_strategy(), n_classes=CLASSES)
+    assert rehearsal.train_ips > 0 and rehearsal.infer_ips > 0 and "train" in rehearsal.rehearsed
+    assert "rehearsal: efficientnet-lite0 at 64px built" not in capsys.readouterr().out  # not the end-to-end model
