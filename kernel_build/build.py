@@ -7,7 +7,16 @@ import shutil
 from pathlib import Path
 
 from kernel_build.kaggle_cli import check_no_secrets
-from kernel_build.kernel import METADATA_FILE, SOURCES, Build, BuildError, Kernel, plan_kernels
+from kernel_build.kernel import (
+    METADATA_FILE,
+    SOURCES,
+    Build,
+    BuildError,
+    Kernel,
+    content_hash,
+    embed_content_hash,
+    plan_kernels,
+)
 from kernel_build.metadata import check_build, kernel_metadata, load_base_metadata, write_metadata
 from kernel_build.notebook import validate_notebook
 from kernel_build.render import inline_kernel
@@ -69,6 +78,9 @@ def build(
         )
         check_no_secrets(json.dumps(meta), str(kernel.metadata_path))
         write_metadata(kernel, meta)
+        # the kernel carries its own content hash (the one the orchestrator compares) into its run_status.json
+        if embed_content_hash(kernel) != content_hash(kernel) or kernel.embedded_hash() != content_hash(kernel):
+            raise BuildError(f"kernel {kernel.slug}: its CONTENT_HASH line doesn't hold its content hash")
     problems = check_build(plan, competition=competition) if check else []
     if problems:
         raise BuildError("the built metadata has problems:\n  " + "\n  ".join(problems))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -16,6 +17,9 @@ METADATA_FILE = "kernel-metadata.json"
 BASE_METADATA = ROOT / METADATA_FILE
 CLI = ROOT / "build_kernel.py"
 SET_FLAGS = {"train": "--set", "submit": "--set-submit"}  # the option that overrides each role's config
+HASH_CONSTANT = "CONTENT_HASH"  # the built kernel's own content hash; its run_status.json records it
+# The constant's line, in a script or in a notebook's JSON (its quotes escaped there): group 2 is the value.
+_HASH_LINE = re.compile(HASH_CONSTANT + r' = (\\?")([0-9a-f]*)\1')
 _FOLD_SUFFIX = re.compile(r"-f(\d+)$")
 
 
@@ -60,6 +64,11 @@ class Kernel:
         """The code file its metadata names (a hand edit counts)."""
         return self.folder / self.metadata()["code_file"]
 
+    def embedded_hash(self) -> str | None:
+        """The ``CONTENT_HASH`` its code carries ("" before the build fills it in; None: the code has none)."""
+        m = _HASH_LINE.search(self.code_path().read_text())
+        return m.group(2) if m else None
+
     def describe(self) -> str:
         return self.role if self.fold is None else f"{self.role} (fold {self.fold})"
 
@@ -83,6 +92,33 @@ class Build:
     @property
     def submit(self) -> Kernel | None:
         return next((k for k in self.kernels if k.role == "submit"), None)
+
+
+def content_hash(kernel: Kernel) -> str:
+    """The built kernel's identity: its metadata and its code file, the value of its ``CONTENT_HASH`` line left
+    out (so that embedding the hash doesn't change it). The same build gives the same hash; the orchestrator
+    compares it, and the built kernel carries it (``embed_content_hash``) into its run_status.json."""
+    meta_text = kernel.metadata_path.read_text()
+    code = kernel.folder / json.loads(meta_text)["code_file"]
+    digest = hashlib.sha256(meta_text.encode())
+    if code.is_file():
+        text = code.read_bytes().decode()  # as it is on disk: no newline translation
+        digest.update(_HASH_LINE.sub(lambda m: f"{HASH_CONSTANT} = {m.group(1)}{m.group(1)}", text, 1).encode())
+    return digest.hexdigest()[:16]
+
+
+def embed_content_hash(kernel: Kernel) -> str | None:
+    """Writes ``content_hash(kernel)`` into the code's ``CONTENT_HASH`` line where it differs (after the build,
+    or a hand edit); returns the hash, or None for code without the line."""
+    code = kernel.code_path()
+    text = code.read_bytes().decode()
+    m = _HASH_LINE.search(text)
+    if m is None:
+        return None
+    value = content_hash(kernel)
+    if m.group(2) != value:
+        code.write_bytes(f"{text[: m.start(2)]}{value}{text[m.end(2) :]}".encode())
+    return value
 
 
 def plan_kernels(base: dict, out_dir: Path, split_folds: Sequence[int] = ()) -> Build:

@@ -22,7 +22,7 @@ from kernel_build.inline import (
     strip_internal_imports,
     top_level_names,
 )
-from kernel_build.kernel import PACKAGE, SOURCES, BuildError
+from kernel_build.kernel import HASH_CONSTANT, PACKAGE, SOURCES, BuildError
 from kernel_build.settings import config_block, split_source
 
 CELL = "# %%"
@@ -188,12 +188,26 @@ def _check_definitions(definitions: str, steps: str, package_names: set[str], na
         tables.extend(table.get_children())
 
 
+def _take_hash_line(body: str, name: str) -> tuple[str, str]:
+    """The source's ``CONTENT_HASH = ""`` line, taken out of its body to stand under the CONFIG block (the build
+    writes the kernel's content hash into it once the kernel is written: ``kernel.embed_content_hash``)."""
+    lines = body.splitlines(keepends=True)
+    at = [i for i, line in enumerate(lines) if line.startswith(f'{HASH_CONSTANT} = ""')]
+    if len(at) != 1:
+        raise BuildError(
+            f'{name}: needs one top-level line {HASH_CONSTANT} = "" (found {len(at)}): the build writes the '
+            "kernel's content hash there, and its run_status.json records it"
+        )
+    return "".join(lines[: at[0]] + lines[at[0] + 1 :]), lines[at[0]].rstrip("\n") + "\n"
+
+
 def inline_kernel(role: str, values: dict[str, object]) -> KernelSource:
     """Builds one kernel from its source: docstring, the generated CONFIG block (``values`` over the defaults),
     the package it needs, its helpers and its steps."""
     path = SOURCES[role]
     source = path.read_text()
     doc, _, body = split_source(source, path)
+    body, hash_line = _take_hash_line(body, path.name)
     body, needs = strip_internal_imports(strip_future(body), path.name)
     seen: Names = {}
     package = inline_package(needs, seen)
@@ -204,7 +218,7 @@ def inline_kernel(role: str, values: dict[str, object]) -> KernelSource:
     kernel = KernelSource(
         name=path.name,
         doc=doc,
-        config=config_block(role, values),
+        config=config_block(role, values) + hash_line,
         package=package,
         definitions=definitions,
         steps=steps,

@@ -12,6 +12,7 @@ Runs with internet off and without the efficientnet or albumentations packages.
 # help, into the built kernel; override at build time with: python build_kernel.py --set-submit key=value ====
 CONFIG = dict()
 # ==== END CONFIG ====
+CONTENT_HASH = ""  # the build writes this kernel's content hash here; run_status.json records it
 
 # %% [markdown]
 # ## Imports and steps
@@ -57,7 +58,7 @@ from imet_utils.outputs import (
 from imet_utils.paths import KagglePaths, find_competition_dir, find_kernel_output, find_kernel_outputs
 from imet_utils.plots import plot_sample_predictions, plot_threshold_curve, show
 from imet_utils.prediction import Throughput
-from imet_utils.run_status import write_run_status
+from imet_utils.run_status import input_status, write_run_status
 from imet_utils.stacking import SecondLevel, choose_second_level
 from imet_utils.startup import start_kernel
 from imet_utils.submission import format_labels, write_submission
@@ -278,6 +279,8 @@ log_run(max(1, len(tf.config.list_logical_devices("GPU"))))  # card, TF/Keras/CU
 stages.done("setup")
 comp = read_competition(find_competition_dir(paths, config.competition))
 families = load_models(config, paths)
+# what each train output read says of its run (content hash, end time), for run_status.json
+inputs = {k: input_status(find_kernel_output(paths, k, CONFIG_FILE), k) for k in config.train_kernels}
 saved = reused_predictions(config, paths, comp)
 stages.done("csv")
 
@@ -320,5 +323,11 @@ stages.done("predict")
 make_submission(config, comp, decision, decided_probs(test, level), out)
 stages.done("submission")
 write_run_status(
-    out, ok=True, kernel="submit", stages=stages.seconds, **predicted_throughput(families, meters, comp, stages)
+    out,
+    ok=True,
+    kernel="submit",
+    stages=stages.seconds,
+    content_hash=CONTENT_HASH,
+    inputs=inputs,
+    **predicted_throughput(families, meters, comp, stages),
 )  # the last act: a crash never writes it

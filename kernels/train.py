@@ -10,6 +10,7 @@ Built by build_kernel.py into one file, with the imet_utils package inlined belo
 # help, into the built kernel; override at build time with: python build_kernel.py --set key=value ====
 CONFIG = dict()
 # ==== END CONFIG ====
+CONTENT_HASH = ""  # the build writes this kernel's content hash here; run_status.json records it
 
 # %% [markdown]
 # ## Imports and steps
@@ -232,6 +233,7 @@ write_run_status(
     stages=stages.seconds,
     folds_done=finished,
     folds_left=left,
+    content_hash=CONTENT_HASH,
     **rehearsal.measured(),
     versions=run["versions"],
     rehearsal_seconds=round(stages.seconds["rehearsal"], 1),

@@ -390,3 +390,36 @@ def test_set_json_keys_changes_only_those_values(text):
     )
     # a key it can't find is added, the file rewritten with indent 2
     assert json.loads(set_json_keys('{"id": "me/abcde"}', {"code_file": "a.py"}))["code_file"] == "a.py"
+
+
+@pytest.mark.parametrize("notebook", [False, True])
+def test_the_built_kernel_carries_its_content_hash_which_embedding_doesnt_change(tmp_path, notebook):
+    """The CONTENT_HASH constant under the CONFIG block is the hash the orchestrator compares; the same build
+    gives the same one, a changed kernel another, and its line's value is left out of the hash."""
+    from kernel_build.build import build
+    from kernel_build.kernel import content_hash, embed_content_hash
+
+    out = tmp_path / "build"
+    first = {k.slug: k.embedded_hash() for k in build(out, notebook=notebook)}
+    kernels = build(out, notebook=notebook)
+    assert {k.slug: k.embedded_hash() for k in kernels} == first
+    for k in kernels:
+        assert re.fullmatch(r"[0-9a-f]{16}", first[k.slug]) and content_hash(k) == first[k.slug]
+        text = k.code_path().read_text()
+        if notebook:  # in the config cell
+            text = next(
+                "".join(c["source"]) for c in json.loads(text)["cells"] if "CONFIG = dict(" in "".join(c["source"])
+            )
+        assert f'# ==== END CONFIG ====\nCONTENT_HASH = "{first[k.slug]}"' in text
+    changed = build(out, notebook=notebook, train_overrides={"epochs": 3})
+    train, submit = changed.train[0], changed.submit
+    built = train.embedded_hash()
+    assert built == content_hash(train) != first[train.slug]
+    assert submit.embedded_hash() == first[submit.slug]  # neither its code nor its metadata changed
+    code = train.code_path()
+    code.write_text(code.read_text().replace(built, "0" * 16))  # its value alone changed: the same content
+    assert content_hash(train) == built and train.embedded_hash() == "0" * 16
+    assert embed_content_hash(train) == built == train.embedded_hash()
+    code.write_text(code.read_text().replace("CONFIG = dict(", "CONFIG = dict(  # edited by hand", 1))
+    assert content_hash(train) != built  # a hand edit is other content: embedding (as a push does) names it
+    assert embed_content_hash(train) == content_hash(train) == train.embedded_hash()
