@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from kernel_build.kaggle_cli import Answer, CredentialsGone, KaggleCli, credentials_gone_message
-from kernel_build.kernel import METADATA_FILE, Build, BuildError, Kernel
+from kernel_build.kernel import METADATA_FILE, Build, BuildError, Kernel, content_hash, embed_content_hash
 from kernel_build.ledger import Ledger, ledger_dir
 
 PUSHED = re.compile(r"Kernel version (\d+) successfully pushed")
@@ -103,15 +103,6 @@ def traceback_tail(log_text: str, lines: int = 8) -> list[str]:
     return rows[-lines:]
 
 
-def content_hash(kernel: Kernel) -> str:
-    """The built kernel's identity: its code file and its metadata. The same build gives the same hash."""
-    meta_text = kernel.metadata_path.read_text()
-    code = kernel.folder / json.loads(meta_text)["code_file"]
-    digest = hashlib.sha256(meta_text.encode())
-    digest.update(code.read_bytes() if code.is_file() else b"")
-    return digest.hexdigest()[:16]
-
-
 def source_hash(text: str) -> str:
     """A kernel version's code as Kaggle keeps it (``kernels pull``): a script's text, or a notebook's cell
     sources (the CLI rewrites a notebook's JSON when it pushes it). The pushed code and its pull hash the same."""
@@ -123,6 +114,16 @@ def source_hash(text: str) -> str:
 
 def code_source_hash(kernel: Kernel) -> str:
     return source_hash(kernel.code_path().read_text())
+
+
+def identity(push: dict) -> str | None:
+    """The content a recorded version ran: the hash this repo pushed it with. For a version found on Kaggle (or
+    recorded without a hash), its ``run_status.json``'s ``content_hash`` once read (the built kernel's
+    ``CONTENT_HASH``, which covers its metadata too), else what its pulled source said."""
+    read = (push.get("marker") or {}).get("content_hash")
+    if read and (push.get("from_kaggle") or not push.get("hash")):
+        return read
+    return push.get("hash")
 
 
 HELD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -280,29 +281,43 @@ class Orchestrator:
             return answer.kind == "ok" and (Path(tmp) / RUN_STATUS).is_file()
 
     # -- Kaggle's versions: the record -------------------------------------------------------------------------
-    def versions_since(self, kid: str, known: int) -> list[tuple[int, str]]:
-        """The versions of ``kid`` after ``known`` that Kaggle has, each with its source's hash, oldest first:
-        ``kernels pull OWNER/SLUG/N`` for N = known + 1, ... until a version doesn't exist."""
-        found = []
+    def versions_since(self, kid: str, known: int) -> list[tuple[int, str | None, str | None]]:
+        """The versions of ``kid`` after ``known`` that Kaggle has, oldest first, each as (version, its source's
+        hash, None): ``kernels pull OWNER/SLUG/N`` for N = known + 1, ... until a version doesn't exist. A version
+        whose source can't be pulled is (version, None, the content hash its ``run_status.json`` names)."""
+        found: list[tuple[int, str | None, str | None]] = []
         for n in range(known + 1, known + 1 + MAX_VERSIONS_ASKED):
             with tempfile.TemporaryDirectory() as tmp:
                 answer = self.cli.call("kernels", "pull", f"{kid}/{n}", "-p", tmp)
                 files = [p for p in Path(tmp).iterdir() if p.is_file() and p.name != METADATA_FILE]
                 if answer.kind == "ok" and files:
-                    found.append((n, source_hash(files[0].read_text())))
+                    found.append((n, source_hash(files[0].read_text()), None))
                     continue
             if answer.kind == "missing" or (answer.unanswered and not self._status(kid, None).unanswered):
                 break  # no version n (the kernel itself answers): the list is complete
+            read = self._marker_hash(kid, n)  # no source: the run's own word on what ran
+            if read:
+                found.append((n, None, read))
+                continue
             raise ReadFailed(
                 f"couldn't ask Kaggle for {kid} version {n} ({answer.why()}): nothing is pushed again until it "
                 f"answers; {RESUMES}"
             )
         return found
 
+    def _marker_hash(self, kid: str, version: int) -> str | None:
+        """The ``content_hash`` in a version's ``run_status.json`` (None: no marker, or one without it)."""
+        with contextlib.suppress(ValueError):
+            marker = fetch_file(self.cli, kid, version, RUN_STATUS)
+            return marker.get("content_hash") or None if isinstance(marker, dict) else None
+        return None
+
     def adopt(self, kernel: Kernel) -> None:
         """Fills the ledger from Kaggle where it doesn't know: a kernel with no entry (no ledger, a lost one, a
         fresh clone), or an entry of an earlier release with no content hash. Kaggle's latest version counts as
-        this content's when its source is this build's code."""
+        this content's when its source is this build's code (or, when its source can't be pulled, when its
+        ``run_status.json`` names this build's content hash; once its run is concluded, ``identity`` reads the
+        marker's hash before the source's word)."""
         kid = kernel.id
         pushes = self.ledger.pushes(kid)
         if pushes and pushes[-1].get("hash") is not None:
@@ -312,22 +327,22 @@ class Orchestrator:
         known = max((p.get("version") or 0 for p in pushes), default=0)
         ours = code_source_hash(kernel)
         if pushes:  # an old entry without a hash: its version's source tells
-            recheck = [(known, h) for n, h in self._source_of(kid, known)]
+            recheck = self._source_of(kid, known)
         else:
             recheck = []
         found = recheck + self.versions_since(kid, known)
         if not found:
             return
-        n, src = found[-1]
-        same = src == ours
+        n, src, read = found[-1]
+        same = src == ours if src is not None else read == content_hash(kernel)
         fields = {"source": src, "from_kaggle": True, "visible": True}
         if pushes and n == known:
-            self.ledger.update_latest(kid, hash=content_hash(kernel) if same else f"other:{src}", **fields)
+            self.ledger.update_latest(kid, hash=content_hash(kernel) if same else f"other:{src or read}", **fields)
         else:
             self.ledger.record_push(
                 kid,
                 version=n,
-                content_hash=content_hash(kernel) if same else f"other:{src}",
+                content_hash=content_hash(kernel) if same else f"other:{src or read}",
                 gpu=self.uses_gpu(kernel),
                 status_before=None,
                 inputs=None,
@@ -336,11 +351,14 @@ class Orchestrator:
             )
         print(f"{kid}: Kaggle has version {n} ({'this build' if same else 'other code'}); the ledger knows it now")
 
-    def _source_of(self, kid: str, version: int) -> list[tuple[int, str]]:
+    def _source_of(self, kid: str, version: int) -> list[tuple[int, str | None, str | None]]:
         with tempfile.TemporaryDirectory() as tmp:
             answer = self.cli.call("kernels", "pull", f"{kid}/{version}", "-p", tmp)
             files = [p for p in Path(tmp).iterdir() if p.is_file() and p.name != METADATA_FILE]
-            return [(version, source_hash(files[0].read_text()))] if answer.kind == "ok" and files else []
+            if answer.kind == "ok" and files:
+                return [(version, source_hash(files[0].read_text()), None)]
+        read = self._marker_hash(kid, version)
+        return [(version, None, read)] if read else []
 
     def resolve_intent(self, kernel: Kernel) -> None:
         """A push whose answer wasn't read (lost, timed out, cut by a signal): Kaggle's versions since say
@@ -365,12 +383,12 @@ class Orchestrator:
             print(f"{kid}: Kaggle has no version after {known}: the push didn't get there", flush=True)
             self.ledger.clear_intent(kid)
             return
-        n, src = found[-1]
-        same = src == intent.get("source")
+        n, src, read = found[-1]
+        same = src == intent.get("source") if src is not None else read == intent.get("hash")
         self.ledger.record_push(
             kid,
             version=n,
-            content_hash=intent.get("hash") if same else f"other:{src}",
+            content_hash=intent.get("hash") if same else f"other:{src or read}",
             gpu=bool(intent.get("gpu")),
             status_before=intent.get("status_before"),
             inputs=intent.get("inputs") if same else None,
@@ -472,16 +490,37 @@ class Orchestrator:
         return {kid: (self.ledger.latest(kid) or {}).get("version") for kid in sources}
 
     def _same_inputs(self, kernel: Kernel, latest: dict) -> bool:
-        """A push's inputs against now's. Unknown ones (found on Kaggle, or a ledger of an earlier release that
-        didn't record them) are taken as now's: Kaggle doesn't say which source version a run read."""
+        """A push's inputs against now's. Where the push didn't record them (found on Kaggle, or a ledger of an
+        earlier release), its run's ``run_status.json`` says what each input said of itself when it was read
+        (``inputs``: content hash, end time): compared with each input kernel's latest version. With neither,
+        they are taken as now's."""
         recorded = latest.get("inputs")
-        return recorded is None or recorded == self.inputs(kernel)
+        if recorded is not None:
+            return recorded == self.inputs(kernel)
+        read = (latest.get("marker") or {}).get("inputs")
+        if not isinstance(read, dict):
+            return True
+        return all(self._read_latest(kid, read.get(kid)) for kid in kernel.metadata().get("kernel_sources") or [])
+
+    def _read_latest(self, kid: str, read: dict | None) -> bool:
+        """Whether what a run read of ``kid``'s output (its ``input_status``) was ``kid``'s latest version: the
+        same end time where both are known, else the same content hash."""
+        if not isinstance(read, dict) or read.get("missing") or read.get("unreadable"):
+            return False  # it didn't read that kernel's finished output
+        latest = self.ledger.latest(kid)
+        if latest is None:
+            return True  # nothing known of it here to compare with
+        finished = (latest.get("marker") or {}).get("finished_at")
+        if finished and read.get("finished_at"):
+            return finished == read["finished_at"]
+        ours = identity(latest)
+        return not (ours and read.get("content_hash")) or ours == read["content_hash"]
 
     def next_step(self, kernel: Kernel) -> str:
         """``skip`` (complete on this content and these inputs), ``wait`` (pushed, not concluded yet) or ``push``,
         from what Kaggle and the ledger say (``settle``)."""
         latest = self.settle(kernel)
-        same = latest is not None and latest.get("hash") == content_hash(kernel) and self._same_inputs(kernel, latest)
+        same = latest is not None and identity(latest) == content_hash(kernel) and self._same_inputs(kernel, latest)
         if latest is not None and latest.get("verdict") is None:
             return "wait"  # running, or ended unseen: never a second version over it
         if same and latest.get("verdict") == "ok":
@@ -510,6 +549,7 @@ class Orchestrator:
         if timeout:
             args += ["-t", str(timeout)]
         known = max((p.get("version") or 0 for p in self.ledger.pushes(kernel.id)), default=0)
+        embed_content_hash(kernel)  # a hand edit since the build: the pushed code still names its own content
         record = dict(
             content_hash=content_hash(kernel),
             gpu=self.uses_gpu(kernel),
@@ -626,7 +666,7 @@ class Orchestrator:
         print(f"{kernel.id}: {refusal} Retrying with backoff until {time.strftime('%H:%M', time.localtime(limit))}")
 
     def _is_this_build(self, kernel: Kernel) -> bool:
-        return (self.ledger.latest(kernel.id) or {}).get("hash") == content_hash(kernel)
+        return identity(self.ledger.latest(kernel.id) or {}) == content_hash(kernel)
 
     # -- wait ---------------------------------------------------------------------------------------------------
     def deadline(self, kernel: Kernel) -> float:

@@ -74,8 +74,9 @@ class Kaggle(KaggleCli):
         if v is None:
             return NOT_FOUND
         folder = Path(args[args.index("-p") + 1])
-        if v["status"] == "COMPLETE" and v["marker"]:
-            (folder / "run_status.json").write_text(json.dumps({"ok": True}))
+        if v["status"] == "COMPLETE" and v["marker"]:  # True: an end marker of an earlier release; a dict: that one
+            marker = v["marker"] if isinstance(v["marker"], dict) else {"ok": True}
+            (folder / "run_status.json").write_text(json.dumps(marker))
         return Answer(0, "", "")
 
     def _kernels_logs(self, args):
@@ -270,6 +271,90 @@ def test_the_ledger_is_written_with_fsync_of_the_file_and_its_folder(tmp_path, m
     with Ledger(tmp_path / "l").change() as data:
         data["plan"] = {"x": 1}
     assert len(synced) == 2 and any(os.path.stat.S_ISDIR(mode) for mode in synced)
+
+
+# -- requirement 1: a version's run_status.json says what ran (its content hash, and the submit kernel's inputs) ----
+NO_SOURCE = [
+    Answer(0, "Source code downloaded to x\n", ""),  # answered, but no code file came
+    Answer(1, "", "400 Client Error: Bad Request for url: https://www.kaggle.com/api/v1/kernels/pull"),
+]
+
+
+@pytest.mark.parametrize("pull", NO_SOURCE)
+def test_a_version_whose_source_cant_be_pulled_is_known_by_its_marker(tmp_path, kernel, pull):
+    cli = Kaggle()
+    cli.add_version(source="unseen", marker={"ok": True, "content_hash": orchestrate.content_hash(kernel)})
+    cli.script[("kernels", "pull")] = [pull]
+    orch = _orch(tmp_path, kernel, cli)
+    assert orch.next_step(kernel) == "skip" and not cli.pushes()
+    latest = orch.ledger.latest(kernel.id)
+    assert latest["version"] == 1 and latest["source"] is None and latest["hash"] == orchestrate.content_hash(kernel)
+    cli.versions[0]["marker"] = {"ok": True, "content_hash": "0123456789abcdef"}  # another build's run
+    cli.calls.clear()
+    orch.ledger.path.unlink()
+    cli.script[("kernels", "pull")] = [pull]
+    assert orch.next_step(kernel) == "push"
+
+
+def test_the_marker_tells_a_version_of_the_same_code_but_other_content(tmp_path, kernel):
+    """Same code (its pulled source is this build's), other metadata: only its run_status.json tells."""
+    cli = Kaggle()
+    cli.add_version(marker={"ok": True, "content_hash": "0123456789abcdef"})
+    orch = _orch(tmp_path, kernel, cli)
+    assert orch.next_step(kernel) == "push"
+    assert orch.ledger.latest(kernel.id)["marker"]["content_hash"] == "0123456789abcdef"
+    cli.versions[0]["marker"]["content_hash"] = orchestrate.content_hash(kernel)
+    orch.ledger.path.unlink()
+    assert orch.next_step(kernel) == "skip" and not cli.pushes()
+
+
+@pytest.mark.parametrize(
+    "read, step",
+    [
+        ({"content_hash": "a", "finished_at": "2026-12-06T10:00:00Z"}, "skip"),  # the train run it should read
+        ({"content_hash": "a", "finished_at": "2026-12-05T09:00:00Z"}, "push"),  # an earlier run of that code
+        ({"content_hash": "b", "finished_at": None}, "push"),  # no end time to compare: other content
+        ({"content_hash": "a", "finished_at": None}, "skip"),
+        ({"missing": True}, "push"),  # it read an output without an end marker
+        (None, "push"),  # it didn't read that kernel at all
+    ],
+)
+def test_a_submit_run_found_on_kaggle_is_checked_against_the_train_run_its_marker_says_it_read(
+    tmp_path, kernel, read, step
+):
+    meta = json.loads(kernel.metadata_path.read_text())
+    kernel.metadata_path.write_text(json.dumps({**meta, "kernel_sources": ["me/imet-train"]}))
+    inputs = {} if read is None else {"me/imet-train": {"kernel": "me/imet-train", **read}}
+    marker = {"ok": True, "content_hash": orchestrate.content_hash(kernel), "inputs": inputs}
+    cli = Kaggle()
+    cli.add_version(marker=marker)
+    orch = _orch(tmp_path, kernel, cli)
+    train_marker = {"ok": True, "content_hash": "a", "finished_at": "2026-12-06T10:00:00Z"}
+    orch.ledger.record_push(
+        "me/imet-train", version=3, content_hash="a", gpu=True, status_before=None, marker=train_marker, verdict="ok"
+    )
+    if read is not None and read.get("finished_at") is None and "content_hash" in read:
+        orch.ledger.update_latest("me/imet-train", marker={"ok": True})  # a train run of an earlier release
+    assert orch.next_step(kernel) == step
+
+
+def test_what_the_submit_kernel_records_of_each_train_output_it_reads(tmp_path):
+    """imet_utils.run_status: a train output's own run_status.json gives its content hash and end time; one
+    without it (or with a broken one) is recorded as such, never a crash; run_status.json carries both."""
+    from imet_utils.run_status import input_status, write_run_status
+
+    train = tmp_path / "train"
+    train.mkdir()
+    assert input_status(train, "me/imet-train") == {"kernel": "me/imet-train", "missing": True}
+    (train / "run_status.json").write_text("{not json")
+    assert "run_status.json" in input_status(train, "me/imet-train")["unreadable"]
+    write_run_status(train, ok=True, kernel="train", stages={}, content_hash="a" * 16)
+    read = input_status(train, "me/imet-train")
+    assert read["content_hash"] == "a" * 16 and read["ok"] and read["finished_at"].endswith("Z")
+    out = tmp_path / "submit"
+    out.mkdir()
+    path = write_run_status(out, ok=True, kernel="submit", stages={}, content_hash="b" * 16, inputs={"k": read})
+    assert json.loads(path.read_text())["inputs"] == {"k": read}
 
 
 # -- finding 4: ledgers of earlier releases ------------------------------------------------------------------------
