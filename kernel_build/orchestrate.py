@@ -6,8 +6,9 @@ says of a kernel plus what the ledger says gives the next action (skip, wait or 
 
 - A kernel's state can be rebuilt from Kaggle alone: its versions (``kernels pull OWNER/SLUG/N`` answers each
   version's source until one doesn't exist), each version's status (``kernels status OWNER/SLUG/N``) and its
-  ``run_status.json``. With no ledger, or an old or corrupt one, the same command asks Kaggle and skips what
-  completed on the same content.
+  ``run_status.json``, which names the content hash of the kernel that ran (its built ``CONTENT_HASH``) and, for
+  the submit kernel, what each train output it read said of itself (``identity``, ``_same_inputs``). With no
+  ledger, or an old or corrupt one, the same command asks Kaggle and skips what completed on the same content.
 - Intent before action: a push is recorded as intended before its CLI call, and as done or unknown after it. An
   unknown outcome (a timeout, an error after sending, a signal) is resolved by asking Kaggle for the kernel's
   versions and their sources before anything is pushed again. SIGINT, SIGTERM and SIGHUP are held meanwhile.
