@@ -12,9 +12,10 @@ tag, a global filter as the culture) in what a label is and where its evidence l
   (varnish with craquelure, impressionist, sepia, silver print, cyanotype, woodblock, ink wash, watercolour,
   mosaic, none). Several share a frame or a rendering, so telling them apart is fine-grained. It is a property
   of each work, not of the image: a room mostly shows one culture, sometimes two or three.
-* Scenes: one to four works hung on a lit wall (sometimes with a floor), a single work filling most of the
-  frame as in most iMet photographs; then the camera: a slight keystone and tilt, blur, noise, and JPEG
-  compression (quality 35-90) before the PNG is written. Images vary in size and aspect (short side
+* Scenes: one to four works (each seen through a random 70-100% window of its crop) hung on a lit wall
+  (sometimes with a floor), a single work filling most of the frame as in most iMet photographs; then the
+  camera: a slight keystone and tilt, blur, noise, and JPEG compression (quality 35-90) before the PNG is
+  written. Images vary in size and aspect (short side
   ``min_side`` to ``max_side``, aspect 1 to 1.8).
 * Labels: which works hang follows Zipf (``WORK_EXPONENT``), each culture prefers a few works, and a room's
   works often come from one photograph (a series); cultures follow Zipf (``CULTURE_EXPONENT``). Train labels
@@ -323,6 +324,11 @@ def render(hung: list[tuple[int, int]], *, h: int, w: int, works, textures, rng:
     for i, (work, culture) in enumerate(hung):
         frame, rendering = CULTURES[culture]
         rgb = works[work].rgb
+        ph, pw = rgb.shape[:2]
+        # Each photograph of a work frames it a little differently: a random 70-100% window of it.
+        ch, cw = int(ph * rng.uniform(0.7, 1.0)), int(pw * rng.uniform(0.7, 1.0))
+        y, x = int(rng.integers(0, ph - ch + 1)), int(rng.integers(0, pw - cw + 1))
+        rgb = rgb[y : y + ch, x : x + cw]
         if rng.random() < 0.5:
             rgb = rgb[:, ::-1]  # a work and its mirror print carry the same labels
         ph, pw = rgb.shape[:2]
