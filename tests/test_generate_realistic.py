@@ -149,8 +149,8 @@ def test_local_run_default_data_is_realistic_and_generated_once(tmp_path, monkey
 def test_local_profile_trains_fewer_epochs_on_more_images(tmp_path, monkeypatch):
     from kernel_build import local
 
-    full, fewer = local.LOCAL_TRAIN["epochs"], local.local_epochs(3000)
-    assert [local.local_epochs(n) for n in (1500, 2000)] == [full, full]
+    full, fewer = local.LOCAL_TRAIN["epochs"], local.local_epochs(4500)
+    assert [local.local_epochs(n) for n in (1500, 3000)] == [full, full]  # the 3,000-image competitions: all of it
     assert local.LOCAL_TRAIN["warmup_epochs"] < local.LOCAL_MIN_EPOCHS == local.local_epochs(100_000) <= fewer < full
     seen = []
 
@@ -161,7 +161,7 @@ def test_local_profile_trains_fewer_epochs_on_more_images(tmp_path, monkeypatch)
     monkeypatch.setattr(local, "build", stop_at_build)
     data = tmp_path / "data"
     data.mkdir()
-    (data / "train.csv").write_text("id,attribute_ids\n" + "".join(f"{i:012x},1\n" for i in range(3000)))
+    (data / "train.csv").write_text("id,attribute_ids\n" + "".join(f"{i:012x},1\n" for i in range(4500)))
     for overrides, epochs in (({}, fewer), ({"epochs": 5}, 5), ({"max_images": 1500}, full)):
         with pytest.raises(RuntimeError, match="stop"):
             local.run_local(
