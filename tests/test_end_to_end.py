@@ -87,6 +87,15 @@ def test_submit_kernel_ran_offline_and_wrote_its_decision(local_run):
     # the submit kernel ran with efficientnet and albumentations made unimportable
     assert (work / "offline_image" / "efficientnet.py").is_file()
     assert "test F2 of submission.csv" in log
+    # run_status.json says what ran: each kernel its built CONTENT_HASH, the submit kernel what it read
+    from kernel_build.kernel import built_kernels, content_hash
+
+    built = {k.role: content_hash(k) for k in built_kernels(work / "build")}
+    trained = json.loads((work / "imet-2019-train/kaggle/working/run_status.json").read_text())
+    status = json.loads((out / "run_status.json").read_text())
+    assert trained["content_hash"] == built["train"] and status["content_hash"] == built["submit"]
+    (read,) = status["inputs"].values()
+    assert read["content_hash"] == built["train"] and read["finished_at"] == trained["finished_at"] and read["ok"]
 
 
 def test_submit_kernel_blends_two_model_families(local_run, tmp_path):
