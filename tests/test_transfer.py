@@ -140,3 +140,21 @@ def test_the_rehearsal_of_a_cached_run_trains_on_features(capsys):
     rehearsal = rehearse(config, strategy=tf.distribute.get_strategy(), n_classes=CLASSES)
     assert rehearsal.train_ips > 0 and rehearsal.infer_ips > 0 and "train" in rehearsal.rehearsed
     assert "rehearsal: efficientnet-lite0 at 64px built" not in capsys.readouterr().out  # not the end-to-end model
+
+
+@pytest.mark.slow  # trains a pretrained model twice
+def test_a_fold_paused_by_the_time_budget_resumes_from_its_checkpoint(images, tmp_path):
+    from imet_utils.transfer import cache_features, train_cached_fold
+
+    _, paths, targets = images
+    config = from_dict(TrainConfig, {**CONFIG, "feature_views": ["center", "center_flip"]})
+    features = cache_features(config, paths, n_classes=CLASSES, scratch=tmp_path)
+    kwargs = dict(ids=np.arange(N).astype(str), features=features, targets=targets, folds=np.arange(N) % 2)
+    out = tmp_path / "out"
+    paused = train_cached_fold(config, 1, out=out, budget=Budget(0.0001), **kwargs)  # no time for a second epoch
+    d = fold_dir(out, 1)
+    assert paused.paused and paused.epochs_done == 1 and (d / "last.keras").is_file()
+    assert not (d / MODEL_DIR).exists()
+    resumed = train_cached_fold(config, 1, out=out, budget=Budget(1), **kwargs)
+    assert resumed.finished and [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    assert (d / MODEL_DIR / "saved_model.pb").is_file()
