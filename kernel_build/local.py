@@ -227,6 +227,16 @@ def local_epochs(n_train: int) -> int:
     return int(min(LOCAL_TRAIN["epochs"], max(LOCAL_MIN_EPOCHS, round(LOCAL_EPOCH_IMAGES / max(n_train, 1)))))
 
 
+def local_warmup(config: dict, *, user_set: bool) -> int:
+    """The local profile's head warm-up epochs for the run's ``epochs``: ``LOCAL_TRAIN``'s, but always at least one
+    epoch that fine-tunes, so ``--set epochs=2`` (a quick try) still trains the backbone. A warm-up the user set is
+    kept as set (the config's own check names it if it doesn't fit)."""
+    warmup = int(config.get("warmup_epochs") or 0)
+    if user_set:
+        return warmup
+    return max(0, min(warmup, int(config.get("epochs", 1)) - 1))
+
+
 def _count_rows(csv: Path) -> int | None:
     try:
         with open(csv, "rb") as f:
@@ -248,6 +258,7 @@ def run_local(
     """Builds with the local config, then runs the built train kernel(s) and submit kernel as separate
     processes, each in its own simulated /kaggle; the train outputs are the submit kernel's inputs."""
     start = time.time()
+    user_overrides = dict(train_overrides)
     work = Path(work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     data_dir = Path(data_dir if data_dir is not None else default_data(work)).resolve()
@@ -257,6 +268,7 @@ def run_local(
         train_overrides = {**train_overrides, "epochs": local_epochs(n_train)}
         print(f"local profile: {n_train} train images, {train_overrides['epochs']} epochs", flush=True)
     train_overrides = {**LOCAL_TRAIN, **train_overrides}
+    train_overrides["warmup_epochs"] = local_warmup(train_overrides, user_set="warmup_epochs" in user_overrides)
     built = build(
         work / "build",
         train_overrides=train_overrides,

@@ -168,3 +168,15 @@ def test_local_profile_trains_fewer_epochs_on_more_images(tmp_path, monkeypatch)
                 data_dir=data, work=tmp_path / "w", train_overrides=overrides, submit_overrides={}, resume=False
             )
         assert seen[-1] == epochs
+
+
+def test_a_quick_local_try_keeps_one_fine_tuning_epoch():
+    """``--set epochs=2`` (the tests' and a user's quick try) must not be refused for the profile's 2 head epochs;
+    a warm-up the user set is left for the config's own check."""
+    from kernel_build import local
+
+    warmup = local.LOCAL_TRAIN["warmup_epochs"]
+    assert local.local_warmup({**local.LOCAL_TRAIN, "epochs": 2}, user_set=False) == 1
+    assert local.local_warmup({**local.LOCAL_TRAIN, "epochs": 1}, user_set=False) == 0
+    assert local.local_warmup({**local.LOCAL_TRAIN, "epochs": 10}, user_set=False) == warmup
+    assert local.local_warmup({**local.LOCAL_TRAIN, "epochs": 2, "warmup_epochs": 3}, user_set=True) == 3

@@ -158,6 +158,8 @@ def test_tiny_run_of_the_built_kernels_reports_stages_and_the_summary_line(tmp_p
             "2",
             "--tta",
             "1",
+            "--set",  # a fold of 125 images trains on full batches only: the full-scale batch of 256 can't fill one
+            "batch_size=32",
         ],
         cwd=ROOT,
         capture_output=True,

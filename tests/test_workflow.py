@@ -114,7 +114,8 @@ def test_split_folds_and_notebooks_run_locally(tmp_path):
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     for k in range(3):
-        assert f"imet-2019-train-f{k}: tiny-cnn at 64px, folds [{k}]" in res.stdout
+        profile = kernel_build.LOCAL_TRAIN  # the local run's backbone and size, whatever the profile is
+        assert f"imet-2019-train-f{k}: {profile['model']} at {profile['image_size']}px, folds [{k}]" in res.stdout
     assert "decision on 150 OOF images" in res.stdout  # every fold's OOF, joined
     sub = pd.read_csv(tmp_path / "w/submit/kaggle/working/submission.csv", dtype=str)
     assert sub["id"].tolist() == pd.read_csv(data / "sample_submission.csv", dtype=str)["id"].tolist()
