@@ -36,6 +36,20 @@ def write_sample_submission(out: Path, test_ids: Sequence[str]) -> None:
     pd.DataFrame({"id": test_ids, "attribute_ids": "0 1 2"}).to_csv(out / "sample_submission.csv", index=False)
 
 
+def write_label_tables(out: Path, train: dict, test: dict) -> None:
+    """The CSVs of a generated competition whose rows are ``{"id", "clean", "noisy"}`` lists (label indices per
+    image): train.csv (the noisy labels a model learns from), train_clean.csv, solution.csv (the test images' clean
+    labels, for local scoring) and sample_submission.csv."""
+
+    def table(ids, labels) -> pd.DataFrame:
+        return pd.DataFrame({"id": ids, "attribute_ids": [" ".join(map(str, x)) for x in labels]})
+
+    table(train["id"], train["noisy"]).to_csv(out / "train.csv", index=False)
+    table(train["id"], train["clean"]).to_csv(out / "train_clean.csv", index=False)
+    table(test["id"], test["clean"]).to_csv(out / "solution.csv", index=False)
+    write_sample_submission(out, test["id"])
+
+
 def zipf_weights(n: int, exponent: float) -> np.ndarray:
     """Normalised Zipf weights ``1 / rank**exponent`` for ranks 1..n: a long tail, as iMet's label counts."""
     w = 1.0 / np.arange(1, n + 1) ** exponent

@@ -30,9 +30,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 
-from synth.competition import make_folders, random_id, write_labels, write_sample_submission
+from synth.competition import make_folders, random_id, write_label_tables, write_labels
 from synth.draw import hsv_rgb, write_png
 from synth.objects import check_groups, jitter
 from synth.realistic import noisy_labels
@@ -438,13 +437,7 @@ def generate_gallery(
                 )
         return rows
 
-    def table(ids, labels) -> pd.DataFrame:
-        return pd.DataFrame({"id": ids, "attribute_ids": [" ".join(map(str, x)) for x in labels]})
-
     train = make("train", n_train)
-    table(train["id"], train["noisy"]).to_csv(out / "train.csv", index=False)
-    table(train["id"], train["clean"]).to_csv(out / "train_clean.csv", index=False)
     test = make("test", n_test)
-    table(test["id"], test["clean"]).to_csv(out / "solution.csv", index=False)
-    write_sample_submission(out, test["id"])
+    write_label_tables(out, train, test)
     return out
