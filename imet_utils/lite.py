@@ -2,7 +2,7 @@
 
 Usage (the split interface: cache the frozen lower part's features, train the upper part)::
 
-    from imet_utils.models import create_model, backbone_layer
+    # create_model and backbone_layer are imet_utils.models' (inlined beside this module in the train kernel)
 
     model = create_model("efficientnet-lite0", n_classes, image_size=160, weights="imagenet", split_block=11)
     backbone = backbone_layer(model)      # Input -> Model "lower" -> Model "upper"
